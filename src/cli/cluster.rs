@@ -1,0 +1,206 @@
+//! `cpkeep cluster health` and `cpkeep cluster members`.
+
+use clap::{Args, Subcommand};
+
+use super::connection::ConnectionArgs;
+use super::output::{Render, Renderer};
+use super::table::Table;
+use super::Exit;
+use crate::etcd::{
+    evaluate, hex_id, list_members, probe_cluster, HealthOptions, HealthReport, MembersReport,
+    Verdict,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Verify quorum, odd membership, leader, alarms, lag and db size; exit 0 OK, 1 WARNING,
+    /// 2 CRITICAL, 3 UNKNOWN.
+    Health(HealthArgs),
+    /// List the members (voters and learners) with their URLs.
+    Members(MembersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+
+    /// The backend quota the members run with (etcd --quota-backend-bytes), e.g. 2GiB, 8GiB; db sizes
+    /// from 80% of it are a warning. Members of etcd 3.6+ report their own.
+    #[arg(long, env = "CPKEEP_QUOTA_BYTES", default_value = "2GiB", value_parser = crate::units::parse_bytes)]
+    pub quota_bytes: u64,
+
+    /// Applied-index lag (entries) between members that is a warning.
+    #[arg(long, default_value_t = 5000)]
+    pub max_applied_lag: u64,
+
+    /// Ask only the given endpoints, not the other members found in the member list.
+    #[arg(long)]
+    pub no_discover: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+}
+
+pub async fn run(cmd: ClusterCommand, out: &Renderer) -> anyhow::Result<Exit> {
+    match cmd {
+        ClusterCommand::Health(args) => {
+            let report = health(&args).await?;
+            out.print(&report)?;
+            if report.verdict == Verdict::Unknown {
+                eprintln!(
+                    "cpkeep: cannot evaluate cluster health: {}",
+                    report.reasons.join("; ")
+                );
+            }
+            Ok(report.verdict.into())
+        }
+        ClusterCommand::Members(args) => {
+            let conn = args.conn.resolve()?;
+            let (endpoint, cluster_id, members) = list_members(&conn).await?;
+            let report = MembersReport {
+                cluster_id: hex_id(cluster_id),
+                endpoint: endpoint.to_string(),
+                members: members
+                    .into_iter()
+                    .map(|m| crate::etcd::MemberEntry {
+                        id: hex_id(m.id),
+                        name: m.name,
+                        peer_urls: m.peer_urls,
+                        client_urls: m.client_urls,
+                        is_learner: m.is_learner,
+                    })
+                    .collect(),
+            };
+            out.print(&report)?;
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+/// Probes the cluster and derives the verdict; shared with the demo.
+pub async fn health(args: &HealthArgs) -> anyhow::Result<HealthReport> {
+    let conn = args.conn.resolve()?;
+    let probe = probe_cluster(&conn, !args.no_discover).await;
+    let opts = HealthOptions {
+        quota_bytes: args.quota_bytes,
+        max_applied_lag: args.max_applied_lag,
+        ..HealthOptions::default()
+    };
+    Ok(evaluate(&probe, &opts))
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(|x| x.to_string()).unwrap_or_else(|| "-".to_string())
+}
+
+fn size(v: Option<i64>) -> String {
+    v.map(|b| crate::units::human_bytes(b.max(0) as u64))
+        .unwrap_or_else(|| "-".to_string())
+}
+
+impl Render for HealthReport {
+    fn table(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!("VERDICT: {}\n", self.verdict.as_str()));
+        let leader = self
+            .leader
+            .as_ref()
+            .map(|l| {
+                let name = self
+                    .members
+                    .iter()
+                    .find(|m| &m.id == l)
+                    .map(|m| m.name.as_str())
+                    .unwrap_or("");
+                if name.is_empty() {
+                    l.clone()
+                } else {
+                    format!("{l} ({name})")
+                }
+            })
+            .unwrap_or_else(|| "none".to_string());
+        s.push_str(&format!(
+            "cluster {}: {} voters ({} healthy, quorum {}), {} learners, fault tolerance {} now / {} by design, leader {}\n\n",
+            opt(&self.cluster_id),
+            self.voters,
+            self.healthy_voters,
+            self.quorum,
+            self.learners,
+            self.fault_tolerance,
+            self.design_fault_tolerance,
+            leader
+        ));
+        if !self.members.is_empty() {
+            let mut t = Table::new([
+                "NAME", "ID", "ROLE", "HEALTHY", "VERSION", "DB SIZE", "IN USE", "TERM",
+                "RAFT INDEX", "APPLIED", "ENDPOINT",
+            ]);
+            for m in &self.members {
+                t.row([
+                    if m.name.is_empty() { "-".to_string() } else { m.name.clone() },
+                    m.id.clone(),
+                    if m.is_learner { "learner" } else { "voter" }.to_string(),
+                    if m.healthy { "yes" } else { "NO" }.to_string(),
+                    opt(&m.version),
+                    size(m.db_size),
+                    size(m.db_size_in_use),
+                    opt(&m.raft_term),
+                    opt(&m.raft_index),
+                    opt(&m.applied_index),
+                    m.endpoint
+                        .clone()
+                        .or_else(|| m.client_urls.first().cloned())
+                        .unwrap_or_else(|| "-".to_string()),
+                ]);
+            }
+            s.push_str(&t.render());
+            s.push('\n');
+        }
+        if self.alarms.is_empty() {
+            match &self.alarms_error {
+                Some(e) => s.push_str(&format!("alarms: unknown ({e})\n")),
+                None => s.push_str("alarms: none\n"),
+            }
+        } else {
+            let list: Vec<String> = self
+                .alarms
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} on {}",
+                        a.alarm,
+                        a.member_name.clone().unwrap_or_else(|| a.member_id.clone())
+                    )
+                })
+                .collect();
+            s.push_str(&format!("alarms: {}\n", list.join(", ")));
+        }
+        if !self.findings.is_empty() {
+            s.push_str("\nREASONS\n");
+            for f in &self.findings {
+                s.push_str(&format!("  {:<8}  {}\n", f.severity.as_str(), f.message));
+            }
+        }
+        s
+    }
+}
+
+impl Render for MembersReport {
+    fn table(&self) -> String {
+        let mut t = Table::new(["ID", "NAME", "ROLE", "PEER URLS", "CLIENT URLS"]);
+        for m in &self.members {
+            t.row([
+                m.id.clone(),
+                if m.name.is_empty() { "(unstarted)".to_string() } else { m.name.clone() },
+                if m.is_learner { "learner" } else { "voter" }.to_string(),
+                m.peer_urls.join(","),
+                m.client_urls.join(","),
+            ]);
+        }
+        t.render()
+    }
+}

@@ -1,0 +1,81 @@
+//! The command line: clap definitions (one file per command group), logging set-up, rendering of the
+//! typed reports the library returns (one renderer for table and JSON), and the mapping of outcomes to
+//! documented exit codes. The only module that prints.
+
+mod cluster;
+mod connection;
+mod demo;
+mod exit;
+mod global;
+mod output;
+mod table;
+mod version;
+
+use clap::{Parser, Subcommand};
+
+pub use exit::Exit;
+use global::GlobalArgs;
+
+/// cpkeep keeps a kubeadm HA control plane alive: etcd quorum, snapshots, restore, certificates.
+#[derive(Debug, Parser)]
+#[command(name = "cpkeep", version = crate::VERSION, propagate_version = true)]
+#[command(about, long_about = None, max_term_width = 110)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect the etcd cluster: quorum, members, alarms.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Print cpkeep's version.
+    Version,
+    /// Run the demonstration on a local 3-member TLS etcd sandbox.
+    Demo(demo::DemoArgs),
+}
+
+/// Parses the process arguments, runs the command and returns its exit code. Errors are printed here
+/// as one line behind the program name, with the whole cause chain.
+pub fn main() -> Exit {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { Exit::Unknown } else { Exit::Ok };
+            let _ = e.print();
+            return code;
+        }
+    };
+    global::init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cpkeep: cannot start the async runtime: {e}");
+            return Exit::Unknown;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("cpkeep: {}", exit::one_line(&err));
+            exit::code_of(&err)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let out = output::Renderer::new(cli.global.output);
+    match cli.command {
+        Command::Cluster(cmd) => cluster::run(cmd, &out).await,
+        Command::Version => version::run(&out),
+        Command::Demo(args) => demo::run(args, &out).await,
+    }
+}
