@@ -94,7 +94,9 @@ pub async fn health(args: &HealthArgs) -> anyhow::Result<HealthReport> {
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map(|x| x.to_string()).unwrap_or_else(|| "-".to_string())
+    v.as_ref()
+        .map(|x| x.to_string())
+        .unwrap_or_else(|| "-".to_string())
 }
 
 fn size(v: Option<i64>) -> String {
@@ -136,12 +138,25 @@ impl Render for HealthReport {
         ));
         if !self.members.is_empty() {
             let mut t = Table::new([
-                "NAME", "ID", "ROLE", "HEALTHY", "VERSION", "DB SIZE", "IN USE", "TERM",
-                "RAFT INDEX", "APPLIED", "ENDPOINT",
+                "NAME",
+                "ID",
+                "ROLE",
+                "HEALTHY",
+                "VERSION",
+                "DB SIZE",
+                "IN USE",
+                "TERM",
+                "RAFT INDEX",
+                "APPLIED",
+                "ENDPOINT",
             ]);
             for m in &self.members {
                 t.row([
-                    if m.name.is_empty() { "-".to_string() } else { m.name.clone() },
+                    if m.name.is_empty() {
+                        "-".to_string()
+                    } else {
+                        m.name.clone()
+                    },
                     m.id.clone(),
                     if m.is_learner { "learner" } else { "voter" }.to_string(),
                     if m.healthy { "yes" } else { "NO" }.to_string(),
@@ -195,7 +210,11 @@ impl Render for MembersReport {
         for m in &self.members {
             t.row([
                 m.id.clone(),
-                if m.name.is_empty() { "(unstarted)".to_string() } else { m.name.clone() },
+                if m.name.is_empty() {
+                    "(unstarted)".to_string()
+                } else {
+                    m.name.clone()
+                },
                 if m.is_learner { "learner" } else { "voter" }.to_string(),
                 m.peer_urls.join(","),
                 m.client_urls.join(","),

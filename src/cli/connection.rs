@@ -76,28 +76,29 @@ impl ConnectionArgs {
         };
         // Endpoints without a scheme speak TLS when TLS material is configured, as on a kubeadm node.
         let endpoints = Endpoint::parse_list(&self.endpoints, tls.is_some())?;
-        let credentials = match (&self.user, &self.password) {
-            (None, None) => None,
-            (None, Some(_)) => {
-                return Err(EtcdError::Config("--password given without --user".to_string()))
-            }
-            (Some(u), Some(p)) => Some(Credentials {
-                user: u.clone(),
-                password: p.clone(),
-            }),
-            (Some(u), None) => match u.split_once(':') {
-                Some((user, pass)) if !user.is_empty() => Some(Credentials {
-                    user: user.to_string(),
-                    password: pass.to_string(),
-                }),
-                _ => {
+        let credentials =
+            match (&self.user, &self.password) {
+                (None, None) => None,
+                (None, Some(_)) => {
                     return Err(EtcdError::Config(
-                        "--user needs a password: set CPKEEP_PASSWORD or pass --user name:password"
-                            .to_string(),
+                        "--password given without --user".to_string(),
                     ))
                 }
-            },
-        };
+                (Some(u), Some(p)) => Some(Credentials {
+                    user: u.clone(),
+                    password: p.clone(),
+                }),
+                (Some(u), None) => match u.split_once(':') {
+                    Some((user, pass)) if !user.is_empty() => Some(Credentials {
+                        user: user.to_string(),
+                        password: pass.to_string(),
+                    }),
+                    _ => return Err(EtcdError::Config(
+                        "--user needs a password: set CPKEEP_PASSWORD or pass --user name:password"
+                            .to_string(),
+                    )),
+                },
+            };
         Ok(ConnectionOptions {
             endpoints,
             tls,

@@ -86,12 +86,15 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         health: healthy,
     });
 
-    sandbox.kill(2)?;
+    // A follower, so the verdict shows the steady degraded state rather than an election in progress.
+    let victim = sandbox.follower().await?;
+    let victim_name = sandbox.members()[victim].name.clone();
+    sandbox.kill(victim)?;
     let started = Instant::now();
     let degraded = evaluate(&probe_cluster(&conn, true).await, &health_opts);
     steps.push(DemoStep {
         title: format!(
-            "member m3 killed (SIGKILL): the same check, {}s timeout per member",
+            "follower {victim_name} killed (SIGKILL): the same check, {}s timeout per member",
             timeout.as_secs()
         ),
         elapsed_ms: started.elapsed().as_millis(),

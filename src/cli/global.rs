@@ -18,11 +18,24 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Output format of results (stdout).
-    #[arg(short, long, global = true, value_enum, default_value = "table", env = "CPKEEP_OUTPUT")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        value_enum,
+        default_value = "table",
+        env = "CPKEEP_OUTPUT"
+    )]
     pub output: OutputFormat,
 
     /// Log format (stderr).
-    #[arg(long, global = true, value_enum, default_value = "text", env = "CPKEEP_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "CPKEEP_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
 
     /// More logging (-v info, -vv debug, -vvv trace).
@@ -45,7 +58,8 @@ pub fn init_logging(args: &GlobalArgs) {
         _ => "trace",
     };
     // Dependencies (tonic, h2, hyper) are chatty at debug; keep them one level quieter than cpkeep.
-    let default = format!("{level},cpkeep={level},h2=warn,hyper=warn,tower=warn,tonic=warn,rustls=warn");
+    let default =
+        format!("{level},cpkeep={level},h2=warn,hyper=warn,tower=warn,tonic=warn,rustls=warn");
     let filter = std::env::var("CPKEEP_LOG")
         .ok()
         .and_then(|s| EnvFilter::try_new(s).ok())

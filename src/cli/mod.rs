@@ -45,7 +45,11 @@ pub fn main() -> Exit {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { Exit::Unknown } else { Exit::Ok };
+            let code = if e.use_stderr() {
+                Exit::Unknown
+            } else {
+                Exit::Ok
+            };
             let _ = e.print();
             return code;
         }

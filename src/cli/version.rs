@@ -14,7 +14,10 @@ struct VersionReport {
 
 impl Render for VersionReport {
     fn table(&self) -> String {
-        format!("cpkeep {} ({}, {})\n", self.version, self.target, self.profile)
+        format!(
+            "cpkeep {} ({}, {})\n",
+            self.version, self.target, self.profile
+        )
     }
 }
 
@@ -22,7 +25,11 @@ pub fn run(out: &Renderer) -> anyhow::Result<Exit> {
     out.print(&VersionReport {
         version: crate::VERSION,
         target: std::env::consts::ARCH,
-        profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+        profile: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
     })?;
     Ok(Exit::Ok)
 }

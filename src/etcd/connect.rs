@@ -71,17 +71,19 @@ pub async fn connect(endpoint: &Endpoint, opts: &ConnectionOptions) -> Result<Cl
     }
 }
 
-/// Runs one request against a client with the per-request timeout, mapping failures to [`EtcdError`].
+/// Runs one request until `deadline`, mapping failures to [`EtcdError`]; `budget` is the timeout the
+/// user set, named in the error.
 pub(crate) async fn request<T, F>(
     endpoint: &Endpoint,
     operation: &'static str,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
+    budget: Duration,
     fut: F,
 ) -> Result<T, EtcdError>
 where
     F: std::future::Future<Output = Result<T, etcd_client::Error>>,
 {
-    match tokio::time::timeout(timeout, fut).await {
+    match tokio::time::timeout_at(deadline, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(EtcdError::Request {
             endpoint: endpoint.to_string(),
@@ -90,7 +92,7 @@ where
         Err(_) => Err(EtcdError::Timeout {
             endpoint: endpoint.to_string(),
             operation,
-            after: timeout,
+            after: budget,
         }),
     }
 }

@@ -43,7 +43,9 @@ impl Endpoint {
             return Err(bad("an endpoint has no path: expected scheme://host:port"));
         }
         if rest.contains('@') {
-            return Err(bad("credentials do not belong in the URL: use --user/--password"));
+            return Err(bad(
+                "credentials do not belong in the URL: use --user/--password",
+            ));
         }
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
             let (h, after) = v6
@@ -65,7 +67,9 @@ impl Endpoint {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
         {
-            return Err(bad("host contains characters not allowed in a host name or address"));
+            return Err(bad(
+                "host contains characters not allowed in a host name or address",
+            ));
         }
         let port: u16 = port
             .parse()

@@ -52,7 +52,8 @@ pub enum EtcdError {
 /// and the generic ones dropped.
 pub(crate) fn describe_client_error(err: &etcd_client::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
-    match err {
+    // etcd-client's error does not expose its inner error as a source; start the chain one level down.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = match err {
         etcd_client::Error::GRpcStatus(status) => {
             let msg = status.message().trim();
             if msg.is_empty() {
@@ -60,10 +61,15 @@ pub(crate) fn describe_client_error(err: &etcd_client::Error) -> String {
             } else {
                 parts.push(msg.to_string());
             }
+            std::error::Error::source(status)
         }
-        other => parts.push(other.to_string()),
-    }
-    let mut source = std::error::Error::source(err);
+        etcd_client::Error::TransportError(e) => Some(e),
+        etcd_client::Error::IoError(e) => Some(e),
+        other => {
+            parts.push(other.to_string());
+            None
+        }
+    };
     while let Some(s) = source {
         parts.push(s.to_string());
         source = s.source();
@@ -74,7 +80,10 @@ pub(crate) fn describe_client_error(err: &etcd_client::Error) -> String {
 /// Joins cause-chain messages with ": ", skipping empty ones, exact repeats and those another part
 /// already contains (tonic often repeats the inner message inside the outer one).
 pub(crate) fn join_chain(parts: Vec<String>) -> String {
-    const GENERIC: &[&str] = &["transport error", "grpc-status header missing, mapped from HTTP status code 200"];
+    const GENERIC: &[&str] = &[
+        "transport error",
+        "grpc-status header missing, mapped from HTTP status code 200",
+    ];
     let mut kept: Vec<String> = Vec::new();
     for p in parts {
         let p = p.trim().trim_start_matches("status: ").to_string();
@@ -114,6 +123,9 @@ mod tests {
 
     #[test]
     fn chain_of_only_generic_words_still_says_something() {
-        assert_eq!(join_chain(vec!["transport error".into()]), "transport error");
+        assert_eq!(
+            join_chain(vec!["transport error".into()]),
+            "transport error"
+        );
     }
 }

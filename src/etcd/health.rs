@@ -49,7 +49,16 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
                 "no endpoint returned a member list".to_string(),
             );
         }
-        return finish(findings, Vec::new(), None, opts, probe, Vec::new(), None, None);
+        return finish(
+            findings,
+            Vec::new(),
+            None,
+            opts,
+            probe,
+            Vec::new(),
+            None,
+            None,
+        );
     };
 
     // Which answer speaks for which member: the first successful status of that member ID.
@@ -88,9 +97,8 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
             is_learner: m.is_learner,
             healthy,
             endpoint: answered.map(|(p, _)| p.endpoint.to_string()),
-            error: error.or_else(|| {
-                (!healthy).then(|| "reachable, but follows no leader".to_string())
-            }),
+            error: error
+                .or_else(|| (!healthy).then(|| "reachable, but follows no leader".to_string())),
             version: answered.map(|(_, s)| s.version.clone()),
             db_size: answered.map(|(_, s)| s.db_size),
             db_size_in_use: answered.map(|(_, s)| s.db_size_in_use),
@@ -101,6 +109,8 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
             errors: answered.map(|(_, s)| s.errors.clone()).unwrap_or_default(),
         });
     }
+    // Stable, readable order whatever order the member list came in.
+    members.sort_by(|a, b| (a.is_learner, &a.name, &a.id).cmp(&(b.is_learner, &b.name, &b.id)));
     // Endpoints that answered as a member the member list does not know.
     let listed: BTreeSet<u64> = member_list.iter().map(|m| m.id).collect();
     for (id, (p, _)) in &status_of {
@@ -124,7 +134,10 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
                 .iter()
                 .any(|m| m.client_urls.iter().any(|u| same_url(u, &url)));
             if !belongs {
-                add(Verdict::Warning, format!("endpoint {url} did not answer: {e}"));
+                add(
+                    Verdict::Warning,
+                    format!("endpoint {url} did not answer: {e}"),
+                );
             }
         }
     }
@@ -149,7 +162,10 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
         }
         let role = if m.is_learner { "learner" } else { "member" };
         let why = m.error.clone().unwrap_or_default();
-        add(Verdict::Warning, format!("{role} {} is down: {why}", label(m)));
+        add(
+            Verdict::Warning,
+            format!("{role} {} is down: {why}", label(m)),
+        );
     }
 
     // Leader agreement among healthy members.
@@ -175,7 +191,13 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
         let says: Vec<String> = members
             .iter()
             .filter(|m| m.healthy)
-            .map(|m| format!("{} follows {}", label(m), m.leader.as_deref().unwrap_or("none")))
+            .map(|m| {
+                format!(
+                    "{} follows {}",
+                    label(m),
+                    m.leader.as_deref().unwrap_or("none")
+                )
+            })
             .collect();
         add(
             Verdict::Critical,
@@ -242,7 +264,10 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
                 .cloned()
                 .unwrap_or_else(|| "no member answered".to_string());
             if healthy_voters >= quorum {
-                add(Verdict::Warning, format!("alarms could not be listed: {why}"));
+                add(
+                    Verdict::Warning,
+                    format!("alarms could not be listed: {why}"),
+                );
             }
             alarms_error = Some(why);
         }
@@ -253,7 +278,10 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
         for e in &m.errors {
             let is_alarm_echo = e.contains("alarm:") && !alarms.is_empty();
             if !is_alarm_echo {
-                add(Verdict::Warning, format!("member {} reports: {e}", label(m)));
+                add(
+                    Verdict::Warning,
+                    format!("member {} reports: {e}", label(m)),
+                );
             }
         }
     }
@@ -346,7 +374,10 @@ fn finish(
         .unwrap_or(Verdict::Ok);
     let voters = members.iter().filter(|m| !m.is_learner).count();
     let learners = members.len() - voters;
-    let healthy_voters = members.iter().filter(|m| !m.is_learner && m.healthy).count();
+    let healthy_voters = members
+        .iter()
+        .filter(|m| !m.is_learner && m.healthy)
+        .count();
     let quorum = if voters == 0 { 0 } else { voters / 2 + 1 };
     HealthReport {
         verdict,
@@ -371,7 +402,10 @@ fn finish(
 
 /// Largest difference in applied index between two healthy members.
 fn applied_lag(members: &[MemberHealth]) -> Option<u64> {
-    let applied = members.iter().filter(|m| m.healthy).filter_map(|m| m.applied_index);
+    let applied = members
+        .iter()
+        .filter(|m| m.healthy)
+        .filter_map(|m| m.applied_index);
     let (min, max) = applied.fold(None, |acc: Option<(u64, u64)>, a| match acc {
         None => Some((a, a)),
         Some((lo, hi)) => Some((lo.min(a), hi.max(a))),

@@ -80,7 +80,11 @@ fn one_member_down_is_warning_with_no_tolerance_left() {
     assert_eq!(r.fault_tolerance, 0);
     assert_eq!(r.healthy_voters, 2);
     assert!(r.reasons[0].contains("m3 (3) is down"), "{:?}", r.reasons);
-    assert!(r.reasons[0].contains("connection refused"), "{:?}", r.reasons);
+    assert!(
+        r.reasons[0].contains("connection refused"),
+        "{:?}",
+        r.reasons
+    );
     let m3 = r.members.iter().find(|m| m.id == "3").unwrap();
     assert!(!m3.healthy);
 }
@@ -149,7 +153,11 @@ fn disagreeing_leaders_are_critical() {
     let l = three();
     let r = eval(vec![up(&l, 1, 1), up(&l, 2, 1), up(&l, 3, 2)]);
     assert_eq!(r.verdict, Verdict::Critical);
-    assert!(r.reasons[0].starts_with("no agreed leader"), "{:?}", r.reasons);
+    assert!(
+        r.reasons[0].starts_with("no agreed leader"),
+        "{:?}",
+        r.reasons
+    );
     assert_eq!(r.leader, None);
 }
 
@@ -163,7 +171,10 @@ fn endpoint_of_another_cluster_is_not_counted() {
     stranger.members = Some((0xbad, vec![member(3, false)]));
     let r = eval(vec![up(&l, 1, 1), up(&l, 2, 1), stranger]);
     assert_eq!(r.verdict, Verdict::Warning);
-    assert!(r.reasons.iter().any(|m| m.contains("another cluster (bad, expected c1)")));
+    assert!(r
+        .reasons
+        .iter()
+        .any(|m| m.contains("another cluster (bad, expected c1)")));
     assert_eq!(r.healthy_voters, 2);
 }
 
@@ -176,7 +187,11 @@ fn db_size_near_quota_warns() {
     }
     let r = eval(vec![a, up(&l, 2, 1), up(&l, 3, 1)]);
     assert_eq!(r.verdict, Verdict::Warning);
-    assert!(r.reasons[0].contains("% of the 2.0 GiB quota"), "{:?}", r.reasons);
+    assert!(
+        r.reasons[0].contains("% of the 2.0 GiB quota"),
+        "{:?}",
+        r.reasons
+    );
 }
 
 #[test]
@@ -203,6 +218,13 @@ fn unstarted_member_is_explained() {
         is_learner: false,
     });
     let r = eval(vec![up(&l, 1, 1), up(&l, 2, 1), up(&l, 3, 1)]);
-    assert!(r.reasons.iter().any(|m| m.contains("never started")), "{:?}", r.reasons);
-    assert_eq!((r.voters, r.healthy_voters, r.quorum, r.fault_tolerance), (4, 3, 3, 0));
+    assert!(
+        r.reasons.iter().any(|m| m.contains("never started")),
+        "{:?}",
+        r.reasons
+    );
+    assert_eq!(
+        (r.voters, r.healthy_voters, r.quorum, r.fault_tolerance),
+        (4, 3, 3, 0)
+    );
 }

@@ -18,8 +18,8 @@ pub use error::EtcdError;
 pub use health::{evaluate, HealthOptions};
 pub use probe::{list_members, probe_cluster, ClusterProbe, EndpointProbe, MemberInfo};
 pub use report::{
-    AlarmReport, EndpointReport, Finding, HealthReport, MemberEntry, MemberHealth, MembersReport, Severity,
-    Verdict,
+    AlarmReport, EndpointReport, Finding, HealthReport, MemberEntry, MemberHealth, MembersReport,
+    Severity, Verdict,
 };
 pub use tls::{TlsFiles, TlsMaterial};
 

@@ -62,8 +62,12 @@ pub struct ClusterProbe {
 
 /// Probes the given endpoints, then (when `discover`) every member client URL not probed yet.
 pub async fn probe_cluster(opts: &ConnectionOptions, discover: bool) -> ClusterProbe {
-    let mut probes: Vec<EndpointProbe> =
-        join_all(opts.endpoints.iter().map(|ep| probe_endpoint(ep.clone(), opts, false))).await;
+    let mut probes: Vec<EndpointProbe> = join_all(
+        opts.endpoints
+            .iter()
+            .map(|ep| probe_endpoint(ep.clone(), opts, false)),
+    )
+    .await;
     if discover {
         let known_members: HashSet<u64> = probes
             .iter()
@@ -86,7 +90,10 @@ pub async fn probe_cluster(opts: &ConnectionOptions, discover: bool) -> ClusterP
             }
         }
         if !extra.is_empty() {
-            tracing::debug!(count = extra.len(), "probing members found in the member list");
+            tracing::debug!(
+                count = extra.len(),
+                "probing members found in the member list"
+            );
             let more = join_all(extra.into_iter().map(|ep| probe_endpoint(ep, opts, true))).await;
             probes.extend(more);
         }
@@ -94,7 +101,11 @@ pub async fn probe_cluster(opts: &ConnectionOptions, discover: bool) -> ClusterP
     ClusterProbe { endpoints: probes }
 }
 
-async fn probe_endpoint(endpoint: Endpoint, opts: &ConnectionOptions, discovered: bool) -> EndpointProbe {
+async fn probe_endpoint(
+    endpoint: Endpoint,
+    opts: &ConnectionOptions,
+    discovered: bool,
+) -> EndpointProbe {
     let failed = |endpoint: Endpoint, why: String| EndpointProbe {
         endpoint,
         status: Err(why.clone()),
@@ -102,41 +113,39 @@ async fn probe_endpoint(endpoint: Endpoint, opts: &ConnectionOptions, discovered
         alarms: Err(why),
         discovered,
     };
-    let deadline = opts.timeout;
-    let work = async {
-        let client = connect(&endpoint, opts).await?;
-        let (mut c1, mut c2, mut c3) = (
-            client.maintenance_client(),
-            client.cluster_client(),
-            client.maintenance_client(),
-        );
-        let t = opts.timeout;
-        let (status, members, alarms) = tokio::join!(
-            request(&endpoint, "status", t, c1.status()),
-            request(&endpoint, "member list", t, c2.member_list()),
-            request(
-                &endpoint,
-                "alarm list",
-                t,
-                c3.alarm(AlarmAction::Get, AlarmType::None, None::<AlarmOptions>)
-            ),
-        );
-        Ok::<_, EtcdError>((status, members, alarms))
-    };
-    let (status, members, alarms) = match tokio::time::timeout(deadline, work).await {
-        Ok(Ok(r)) => r,
+    // One deadline for the endpoint: connecting and every question share it, so a dead member costs
+    // at most --timeout. Each question has its own outcome: the alarm list goes through raft and may
+    // stall during an election while status and member list, served locally, still answer.
+    let started = tokio::time::Instant::now();
+    let client = match tokio::time::timeout(opts.timeout, connect(&endpoint, opts)).await {
+        Ok(Ok(c)) => c,
         Ok(Err(e)) => return failed(endpoint, cause_of(&e)),
         Err(_) => {
-            return failed(
-                endpoint.clone(),
-                cause_of(&EtcdError::Timeout {
-                    endpoint: endpoint.to_string(),
-                    operation: "status",
-                    after: deadline,
-                }),
-            )
+            let e = EtcdError::Timeout {
+                endpoint: endpoint.to_string(),
+                operation: "connect",
+                after: opts.timeout,
+            };
+            return failed(endpoint, cause_of(&e));
         }
     };
+    let (deadline, t) = (started + opts.timeout, opts.timeout);
+    let (mut c1, mut c2, mut c3) = (
+        client.maintenance_client(),
+        client.cluster_client(),
+        client.maintenance_client(),
+    );
+    let (status, members, alarms) = tokio::join!(
+        request(&endpoint, "status", deadline, t, c1.status()),
+        request(&endpoint, "member list", deadline, t, c2.member_list()),
+        request(
+            &endpoint,
+            "alarm list",
+            deadline,
+            t,
+            c3.alarm(AlarmAction::Get, AlarmType::None, None::<AlarmOptions>)
+        ),
+    );
     let status = status.map_err(|e| cause_of(&e)).map(|s| {
         let header = s.header();
         StatusInfo {
@@ -156,11 +165,7 @@ async fn probe_endpoint(endpoint: Endpoint, opts: &ConnectionOptions, discovered
     });
     let members = members.ok().map(|r| {
         let cluster_id = r.header().map(|h| h.cluster_id()).unwrap_or_default();
-        let list = r
-            .members()
-            .iter()
-            .map(member_info)
-            .collect();
+        let list = r.members().iter().map(member_info).collect();
         (cluster_id, list)
     });
     let alarms = alarms.map_err(|e| cause_of(&e)).map(|r| {
@@ -219,7 +224,8 @@ pub async fn list_members(
         let attempt = async {
             let client = connect(ep, opts).await?;
             let mut cc = client.cluster_client();
-            request(ep, "member list", opts.timeout, cc.member_list()).await
+            let deadline = tokio::time::Instant::now() + opts.timeout;
+            request(ep, "member list", deadline, opts.timeout, cc.member_list()).await
         };
         let result = match tokio::time::timeout(opts.timeout, attempt).await {
             Ok(r) => r,
@@ -232,11 +238,7 @@ pub async fn list_members(
         match result {
             Ok(r) => {
                 let cluster_id = r.header().map(|h| h.cluster_id()).unwrap_or_default();
-                let list = r
-                    .members()
-                    .iter()
-                    .map(member_info)
-                    .collect();
+                let list = r.members().iter().map(member_info).collect();
                 return Ok((ep.clone(), cluster_id, list));
             }
             Err(e) => errors.push(e.to_string()),

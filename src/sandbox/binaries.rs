@@ -11,7 +11,10 @@ pub fn locate_etcd(explicit: Option<&Path>) -> Result<PathBuf, SandboxError> {
         return if p.is_file() {
             Ok(p.to_path_buf())
         } else {
-            Err(SandboxError::NoEtcd(format!("{} does not exist", p.display())))
+            Err(SandboxError::NoEtcd(format!(
+                "{} does not exist",
+                p.display()
+            )))
         };
     }
     if let Some(p) = std::env::var_os("CPKEEP_ETCD_BIN").filter(|v| !v.is_empty()) {

@@ -176,7 +176,10 @@ impl Sandbox {
 
     /// Every member's client URL.
     pub fn endpoints(&self) -> Vec<String> {
-        self.members.iter().map(|m| m.client_url(self.opts.tls)).collect()
+        self.members
+            .iter()
+            .map(|m| m.client_url(self.opts.tls))
+            .collect()
     }
 
     /// The CA and healthcheck-client files, as kubeadm lays them out.
@@ -214,6 +217,38 @@ impl Sandbox {
             credentials: self.credentials.clone(),
             timeout,
         })
+    }
+
+    /// The index of the current leader, asking the running members in turn.
+    pub async fn leader(&self) -> Result<usize, SandboxError> {
+        for (i, m) in self.members.iter().enumerate() {
+            if m.child.is_none() {
+                continue;
+            }
+            let conn =
+                self.connection_to(&[m.client_url(self.opts.tls)], Duration::from_secs(2))?;
+            let Ok(mut c) = connect(&conn.endpoints[0], &conn).await else {
+                continue;
+            };
+            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(2), c.status()).await {
+                let me = s.header().map(|h| h.member_id()).unwrap_or_default();
+                if me != 0 && me == s.leader() {
+                    return Ok(i);
+                }
+            }
+        }
+        Err(SandboxError::Request(
+            "no running member is the leader".into(),
+        ))
+    }
+
+    /// Index of a running follower (the last one), to kill without forcing an election.
+    pub async fn follower(&self) -> Result<usize, SandboxError> {
+        let leader = self.leader().await?;
+        (0..self.members.len())
+            .rev()
+            .find(|&i| i != leader && self.members[i].child.is_some() && !self.members[i].learner)
+            .ok_or_else(|| SandboxError::Request("no running follower".into()))
     }
 
     /// Kills a member with SIGKILL, as a crashed node would stop.
@@ -279,10 +314,23 @@ impl Sandbox {
         if learner {
             options = options.with_is_learner();
         }
-        client
-            .member_add([peer], Some(options))
-            .await
-            .map_err(|e| SandboxError::Request(format!("member add: {e}")))?;
+        // etcd refuses reconfiguration ("unhealthy cluster") until every member has been connected
+        // for a few seconds (its strict reconfig check), which a just-started sandbox is not.
+        let deadline = Instant::now() + self.opts.start_timeout;
+        loop {
+            match client
+                .member_add([peer.clone()], Some(options.clone()))
+                .await
+            {
+                Ok(_) => break,
+                Err(e)
+                    if e.to_string().contains("unhealthy cluster") && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(SandboxError::Request(format!("member add: {e}"))),
+            }
+        }
         let initial = self.initial_cluster();
         self.spawn(index, &initial, "existing")?;
         self.wait_ready(index, Instant::now() + self.opts.start_timeout)
@@ -399,8 +447,14 @@ impl Sandbox {
                 .arg(format!("--key-file={}", dir.join("server.key").display()))
                 .arg("--peer-client-cert-auth=true")
                 .arg(format!("--peer-trusted-ca-file={ca}"))
-                .arg(format!("--peer-cert-file={}", dir.join("peer.crt").display()))
-                .arg(format!("--peer-key-file={}", dir.join("peer.key").display()));
+                .arg(format!(
+                    "--peer-cert-file={}",
+                    dir.join("peer.crt").display()
+                ))
+                .arg(format!(
+                    "--peer-key-file={}",
+                    dir.join("peer.key").display()
+                ));
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(log))

@@ -130,7 +130,11 @@ impl EtcdPki {
             SanType::DnsName("localhost".try_into().map_err(cert_err)?),
             SanType::IpAddress(ip),
             SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
-            SanType::IpAddress("::1".parse().map_err(|_| SandboxError::Pki("bad ::1".into()))?),
+            SanType::IpAddress(
+                "::1"
+                    .parse()
+                    .map_err(|_| SandboxError::Pki("bad ::1".into()))?,
+            ),
         ];
         let certs = MemberCerts {
             server: CertPair {
@@ -159,7 +163,8 @@ impl EtcdPki {
     }
 
     fn sign(&mut self, params: CertificateParams, at: &CertPair) -> Result<(), SandboxError> {
-        let ca_pem = std::fs::read_to_string(&self.ca.cert).map_err(|e| io_err(&self.ca.cert, e))?;
+        let ca_pem =
+            std::fs::read_to_string(&self.ca.cert).map_err(|e| io_err(&self.ca.cert, e))?;
         let ca_key_pem =
             std::fs::read_to_string(&self.ca.key).map_err(|e| io_err(&self.ca.key, e))?;
         let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(cert_err)?;

@@ -10,7 +10,9 @@ use super::SandboxError;
 /// Returns a port that is free on `ip` right now. Only loopback addresses are accepted.
 pub fn free_port(ip: IpAddr) -> Result<u16, SandboxError> {
     if !ip.is_loopback() {
-        return Err(SandboxError::NoPort(format!("{ip} (not a loopback address)")));
+        return Err(SandboxError::NoPort(format!(
+            "{ip} (not a loopback address)"
+        )));
     }
     let listener = TcpListener::bind(SocketAddr::new(ip, 0))
         .map_err(|e| SandboxError::NoPort(format!("{ip}: {e}")))?;

@@ -1,0 +1,15 @@
+//! Integration tests: one binary, grouped by capability and failure class, against real etcd 3.5 and
+//! 3.4 started on loopback by the sandbox. Tools come from scripts/install-tools.sh (tools/); a
+//! missing tool fails the test with a message saying how to install it, it never skips.
+
+#[path = "integration/harness.rs"]
+mod harness;
+
+#[path = "integration/health.rs"]
+mod health;
+
+#[path = "integration/bad_input.rs"]
+mod bad_input;
+
+#[path = "integration/cli.rs"]
+mod cli;
