@@ -2,6 +2,8 @@
 //! 3.4 started on loopback by the sandbox. Tools come from scripts/install-tools.sh (tools/); a
 //! missing tool fails the test with a message saying how to install it, it never skips.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "integration/harness.rs"]
 mod harness;
 

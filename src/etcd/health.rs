@@ -366,7 +366,7 @@ fn finish(
     leader: Option<String>,
 ) -> HealthReport {
     // Worst first; the sort is stable, so findings of one severity keep their order.
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let verdict = findings
         .iter()
         .map(|f| f.severity)

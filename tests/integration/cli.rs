@@ -46,3 +46,40 @@ async fn unknown_command_exits_3() {
     let run = cpkeep(&["frobnicate".into()]).await;
     assert_eq!(run.code, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_start_to_finish() {
+    let etcd = crate::harness::Etcd::V35.etcd();
+    let run = cpkeep(&[
+        "demo".into(),
+        "--etcd-bin".into(),
+        etcd.display().to_string(),
+    ])
+    .await;
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    let ok = run.stdout.find("VERDICT: OK").expect("healthy step");
+    let warn = run.stdout.find("VERDICT: WARNING").expect("degraded step");
+    assert!(ok < warn, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("fault tolerance 0 now / 1 by design"),
+        "{}",
+        run.stdout
+    );
+    // The sandbox is gone afterwards: no etcd of ours left listening on the demo's endpoints.
+    let first = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("endpoints: "))
+        .and_then(|l| l.split(", ").next())
+        .expect("endpoints line")
+        .trim_start_matches("https://")
+        .to_string();
+    assert!(
+        std::net::TcpStream::connect(&first).is_err(),
+        "{first} still answers"
+    );
+}
