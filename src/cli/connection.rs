@@ -9,6 +9,7 @@ use clap::Args;
 use crate::etcd::{ConnectionOptions, Credentials, Endpoint, EtcdError, TlsFiles, TlsMaterial};
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
 pub struct ConnectionArgs {
     /// etcd client URLs, comma separated. Members found in the member list are asked too.
     #[arg(

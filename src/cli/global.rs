@@ -16,6 +16,7 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Output format of results (stdout).
     #[arg(

@@ -74,7 +74,34 @@ pub(crate) fn describe_client_error(err: &etcd_client::Error) -> String {
         parts.push(s.to_string());
         source = s.source();
     }
-    join_chain(parts)
+    let cause = join_chain(parts);
+    match hint(&cause) {
+        Some(h) => format!("{cause} ({h})"),
+        None => cause,
+    }
+}
+
+/// What a low-level cause usually means for an operator pointing cpkeep at etcd.
+fn hint(cause: &str) -> Option<&'static str> {
+    let c = cause.to_ascii_lowercase();
+    if c.contains("unknownissuer") {
+        Some("the member's certificate is not signed by the CA given with --cacert")
+    } else if c.contains("notvalidforname") {
+        Some("the member's certificate does not name this address in its SANs")
+    } else if c.contains("expired") && c.contains("certificate") {
+        Some("a certificate has expired: see `cpkeep certs check`")
+    } else if c.contains("invalidcontenttype") || c.contains("corrupt message") {
+        Some("the endpoint does not speak TLS: use http:// or the TLS port")
+    } else if c.contains("broken pipe") || c.contains("connection reset") {
+        Some(
+            "the endpoint closed the connection: it is not an etcd client port, or it rejected the \
+             client certificate (--cert/--key must be signed by the etcd CA)",
+        )
+    } else if c.contains("h2 protocol error") || c.contains("frame with invalid size") {
+        Some("the endpoint is not an etcd client port (it does not speak gRPC)")
+    } else {
+        None
+    }
 }
 
 /// Joins cause-chain messages with ": ", skipping empty ones, exact repeats and those another part

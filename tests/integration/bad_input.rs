@@ -21,6 +21,7 @@ fn assert_unknown(run: &Run, must_contain: &[&str]) -> String {
         run.stdout, run.stderr
     );
     let line = run.assert_one_clear_line().to_string();
+    eprintln!("stderr: {line}");
     for s in must_contain {
         assert!(line.contains(s), "{line:?} should mention {s:?}");
     }
@@ -111,7 +112,7 @@ async fn https_endpoint_that_is_not_etcd() {
         pki.ca.cert.display().to_string(),
     ]))
     .await;
-    assert_unknown(&run, &[&ep]);
+    assert_unknown(&run, &[&ep, "does not speak TLS"]);
 }
 
 #[tokio::test]
@@ -192,7 +193,14 @@ async fn wrong_ca() {
     let i = args.iter().position(|a| a == "--cacert").unwrap();
     args[i + 1] = foreign.ca.cert.display().to_string();
     let run = cpkeep(&args).await;
-    assert_unknown(&run, &[&sb.endpoints()[0], "certificate"]);
+    assert_unknown(
+        &run,
+        &[
+            &sb.endpoints()[0],
+            "UnknownIssuer",
+            "not signed by the CA given with --cacert",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,7 +221,7 @@ async fn client_cert_not_signed_by_the_etcd_ca() {
     args[i + 1] = rogue.cert.display().to_string();
     args[i + 3] = rogue.key.display().to_string();
     let run = cpkeep(&args).await;
-    assert_unknown(&run, &[&sb.endpoints()[0]]);
+    assert_unknown(&run, &[&sb.endpoints()[0], "client certificate"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
