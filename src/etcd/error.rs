@@ -92,7 +92,10 @@ fn hint(cause: &str) -> Option<&'static str> {
         Some("a certificate has expired: see `cpkeep certs check`")
     } else if c.contains("invalidcontenttype") || c.contains("corrupt message") {
         Some("the endpoint does not speak TLS: use http:// or the TLS port")
-    } else if c.contains("broken pipe") || c.contains("connection reset") {
+    } else if c.contains("broken pipe")
+        || c.contains("connection reset")
+        || c.contains("connection closed")
+    {
         Some(
             "the endpoint closed the connection: it is not an etcd client port, or it rejected the \
              client certificate (--cert/--key must be signed by the etcd CA)",
