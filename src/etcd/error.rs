@@ -84,7 +84,13 @@ pub(crate) fn describe_client_error(err: &etcd_client::Error) -> String {
 /// What a low-level cause usually means for an operator pointing cpkeep at etcd.
 fn hint(cause: &str) -> Option<&'static str> {
     let c = cause.to_ascii_lowercase();
-    if c.contains("unknownissuer") {
+    if c.contains("fatal alert")
+        && (c.contains("unknownca")
+            || c.contains("badcertificate")
+            || c.contains("certificaterequired"))
+    {
+        Some("the member rejected the client certificate: --cert/--key must be signed by the etcd CA")
+    } else if c.contains("unknownissuer") {
         Some("the member's certificate is not signed by the CA given with --cacert")
     } else if c.contains("notvalidforname") {
         Some("the member's certificate does not name this address in its SANs")
