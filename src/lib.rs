@@ -4,10 +4,12 @@
 //! The library is split by domain. Each domain module owns its types and logic, takes typed options,
 //! returns typed (serialisable) results and typed errors, and never prints: only `cli` talks to the user.
 
+pub mod bolt;
 pub mod cli;
 pub mod etcd;
 pub mod fsx;
 pub mod sandbox;
+pub mod store;
 pub mod units;
 
 /// The version of this build, as `cpkeep version` reports it.

@@ -15,3 +15,6 @@ mod bad_input;
 
 #[path = "integration/cli.rs"]
 mod cli;
+
+#[path = "integration/store_s3.rs"]
+mod store_s3;
