@@ -9,6 +9,7 @@ pub mod cli;
 pub mod etcd;
 pub mod fsx;
 pub mod sandbox;
+pub mod snapshot;
 pub mod store;
 pub mod units;
 

@@ -19,6 +19,7 @@ fn status(id: u64, leader: u64, applied: u64) -> StatusInfo {
     StatusInfo {
         member_id: id,
         cluster_id: CID,
+        revision: 7,
         version: "3.5.30".into(),
         db_size: 20_000,
         db_size_in_use: 16_000,

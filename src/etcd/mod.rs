@@ -16,7 +16,7 @@ pub use connect::{connect, ConnectionOptions, Credentials};
 pub use endpoint::Endpoint;
 pub use error::EtcdError;
 pub use health::{evaluate, HealthOptions};
-pub use probe::{list_members, probe_cluster, ClusterProbe, EndpointProbe, MemberInfo};
+pub use probe::{list_members, probe_cluster, ClusterProbe, EndpointProbe, MemberInfo, StatusInfo};
 pub use report::{
     AlarmReport, EndpointReport, Finding, HealthReport, MemberEntry, MemberHealth, MembersReport,
     Severity, Verdict,

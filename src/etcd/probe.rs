@@ -29,6 +29,8 @@ pub struct MemberInfo {
 pub struct StatusInfo {
     pub member_id: u64,
     pub cluster_id: u64,
+    /// The store revision the member reported with this answer.
+    pub revision: i64,
     pub version: String,
     pub db_size: i64,
     pub db_size_in_use: i64,
@@ -151,6 +153,7 @@ async fn probe_endpoint(
         StatusInfo {
             member_id: header.map(|h| h.member_id()).unwrap_or_default(),
             cluster_id: header.map(|h| h.cluster_id()).unwrap_or_default(),
+            revision: header.map(|h| h.revision()).unwrap_or_default(),
             version: s.version().to_string(),
             db_size: s.db_size(),
             db_size_in_use: s.raft_used_db_size(),

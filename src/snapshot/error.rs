@@ -1,0 +1,89 @@
+//! Errors of the snapshot pipeline and catalog. Each says which member, store object or file, and
+//! what went wrong; the CLI maps them to exit codes with [`SnapshotError::class`].
+
+use std::path::PathBuf;
+
+use crate::etcd::EtcdError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+
+    #[error(transparent)]
+    Store(#[from] StoreError),
+
+    #[error("quorum lost: {0}; refusing to back up a member that may be behind (pass --allow-degraded to take it anyway)")]
+    QuorumLost(String),
+
+    #[error("no healthy member to take a snapshot from: {0}")]
+    NoMember(String),
+
+    #[error("{endpoint}: snapshot stream {reason}")]
+    Stream { endpoint: String, reason: String },
+
+    #[error("{endpoint}: snapshot stalled: no bytes for {}", humantime::format_duration(*after))]
+    Stalled {
+        endpoint: String,
+        after: std::time::Duration,
+    },
+
+    #[error("{endpoint}: snapshot integrity check failed: {reason}")]
+    Integrity { endpoint: String, reason: String },
+
+    #[error("bad age recipient {recipient:?}: {reason}")]
+    BadRecipient { recipient: String, reason: String },
+
+    #[error("cannot read {what} {}: {reason}", path.display())]
+    BadFile {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+
+    #[error("{0}")]
+    Encode(String),
+
+    #[error("snapshot {id}: {reason}")]
+    Verify { id: String, reason: String },
+
+    #[error("{0}")]
+    NotFound(String),
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("{} already exists; pass --force to replace it", .0.display())]
+    Exists(PathBuf),
+}
+
+/// How a failure should be reported to a scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The work was attempted and failed (stream, store, integrity).
+    Failed,
+    /// Refused on purpose (quorum lost).
+    Refused,
+    /// Could not start: bad flags, unreadable files, unreachable cluster.
+    Unusable,
+}
+
+impl SnapshotError {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            SnapshotError::QuorumLost(_) => FailureClass::Refused,
+            SnapshotError::Etcd(_)
+            | SnapshotError::NoMember(_)
+            | SnapshotError::BadRecipient { .. }
+            | SnapshotError::BadFile { .. }
+            | SnapshotError::Usage(_)
+            | SnapshotError::Exists(_)
+            | SnapshotError::NotFound(_) => FailureClass::Unusable,
+            SnapshotError::Store(StoreError::BadUrl { .. } | StoreError::Config(_)) => {
+                FailureClass::Unusable
+            }
+            _ => FailureClass::Failed,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Choosing the member to take a snapshot from: by default the healthy follower with the highest
+//! applied index (it has everything the leader committed and taking the snapshot does not load the
+//! leader), the leader only when it is alone; `--endpoint` forces one. Without quorum the cluster may
+//! be split and a member behind, so the backup is refused unless the operator insists.
+
+use crate::etcd::{
+    evaluate, hex_id, probe_cluster, ConnectionOptions, Endpoint, HealthOptions, HealthReport,
+    StatusInfo,
+};
+
+use super::SnapshotError;
+
+/// The member a snapshot is taken from, as it described itself.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub endpoint: Endpoint,
+    pub status: StatusInfo,
+    pub member_name: String,
+    pub is_leader: bool,
+}
+
+/// Probes the cluster and picks the source member.
+pub async fn choose_source(
+    conn: &ConnectionOptions,
+    forced: Option<&Endpoint>,
+    allow_degraded: bool,
+) -> Result<(Source, HealthReport), SnapshotError> {
+    let mut conn = conn.clone();
+    if let Some(f) = forced {
+        if !conn.endpoints.contains(f) {
+            conn.endpoints.push(f.clone());
+        }
+    }
+    let probe = probe_cluster(&conn, true).await;
+    let report = evaluate(&probe, &HealthOptions::default());
+    if report.cluster_id.is_none() {
+        return Err(SnapshotError::Etcd(crate::etcd::EtcdError::NoneAnswered(
+            report.reasons.join("; "),
+        )));
+    }
+    if report.healthy_voters < report.quorum && !allow_degraded {
+        return Err(SnapshotError::QuorumLost(format!(
+            "{} of {} voting members are healthy",
+            report.healthy_voters, report.voters
+        )));
+    }
+    let name_of = |id: u64| {
+        report
+            .members
+            .iter()
+            .find(|m| m.id == hex_id(id))
+            .map(|m| m.name.clone())
+            .unwrap_or_default()
+    };
+    let healthy = |id: u64| {
+        report
+            .members
+            .iter()
+            .any(|m| m.id == hex_id(id) && m.healthy && !m.is_learner)
+    };
+    let answered = probe.endpoints.iter().filter_map(|p| {
+        p.status
+            .as_ref()
+            .ok()
+            .filter(|s| Some(hex_id(s.cluster_id)) == report.cluster_id)
+            .map(|s| (p.endpoint.clone(), s.clone()))
+    });
+    let chosen = if let Some(f) = forced {
+        let (ep, s) = probe
+            .endpoints
+            .iter()
+            .find(|p| &p.endpoint == f)
+            .map(|p| (p.endpoint.clone(), p.status.clone()))
+            .ok_or_else(|| SnapshotError::NoMember(format!("{f} was not asked")))?;
+        let s = s.map_err(|e| SnapshotError::NoMember(format!("{ep}: {e}")))?;
+        (ep, s)
+    } else {
+        let mut candidates: Vec<(Endpoint, StatusInfo)> =
+            answered.filter(|(_, s)| healthy(s.member_id)).collect();
+        // One answer per member, even if several endpoints reach it.
+        candidates.sort_by_key(|(_, s)| s.member_id);
+        candidates.dedup_by_key(|(_, s)| s.member_id);
+        let followers = candidates.iter().filter(|(_, s)| s.leader != s.member_id);
+        let best = followers
+            .max_by_key(|(_, s)| (s.applied_index, std::cmp::Reverse(s.member_id)))
+            .or_else(|| candidates.first())
+            .cloned();
+        best.ok_or_else(|| SnapshotError::NoMember(report.reasons.join("; ")))?
+    };
+    let (endpoint, status) = chosen;
+    let source = Source {
+        member_name: name_of(status.member_id),
+        is_leader: status.leader == status.member_id,
+        endpoint,
+        status,
+    };
+    Ok((source, report))
+}
