@@ -55,3 +55,18 @@ pub fn one_line(err: &anyhow::Error) -> String {
     }
     parts.join(": ")
 }
+
+/// Maps a snapshot failure to its exit code: 1 failed, 2 refused (quorum lost), 3 could not start.
+pub fn snapshot_failure(e: crate::snapshot::SnapshotError) -> anyhow::Error {
+    use crate::snapshot::FailureClass;
+    let code = match e.class() {
+        FailureClass::Failed => Exit::Warning,
+        FailureClass::Refused => Exit::Critical,
+        FailureClass::Unusable => Exit::Unknown,
+    };
+    ExitError {
+        code,
+        message: e.to_string(),
+    }
+    .into()
+}

@@ -39,7 +39,7 @@ pub struct GlobalArgs {
     )]
     pub log_format: LogFormat,
 
-    /// More logging (-v info, -vv debug, -vvv trace).
+    /// More logging (-v debug, -vv trace); the default is info.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
@@ -53,9 +53,8 @@ pub fn init_logging(args: &GlobalArgs) {
     use tracing_subscriber::EnvFilter;
     let level = match (args.quiet, args.verbose) {
         (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
+        (false, 0) => "info",
+        (false, 1) => "debug",
         _ => "trace",
     };
     // Dependencies (tonic, h2, hyper) are chatty at debug; keep them one level quieter than cpkeep.

@@ -2,12 +2,16 @@
 //! typed reports the library returns (one renderer for table and JSON), and the mapping of outcomes to
 //! documented exit codes. The only module that prints.
 
+mod backup;
 mod cluster;
 mod connection;
 mod demo;
 mod exit;
 mod global;
 mod output;
+mod progress;
+mod snapshot;
+mod store_args;
 mod table;
 mod version;
 
@@ -33,6 +37,11 @@ enum Command {
     /// Inspect the etcd cluster: quorum, members, alarms.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Take a verified, streamed, compressed (and optionally encrypted) snapshot into a store.
+    Backup(Box<backup::BackupArgs>),
+    /// Stored snapshots: list, get, save, prune.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
     /// Print cpkeep's version.
     Version,
     /// Run the demonstration on a local 3-member TLS etcd sandbox.
@@ -77,8 +86,11 @@ pub fn main() -> Exit {
 
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let out = output::Renderer::new(cli.global.output);
+    let quiet = cli.global.quiet;
     match cli.command {
         Command::Cluster(cmd) => cluster::run(cmd, &out).await,
+        Command::Backup(args) => backup::run(*args, &out, quiet).await,
+        Command::Snapshot(cmd) => snapshot::run(cmd, &out, quiet).await,
         Command::Version => version::run(&out),
         Command::Demo(args) => demo::run(args, &out).await,
     }

@@ -68,6 +68,17 @@ pub async fn backup(
         "streaming snapshot to {}",
         store.url()
     );
+    // Ids have one-second resolution: never let a second backup in the same second replace the first.
+    match store.get(&Manifest::key_for(&cluster_id, &id)).await {
+        Ok(_) => {
+            return Err(SnapshotError::Usage(format!(
+                "snapshot {id} already exists in {}; try again in a second",
+                store.url()
+            )))
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
     let writer = store.create(&object_key).await?;
     let streamed = stream_snapshot(
         &source.endpoint,

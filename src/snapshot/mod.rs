@@ -14,6 +14,7 @@ mod fetch;
 mod manifest;
 mod progress;
 mod retention;
+mod save;
 mod source;
 mod stream;
 mod trailer;
@@ -30,6 +31,7 @@ pub use retention::{
     apply as apply_prune, plan as plan_prune, Kept, PrunePlan, PruneReport, Removal,
     RetentionPolicy,
 };
+pub use save::{save, SaveReport};
 pub use source::{choose_source, Source};
 pub use stream::{stream_snapshot, Streamed};
 pub use trailer::{TrailerCheck, TrailerOutcome, TRAILER_LEN};

@@ -124,10 +124,12 @@ impl ObjectStore for FileStore {
             .await
             .map_err(Self::io("create directory", &dir))?;
         let part = PathBuf::from(format!("{}{PART_SUFFIX}", path.display()));
+        // Snapshots hold every Secret of the cluster: readable by the owner only.
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(fsx::MODE_SECRET)
             .open(&part)
             .await
             .map_err(Self::io("create", &part))?;

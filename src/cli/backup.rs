@@ -1,0 +1,221 @@
+//! `cpkeep backup`: one verified, streamed snapshot into a store, optionally followed by a prune.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::connection::ConnectionArgs;
+use super::exit::{snapshot_failure, ExitError};
+use super::output::{Render, Renderer};
+use super::snapshot::{prune_cluster, RetentionArgs};
+use super::store_args::StoreArgs;
+use super::Exit;
+use crate::etcd::Endpoint;
+use crate::snapshot::{backup, BackupOptions, BackupReport, CompressionKind, Encoding, SnapshotError};
+use crate::units::human_bytes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    Zstd,
+    None,
+}
+
+/// How stored snapshots are encoded.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Encoding")]
+pub struct EncodingArgs {
+    /// Compression of the stored object.
+    #[arg(long, value_enum, default_value = "zstd", env = "CPKEEP_COMPRESSION")]
+    pub compression: CompressionArg,
+
+    /// zstd level (1-19; 3 is fast and compresses etcd data about 4.5x).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub zstd_level: i32,
+
+    /// zstd worker threads [default: the CPU count, at most 4; 0 = single-threaded]
+    #[arg(long)]
+    pub zstd_threads: Option<u32>,
+
+    /// Encrypt to this age X25519 recipient (age1…); repeatable. A snapshot holds every Secret.
+    #[arg(long = "encrypt-to", env = "CPKEEP_ENCRYPT_TO", value_delimiter = ',')]
+    pub encrypt_to: Vec<String>,
+
+    /// Encrypt to the recipients listed in FILE (one per line, # comments); repeatable.
+    #[arg(long = "encrypt-to-file", env = "CPKEEP_ENCRYPT_TO_FILE")]
+    pub encrypt_to_file: Vec<PathBuf>,
+}
+
+impl EncodingArgs {
+    /// Parses the recipients and builds the encoding; returns the public recipients for the manifest.
+    pub fn encoding(&self) -> Result<(Encoding, Vec<String>), SnapshotError> {
+        let mut texts: Vec<String> = self.encrypt_to.iter().map(|s| s.trim().to_string()).collect();
+        for f in &self.encrypt_to_file {
+            let body = std::fs::read_to_string(f).map_err(|e| SnapshotError::BadFile {
+                what: "recipients file",
+                path: f.clone(),
+                reason: e.to_string(),
+            })?;
+            texts.extend(
+                body.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            );
+        }
+        let mut recipients = Vec::new();
+        for t in texts.iter().filter(|t| !t.is_empty()) {
+            let r = age::x25519::Recipient::from_str(t).map_err(|e| SnapshotError::BadRecipient {
+                recipient: t.clone(),
+                reason: format!("{e} (expected an age X25519 recipient: age1…)"),
+            })?;
+            recipients.push(r);
+        }
+        let threads = self.zstd_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get().min(4) as u32)
+                .unwrap_or(1)
+        });
+        let compression = match self.compression {
+            CompressionArg::Zstd => CompressionKind::Zstd,
+            CompressionArg::None => CompressionKind::None,
+        };
+        let public: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
+        Ok((
+            Encoding {
+                compression,
+                level: self.zstd_level,
+                threads,
+                recipients,
+            },
+            public,
+        ))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+
+    #[command(flatten)]
+    pub encoding: EncodingArgs,
+
+    /// Take the snapshot from this member [default: the healthy follower with the highest applied index]
+    #[arg(long, env = "CPKEEP_ENDPOINT")]
+    pub endpoint: Option<String>,
+
+    /// Back up even when quorum is lost (the member may be behind).
+    #[arg(long)]
+    pub allow_degraded: bool,
+
+    /// Fail when the snapshot stream brings no bytes for this long.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "CPKEEP_STALL_TIMEOUT")]
+    pub stall_timeout: Duration,
+
+    /// Node name recorded in the manifest [default: $NODE_NAME, else the host name]
+    #[arg(long, env = "CPKEEP_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Prune this cluster's snapshots after a successful backup (needs a --keep-* rule).
+    #[arg(long)]
+    pub prune: bool,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// The node name: flag, then the downward-API variable Kubernetes sets, then the host name.
+fn node_name(flag: Option<&str>) -> String {
+    flag.map(String::from)
+        .or_else(|| std::env::var("NODE_NAME").ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+impl Render for BackupReport {
+    fn table(&self) -> String {
+        let m = &self.manifest;
+        format!(
+            "snapshot {id} stored in {store}\n\
+             object     {key} ({stored}, {ratio:.1}x smaller{enc})\n\
+             member     {name} ({mid}, {role}) at {ep}\n\
+             cluster    {cid} ({verdict})\n\
+             revision   {rev}, db {db}, sha256 {sha}\n\
+             took       {secs:.2} s ({rate:.0} MiB/s)\n",
+            id = m.id,
+            store = self.store,
+            key = m.object_key,
+            stored = human_bytes(m.stored_size),
+            ratio = self.ratio,
+            enc = if m.encrypted() { ", age-encrypted" } else { "" },
+            name = m.member_name,
+            mid = m.member_id,
+            role = if self.source_is_leader { "leader" } else { "follower" },
+            ep = self.source_endpoint,
+            cid = m.cluster_id,
+            verdict = self.cluster_verdict.as_str(),
+            rev = m.revision,
+            db = human_bytes(m.db_size),
+            sha = m.db_sha256,
+            secs = self.elapsed_ms as f64 / 1000.0,
+            rate = self.mib_per_s,
+        )
+    }
+}
+
+pub async fn run(args: BackupArgs, out: &Renderer, quiet: bool) -> anyhow::Result<Exit> {
+    let conn = args.conn.resolve()?;
+    let (encoding, recipients) = args.encoding.encoding().map_err(snapshot_failure)?;
+    let endpoint = match &args.endpoint {
+        Some(e) => Some(Endpoint::parse(e, conn.tls.is_some())?),
+        None => None,
+    };
+    let policy = args.retention.policy();
+    if args.prune && !policy.has_rules() {
+        return Err(ExitError {
+            code: Exit::Unknown,
+            message: "--prune needs a retention rule: --keep-last N and/or --keep-hourly/--keep-daily/--keep-weekly/--keep-monthly".into(),
+        }
+        .into());
+    }
+    let store = args.store.open().await?;
+    let opts = BackupOptions {
+        endpoint,
+        allow_degraded: args.allow_degraded,
+        stall_timeout: args.stall_timeout,
+        encoding,
+        recipients,
+        node_name: node_name(args.node_name.as_deref()),
+    };
+    let progress = super::progress::for_stderr(quiet);
+    let report = backup(&conn, store.as_ref(), &opts, progress.as_ref())
+        .await
+        .map_err(snapshot_failure)?;
+    out.print(&report)?;
+    if args.prune {
+        let pruned = prune_cluster(store.as_ref(), &report.manifest.cluster_id, &policy, false).await;
+        match pruned {
+            Ok(r) if r.errors.is_empty() => {
+                tracing::info!(deleted = r.deleted_objects, aborted = r.aborted_uploads, "pruned")
+            }
+            Ok(r) => {
+                eprintln!("cpkeep: backup stored, but pruning failed: {}", r.errors.join("; "));
+                return Ok(Exit::Warning);
+            }
+            Err(e) => {
+                eprintln!("cpkeep: backup stored, but pruning failed: {e}");
+                return Ok(Exit::Warning);
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
