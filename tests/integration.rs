@@ -18,3 +18,9 @@ mod cli;
 
 #[path = "integration/store_s3.rs"]
 mod store_s3;
+
+#[path = "integration/proxy.rs"]
+mod proxy;
+
+#[path = "integration/backup.rs"]
+mod backup;

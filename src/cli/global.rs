@@ -67,6 +67,7 @@ pub fn init_logging(args: &GlobalArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = match args.log_format {
         LogFormat::Text => builder.try_init(),

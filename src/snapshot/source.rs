@@ -75,8 +75,16 @@ pub async fn choose_source(
         let s = s.map_err(|e| SnapshotError::NoMember(format!("{ep}: {e}")))?;
         (ep, s)
     } else {
-        let mut candidates: Vec<(Endpoint, StatusInfo)> =
-            answered.filter(|(_, s)| healthy(s.member_id)).collect();
+        let answered: Vec<(Endpoint, StatusInfo)> = answered.collect();
+        let mut candidates: Vec<(Endpoint, StatusInfo)> = answered
+            .iter()
+            .filter(|(_, s)| healthy(s.member_id))
+            .cloned()
+            .collect();
+        if candidates.is_empty() && allow_degraded {
+            // Without a leader no member is "healthy"; the operator asked for the best one reachable.
+            candidates = answered.into_iter().filter(|(_, s)| !s.is_learner).collect();
+        }
         // One answer per member, even if several endpoints reach it.
         candidates.sort_by_key(|(_, s)| s.member_id);
         candidates.dedup_by_key(|(_, s)| s.member_id);

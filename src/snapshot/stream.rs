@@ -12,7 +12,7 @@ use super::encode::{self, Chunk, Encoded, Encoding};
 use super::facts::{DbFacts, FactsScanner};
 use super::trailer::{TrailerCheck, TRAILER_LEN};
 use super::{Progress, SnapshotError};
-use crate::etcd::{connect, ConnectionOptions, Endpoint};
+use crate::etcd::{connect, describe_client_error, ConnectionOptions, Endpoint};
 use crate::store::{ObjectWriter, PutReceipt};
 
 /// Plaintext chunks buffered between the stream and the encoder (etcd sends 32 KiB messages).
@@ -107,7 +107,7 @@ async fn receive(
     let mut maintenance = client.maintenance_client();
     let mut stream = match tokio::time::timeout(stall, maintenance.snapshot()).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(stream_err(format!("could not start: {e}"))),
+        Ok(Err(e)) => return Err(stream_err(format!("could not start: {}", describe_client_error(&e)))),
         Err(_) => {
             return Err(SnapshotError::Stalled {
                 endpoint: ep.clone(),
@@ -127,7 +127,12 @@ async fn receive(
                     after: stall,
                 })
             }
-            Ok(Err(e)) => return Err(stream_err(format!("broke after {total} bytes: {e}"))),
+            Ok(Err(e)) => {
+                return Err(stream_err(format!(
+                    "broke after {total} bytes: {}",
+                    describe_client_error(&e)
+                )))
+            }
             Ok(Ok(None)) => break,
             Ok(Ok(Some(m))) => m,
         };

@@ -87,31 +87,20 @@ impl Run {
         })
     }
 
-    /// Asserts the error contract: exactly one stderr line, with the program prefix, no panic, no
-    /// backtrace, no Debug dump.
+    /// Asserts the error contract: one error line, the last on stderr, with the program prefix; the
+    /// other lines are log lines; no panic, no backtrace, no Debug dump anywhere.
     pub fn assert_one_clear_line(&self) -> &str {
-        let lines: Vec<&str> = self
-            .stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "expected one stderr line, got:\n{}",
-            self.stderr
-        );
-        let line = lines[0];
-        assert!(line.starts_with("cpkeep: "), "no program prefix: {line}");
-        for bad in [
-            "panicked",
-            "RUST_BACKTRACE",
-            "Status {",
-            "Error {",
-            "Os {",
-            "Some(",
-        ] {
-            assert!(!line.contains(bad), "stderr has {bad:?}: {line}");
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("cpkeep: ")).collect();
+        assert_eq!(errors.len(), 1, "expected one error line, got:\n{}", self.stderr);
+        let line = *errors[0];
+        assert_eq!(lines.last(), Some(&line), "the error is not the last line:\n{}", self.stderr);
+        for l in &lines {
+            let is_log = l.len() > 20 && l.as_bytes()[4] == b'-' && (l.contains(" INFO ") || l.contains(" WARN "));
+            assert!(is_log || *l == line, "unexpected stderr line {l:?} in:\n{}", self.stderr);
+            for bad in ["panicked", "RUST_BACKTRACE", "Status {", "Error {", "Os {", "Some("] {
+                assert!(!l.contains(bad), "stderr has {bad:?}: {l}");
+            }
         }
         line
     }
@@ -184,4 +173,117 @@ pub fn reasons(v: &serde_json::Value) -> String {
                 .join(" | ")
         })
         .unwrap_or_default()
+}
+
+/// A test tool from tools/ (scripts/install-tools.sh); fails the test with instructions when missing.
+pub fn tool(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CPKEEP_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools"));
+    let p = dir.join("bin").join(name);
+    assert!(
+        p.exists(),
+        "{name} not found at {}: run scripts/install-tools.sh",
+        p.display()
+    );
+    p
+}
+
+/// etcdutl 3.5 (it reads 3.4 files too).
+pub fn etcdutl() -> PathBuf {
+    let p = Etcd::V35.etcd().with_file_name("etcdutl");
+    assert!(p.is_file(), "etcdutl not found at {}: run scripts/install-tools.sh", p.display());
+    p
+}
+
+/// `etcdutl snapshot status -w json` of a file.
+pub fn etcdutl_status(file: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new(etcdutl())
+        .args(["snapshot", "status", "-w", "json"])
+        .arg(file)
+        .output()
+        .expect("run etcdutl");
+    assert!(
+        out.status.success(),
+        "etcdutl snapshot status {} failed: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("etcdutl json")
+}
+
+/// Writes `keys` Kubernetes-like objects of about `value_size` bytes, plus some overwrites and deletes.
+pub async fn fill(sb: &Sandbox, keys: usize, value_size: usize) {
+    let conn = sb.connection(Duration::from_secs(10)).unwrap();
+    let client = cpkeep::etcd::connect(&conn.endpoints[0], &conn).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let mut kv = client.kv_client();
+        tasks.push(tokio::spawn(async move {
+            for i in (w..keys).step_by(8) {
+                let ns = format!("ns{}", i % 7);
+                let key = format!("/registry/configmaps/{ns}/cm-{i:06}");
+                let body = format!("{{\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"cm-{i}\",\"namespace\":\"{ns}\"}},\"data\":\"{}\"}}", "x".repeat(value_size));
+                kv.put(key, body, None).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut kv = client.kv_client();
+    kv.put("/registry/configmaps/ns0/cm-000000", "overwritten", None).await.unwrap();
+    kv.delete("/registry/configmaps/ns1/cm-000001", None).await.unwrap();
+}
+
+/// A tmpfs mounted for one test (full or read-only directories), unmounted on drop. Needs root, as
+/// CI runs.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mounting a tmpfs failed: these tests run as root (as CI does)");
+        Self { dir }
+    }
+
+    pub fn read_only(&self) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(self.dir.path())
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "remount read-only failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Files whose name ends with `suffix` anywhere under `dir`.
+pub fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
