@@ -9,7 +9,16 @@ use std::time::Instant;
 use etcd_client::{Client, PutOptions};
 
 fn value(i: u64, size: usize) -> String {
-    let words = ["app", "frontend", "backend", "kube-system", "default", "monitoring", "nginx", "redis"];
+    let words = [
+        "app",
+        "frontend",
+        "backend",
+        "kube-system",
+        "default",
+        "monitoring",
+        "nginx",
+        "redis",
+    ];
     let w = |n: u64| words[(n % words.len() as u64) as usize];
     let mut s = format!(
         "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"{}-{i}\",\"namespace\":\"{}\",\"uid\":\"{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}\",\"resourceVersion\":\"{}\",\"labels\":{{\"app.kubernetes.io/name\":\"{}\",\"tier\":\"{}\"}},\"managedFields\":[{{\"manager\":\"kubectl-client-side-apply\",\"operation\":\"Update\",\"apiVersion\":\"v1\",\"fieldsType\":\"FieldsV1\"}}]}},\"data\":{{",
@@ -29,7 +38,12 @@ fn value(i: u64, size: usize) -> String {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut k = 0;
     while s.len() < size {
-        s.push_str(&format!("\"key-{k}\":\"{} {} {} ", w(x), w(x >> 8), w(x >> 16)));
+        s.push_str(&format!(
+            "\"key-{k}\":\"{} {} {} ",
+            w(x),
+            w(x >> 8),
+            w(x >> 16)
+        ));
         for _ in 0..48 {
             x ^= x << 13;
             x ^= x >> 7;
@@ -60,7 +74,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut m = client.maintenance_client();
         let db = m.status().await?.db_size() as u64;
         if db >= target {
-            println!("db {db} bytes after {next} keys in {:.1} s", started.elapsed().as_secs_f64());
+            println!(
+                "db {db} bytes after {next} keys in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
             return Ok(());
         }
         let batch = ((target - db) / size as u64 / 2).clamp(200, 20_000);

@@ -13,7 +13,9 @@ use super::snapshot::{prune_cluster, RetentionArgs};
 use super::store_args::StoreArgs;
 use super::Exit;
 use crate::etcd::Endpoint;
-use crate::snapshot::{backup, BackupOptions, BackupReport, CompressionKind, Encoding, SnapshotError};
+use crate::snapshot::{
+    backup, BackupOptions, BackupReport, CompressionKind, Encoding, SnapshotError,
+};
 use crate::units::human_bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,7 +52,11 @@ pub struct EncodingArgs {
 impl EncodingArgs {
     /// Parses the recipients and builds the encoding; returns the public recipients for the manifest.
     pub fn encoding(&self) -> Result<(Encoding, Vec<String>), SnapshotError> {
-        let mut texts: Vec<String> = self.encrypt_to.iter().map(|s| s.trim().to_string()).collect();
+        let mut texts: Vec<String> = self
+            .encrypt_to
+            .iter()
+            .map(|s| s.trim().to_string())
+            .collect();
         for f in &self.encrypt_to_file {
             let body = std::fs::read_to_string(f).map_err(|e| SnapshotError::BadFile {
                 what: "recipients file",
@@ -66,10 +72,11 @@ impl EncodingArgs {
         }
         let mut recipients = Vec::new();
         for t in texts.iter().filter(|t| !t.is_empty()) {
-            let r = age::x25519::Recipient::from_str(t).map_err(|e| SnapshotError::BadRecipient {
-                recipient: t.clone(),
-                reason: format!("{e} (expected an age X25519 recipient: age1…)"),
-            })?;
+            let r =
+                age::x25519::Recipient::from_str(t).map_err(|e| SnapshotError::BadRecipient {
+                    recipient: t.clone(),
+                    reason: format!("{e} (expected an age X25519 recipient: age1…)"),
+                })?;
             recipients.push(r);
         }
         let threads = self.zstd_threads.unwrap_or_else(|| {
@@ -159,7 +166,11 @@ impl Render for BackupReport {
             enc = if m.encrypted() { ", age-encrypted" } else { "" },
             name = m.member_name,
             mid = m.member_id,
-            role = if self.source_is_leader { "leader" } else { "follower" },
+            role = if self.source_is_leader {
+                "leader"
+            } else {
+                "follower"
+            },
             ep = self.source_endpoint,
             cid = m.cluster_id,
             verdict = self.cluster_verdict.as_str(),
@@ -202,13 +213,21 @@ pub async fn run(args: BackupArgs, out: &Renderer, quiet: bool) -> anyhow::Resul
         .map_err(snapshot_failure)?;
     out.print(&report)?;
     if args.prune {
-        let pruned = prune_cluster(store.as_ref(), &report.manifest.cluster_id, &policy, false).await;
+        let pruned =
+            prune_cluster(store.as_ref(), &report.manifest.cluster_id, &policy, false).await;
         match pruned {
             Ok(r) if r.errors.is_empty() => {
-                tracing::info!(deleted = r.deleted_objects, aborted = r.aborted_uploads, "pruned")
+                tracing::info!(
+                    deleted = r.deleted_objects,
+                    aborted = r.aborted_uploads,
+                    "pruned"
+                )
             }
             Ok(r) => {
-                eprintln!("cpkeep: backup stored, but pruning failed: {}", r.errors.join("; "));
+                eprintln!(
+                    "cpkeep: backup stored, but pruning failed: {}",
+                    r.errors.join("; ")
+                );
                 return Ok(Exit::Warning);
             }
             Err(e) => {

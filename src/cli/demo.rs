@@ -14,6 +14,10 @@ use super::output::{Render, Renderer};
 use super::Exit;
 use crate::etcd::{evaluate, probe_cluster, HealthOptions, HealthReport, Verdict};
 use crate::sandbox::{etcd_version, locate_etcd, Sandbox, SandboxOptions};
+use crate::snapshot::{
+    backup, catalog, BackupOptions, BackupReport, CompressionKind, Encoding, NoProgress,
+};
+use crate::store::FileStore;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -40,6 +44,8 @@ struct DemoReport {
     sandbox: String,
     endpoints: Vec<String>,
     steps: Vec<DemoStep>,
+    backup: BackupReport,
+    stored_snapshots: usize,
 }
 
 impl Render for DemoReport {
@@ -51,13 +57,31 @@ impl Render for DemoReport {
             self.sandbox,
             self.endpoints.join(", ")
         );
-        for (i, step) in self.steps.iter().enumerate() {
-            s.push_str(&format!(
-                "\n== step {}: {} (answered in {} ms) ==\n",
-                i + 1,
-                step.title,
-                step.elapsed_ms
-            ));
+        let mut n = 0;
+        let mut heading = |title: &str| {
+            n += 1;
+            format!("\n== step {n}: {title} ==\n")
+        };
+        if let Some(step) = self.steps.first() {
+            s.push_str(&heading(&format!(
+                "{} (answered in {} ms)",
+                step.title, step.elapsed_ms
+            )));
+            s.push_str(&step.health.table());
+        }
+        s.push_str(&heading(
+            "`cpkeep backup --store <sandbox>/store`: streamed, verified, zstd",
+        ));
+        s.push_str(&self.backup.table());
+        s.push_str(&format!(
+            "`cpkeep snapshot list` shows {} complete snapshot(s)\n",
+            self.stored_snapshots
+        ));
+        for step in self.steps.iter().skip(1) {
+            s.push_str(&heading(&format!(
+                "{} (answered in {} ms)",
+                step.title, step.elapsed_ms
+            )));
             s.push_str(&step.health.table());
         }
         s
@@ -89,6 +113,30 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
     // A follower, so the verdict shows the steady degraded state rather than an election in progress.
     let victim = sandbox.follower().await?;
     let victim_name = sandbox.members()[victim].name.clone();
+    // Back up the healthy cluster into a directory store and list what the store holds.
+    sandbox.write_sample(300).await?;
+    let store = FileStore::open(&sandbox.root().join("store"))?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get().min(4) as u32)
+        .unwrap_or(1);
+    let backup_opts = BackupOptions {
+        endpoint: None,
+        allow_degraded: false,
+        stall_timeout: Duration::from_secs(30),
+        encoding: Encoding {
+            compression: CompressionKind::Zstd,
+            level: 3,
+            threads,
+            recipients: Vec::new(),
+        },
+        recipients: Vec::new(),
+        node_name: "demo".to_string(),
+    };
+    let backed_up = backup(&conn, &store, &backup_opts, &NoProgress)
+        .await
+        .context("demo backup failed")?;
+    let stored_snapshots = catalog(&store).await?.complete().count();
+
     sandbox.kill(victim)?;
     let started = Instant::now();
     let degraded = evaluate(&probe_cluster(&conn, true).await, &health_opts);
@@ -107,6 +155,8 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         sandbox: sandbox.root().display().to_string(),
         endpoints: sandbox.endpoints(),
         steps,
+        backup: backed_up,
+        stored_snapshots,
     };
     out.print(&report)?;
     sandbox.stop();
@@ -114,7 +164,10 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
     // The demo is also a smoke test: say so loudly when a step did not show what it should.
     let got: Vec<Verdict> = report.steps.iter().map(|s| s.health.verdict).collect();
     let expected = [Verdict::Ok, Verdict::Warning];
-    if got != expected || report.steps[1].health.fault_tolerance != 0 {
+    if got != expected
+        || report.steps[1].health.fault_tolerance != 0
+        || report.stored_snapshots != 1
+    {
         return Err(ExitError {
             code: Exit::Warning,
             message: format!("demo verdicts were {got:?}, expected {expected:?}"),

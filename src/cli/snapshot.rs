@@ -146,7 +146,14 @@ struct Listing {
 impl Render for Listing {
     fn table(&self) -> String {
         let mut headers = vec![
-            "ID", "CLUSTER", "REVISION", "CREATED", "DB SIZE", "STORED", "COMPRESSION", "ENCRYPTED",
+            "ID",
+            "CLUSTER",
+            "REVISION",
+            "CREATED",
+            "DB SIZE",
+            "STORED",
+            "COMPRESSION",
+            "ENCRYPTED",
         ];
         if self.all {
             headers.push("STATE");
@@ -156,7 +163,9 @@ impl Render for Listing {
             let mut row = vec![
                 e.id.clone(),
                 e.cluster_id.clone(),
-                e.revision.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                e.revision
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 e.created
                     .map(|c| c.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                     .unwrap_or_else(|| "-".into()),
@@ -184,7 +193,10 @@ impl Render for Fetched {
     fn table(&self) -> String {
         format!(
             "wrote {} (snapshot {}, revision {}, db {}, sha256 {}, trailer verified)\n",
-            self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            self.path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             self.id,
             self.revision,
             human_bytes(self.db_size),
@@ -216,7 +228,12 @@ impl Render for PruneReport {
         }
         for d in &self.plan.delete {
             t.row([
-                if self.dry_run { "would delete" } else { "delete" }.to_string(),
+                if self.dry_run {
+                    "would delete"
+                } else {
+                    "delete"
+                }
+                .to_string(),
                 d.id.clone(),
                 d.why.clone(),
             ]);
@@ -297,13 +314,18 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
                     });
                 }
             }
-            out.print(&Listing { entries, all: a.all })?;
+            out.print(&Listing {
+                entries,
+                all: a.all,
+            })?;
             Ok(Exit::Ok)
         }
         SnapshotCommand::Get(a) => {
             let store = a.store.open().await?;
             let cat = catalog(store.as_ref()).await.map_err(snapshot_failure)?;
-            let entry = cat.find(&a.id, a.cluster_id.as_deref()).map_err(snapshot_failure)?;
+            let entry = cat
+                .find(&a.id, a.cluster_id.as_deref())
+                .map_err(snapshot_failure)?;
             let manifest = entry.manifest.clone().ok_or_else(|| ExitError {
                 code: Exit::Unknown,
                 message: format!("snapshot {} has no readable manifest", entry.id),
@@ -347,7 +369,8 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
                 Some(c) => c,
                 None => {
                     let cat = catalog(store.as_ref()).await.map_err(snapshot_failure)?;
-                    let mut ids: Vec<String> = cat.entries.iter().map(|e| e.cluster_id.clone()).collect();
+                    let mut ids: Vec<String> =
+                        cat.entries.iter().map(|e| e.cluster_id.clone()).collect();
                     ids.sort();
                     ids.dedup();
                     match ids.len() {
@@ -376,7 +399,11 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
                 .await
                 .map_err(snapshot_failure)?;
             out.print(&report)?;
-            Ok(if report.errors.is_empty() { Exit::Ok } else { Exit::Warning })
+            Ok(if report.errors.is_empty() {
+                Exit::Ok
+            } else {
+                Exit::Warning
+            })
         }
     }
 }

@@ -355,6 +355,26 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Writes `count` Kubernetes-like keys (`/registry/configmaps/<ns>/demo-<i>`) and returns the
+    /// revision after the last write.
+    pub async fn write_sample(&self, count: usize) -> Result<i64, SandboxError> {
+        let conn = self.connection(Duration::from_secs(5))?;
+        let mut client = connect(&conn.endpoints[0], &conn).await?;
+        let mut revision = 0;
+        for i in 0..count {
+            let ns = ["default", "kube-system", "monitoring"][i % 3];
+            let value = format!(
+                "{{\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"demo-{i}\",\"namespace\":\"{ns}\"}},\"data\":{{\"n\":\"{i}\"}}}}"
+            );
+            let r = client
+                .put(format!("/registry/configmaps/{ns}/demo-{i}"), value, None)
+                .await
+                .map_err(|e| SandboxError::Request(format!("put: {e}")))?;
+            revision = r.header().map(|h| h.revision()).unwrap_or(revision);
+        }
+        Ok(revision)
+    }
+
     /// Stops every member.
     pub fn stop(&mut self) {
         for m in &mut self.members {

@@ -45,11 +45,22 @@ pub async fn save(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| SnapshotError::Usage(format!("{} is not a file path", out.display())))?;
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let (source, _) = choose_source(conn, endpoint, allow_degraded).await?;
     let store = FileStore::open(dir)?;
     let writer = store.create(&name).await?;
-    let s = stream_snapshot(&source.endpoint, conn, stall, Encoding::raw(), writer, progress).await?;
+    let s = stream_snapshot(
+        &source.endpoint,
+        conn,
+        stall,
+        Encoding::raw(),
+        writer,
+        progress,
+    )
+    .await?;
     Ok(SaveReport {
         path: out.to_path_buf(),
         cluster_id: hex_id(source.status.cluster_id),

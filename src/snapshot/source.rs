@@ -83,7 +83,10 @@ pub async fn choose_source(
             .collect();
         if candidates.is_empty() && allow_degraded {
             // Without a leader no member is "healthy"; the operator asked for the best one reachable.
-            candidates = answered.into_iter().filter(|(_, s)| !s.is_learner).collect();
+            candidates = answered
+                .into_iter()
+                .filter(|(_, s)| !s.is_learner)
+                .collect();
         }
         // One answer per member, even if several endpoints reach it.
         candidates.sort_by_key(|(_, s)| s.member_id);

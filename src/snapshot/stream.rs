@@ -107,7 +107,12 @@ async fn receive(
     let mut maintenance = client.maintenance_client();
     let mut stream = match tokio::time::timeout(stall, maintenance.snapshot()).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(stream_err(format!("could not start: {}", describe_client_error(&e)))),
+        Ok(Err(e)) => {
+            return Err(stream_err(format!(
+                "could not start: {}",
+                describe_client_error(&e)
+            )))
+        }
         Err(_) => {
             return Err(SnapshotError::Stalled {
                 endpoint: ep.clone(),

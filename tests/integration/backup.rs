@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::{
-    conn_args, cpkeep, etcdutl_status, files_ending, fill, sandbox, sandbox_with, tool, Etcd, Run, Tmpfs,
+    conn_args, cpkeep, etcdutl_status, files_ending, fill, sandbox, sandbox_with, tool, Etcd, Run,
+    Tmpfs,
 };
 use crate::proxy::{Fault, FaultProxy};
 
@@ -37,7 +38,10 @@ async fn assert_nothing_stored(dir: &Path) {
         let l = list(&store, false).await;
         assert_eq!(l.as_array().map(|a| a.len()), Some(0), "{l}");
         assert!(files_ending(dir, ".part").is_empty(), "partial files left");
-        assert!(files_ending(dir, ".json").is_empty(), "a manifest was written");
+        assert!(
+            files_ending(dir, ".json").is_empty(),
+            "a manifest was written"
+        );
     }
 }
 
@@ -50,38 +54,85 @@ async fn roundtrip_to_directory(v: Etcd) {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let j = run.json();
     let m = &j["manifest"];
-    assert_eq!(j["source_is_leader"], false, "a follower should serve the snapshot: {j}");
+    assert_eq!(
+        j["source_is_leader"], false,
+        "a follower should serve the snapshot: {j}"
+    );
     assert!(m["etcd_version"].as_str().unwrap().starts_with(v.prefix()));
     assert_eq!(m["compression"]["algorithm"], "zstd");
-    assert!(m["stored_size"].as_u64().unwrap() < m["db_size"].as_u64().unwrap() / 2, "{m}");
+    assert!(
+        m["stored_size"].as_u64().unwrap() < m["db_size"].as_u64().unwrap() / 2,
+        "{m}"
+    );
     let key = m["object_key"].as_str().unwrap();
     let object = store.path().join(key);
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&object).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&object).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(key.ends_with(".db.zst"));
     assert!(key.starts_with(m["cluster_id"].as_str().unwrap()));
 
     let l = list(&s, false).await;
     let entries = l.as_array().unwrap();
     assert_eq!(entries.len(), 1);
-    for f in ["id", "cluster_id", "revision", "created", "db_size", "stored_size", "compression", "encrypted"] {
+    for f in [
+        "id",
+        "cluster_id",
+        "revision",
+        "created",
+        "db_size",
+        "stored_size",
+        "compression",
+        "encrypted",
+    ] {
         assert!(!entries[0][f].is_null(), "list lacks {f}: {l}");
     }
     assert_eq!(entries[0]["id"], m["id"]);
 
     // get: a raw file etcdutl accepts (it verifies the trailer), with the manifest's revision.
     let out = store.path().join("got.db");
-    let run = cpkeep(&args(&["snapshot", "get", "latest", "--store", &s, "-O", &out.display().to_string()])).await;
+    let run = cpkeep(&args(&[
+        "snapshot",
+        "get",
+        "latest",
+        "--store",
+        &s,
+        "-O",
+        &out.display().to_string(),
+    ]))
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let st = etcdutl_status(&out);
-    assert_eq!(st["revision"].as_i64(), m["revision"].as_i64(), "{st} vs {m}");
-    assert_eq!(std::fs::metadata(&out).unwrap().len(), m["db_size"].as_u64().unwrap() + 32);
+    assert_eq!(
+        st["revision"].as_i64(),
+        m["revision"].as_i64(),
+        "{st} vs {m}"
+    );
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().len(),
+        m["db_size"].as_u64().unwrap() + 32
+    );
     // The object itself decompresses with the stock zstd tool to the very same bytes.
-    let plain = std::process::Command::new(tool("zstd")).args(["-dc"]).arg(&object).output().unwrap();
+    let plain = std::process::Command::new(tool("zstd"))
+        .args(["-dc"])
+        .arg(&object)
+        .output()
+        .unwrap();
     assert!(plain.status.success());
     assert_eq!(plain.stdout, std::fs::read(&out).unwrap());
     // An existing output file is not replaced without --force.
-    let run = cpkeep(&args(&["snapshot", "get", "latest", "--store", &s, "-O", &out.display().to_string()])).await;
+    let run = cpkeep(&args(&[
+        "snapshot",
+        "get",
+        "latest",
+        "--store",
+        &s,
+        "-O",
+        &out.display().to_string(),
+    ]))
+    .await;
     assert_eq!(run.code, 3);
     run.assert_one_clear_line();
 }
@@ -93,18 +144,35 @@ async fn encrypted_backup_decrypts_with_the_age_cli(v: Etcd) {
     let dir = tempfile::tempdir().unwrap();
     let identity = age::x25519::Identity::generate();
     let key_file = dir.path().join("key.txt");
-    std::fs::write(&key_file, format!("{}\n", identity.to_string().expose_secret())).unwrap();
+    std::fs::write(
+        &key_file,
+        format!("{}\n", identity.to_string().expose_secret()),
+    )
+    .unwrap();
     let recipients_file = dir.path().join("recipients.txt");
     let other = age::x25519::Identity::generate().to_public();
     std::fs::write(&recipients_file, format!("# ops team\n{other}\n")).unwrap();
     let store = dir.path().join("store");
     let s = store.display().to_string();
     let public = identity.to_public().to_string();
-    let run = backup(&sb, &s, &["--encrypt-to", &public, "--encrypt-to-file", &recipients_file.display().to_string()]).await;
+    let run = backup(
+        &sb,
+        &s,
+        &[
+            "--encrypt-to",
+            &public,
+            "--encrypt-to-file",
+            &recipients_file.display().to_string(),
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let m = run.json()["manifest"].clone();
     assert_eq!(m["encryption"]["recipients"].as_array().unwrap().len(), 2);
-    assert!(!run.stdout.contains("AGE-SECRET-KEY"), "secret key in output");
+    assert!(
+        !run.stdout.contains("AGE-SECRET-KEY"),
+        "secret key in output"
+    );
     let object = store.join(m["object_key"].as_str().unwrap());
     assert!(object.display().to_string().ends_with(".db.zst.age"));
     // The stock age CLI decrypts it, zstd decompresses it, etcdutl accepts it.
@@ -119,22 +187,65 @@ async fn encrypted_backup_decrypts_with_the_age_cli(v: Etcd) {
         .unwrap();
     assert!(st.success());
     let plain = dir.path().join("plain.db");
-    let st = std::process::Command::new(tool("zstd")).args(["-dq"]).arg(&decrypted).arg("-o").arg(&plain).status().unwrap();
+    let st = std::process::Command::new(tool("zstd"))
+        .args(["-dq"])
+        .arg(&decrypted)
+        .arg("-o")
+        .arg(&plain)
+        .status()
+        .unwrap();
     assert!(st.success());
-    assert_eq!(etcdutl_status(&plain)["revision"].as_i64(), m["revision"].as_i64());
+    assert_eq!(
+        etcdutl_status(&plain)["revision"].as_i64(),
+        m["revision"].as_i64()
+    );
     // get without the identity is refused; with it, it works.
     let out = dir.path().join("got.db").display().to_string();
-    let run = cpkeep(&args(&["snapshot", "get", "latest", "--store", &s, "-O", &out])).await;
+    let run = cpkeep(&args(&[
+        "snapshot", "get", "latest", "--store", &s, "-O", &out,
+    ]))
+    .await;
     assert_eq!(run.code, 3);
     assert!(run.assert_one_clear_line().contains("--identity"));
-    let run = cpkeep(&args(&["snapshot", "get", "latest", "--store", &s, "-O", &out, "--identity", &key_file.display().to_string()])).await;
+    let run = cpkeep(&args(&[
+        "snapshot",
+        "get",
+        "latest",
+        "--store",
+        &s,
+        "-O",
+        &out,
+        "--identity",
+        &key_file.display().to_string(),
+    ]))
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&plain).unwrap());
     // A wrong identity is a clear failure, and writes nothing.
     let wrong = dir.path().join("wrong.txt");
-    std::fs::write(&wrong, format!("{}\n", age::x25519::Identity::generate().to_string().expose_secret())).unwrap();
+    std::fs::write(
+        &wrong,
+        format!(
+            "{}\n",
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret()
+        ),
+    )
+    .unwrap();
     let out2 = dir.path().join("got2.db");
-    let run = cpkeep(&args(&["snapshot", "get", "latest", "--store", &s, "-O", &out2.display().to_string(), "--identity", &wrong.display().to_string()])).await;
+    let run = cpkeep(&args(&[
+        "snapshot",
+        "get",
+        "latest",
+        "--store",
+        &s,
+        "-O",
+        &out2.display().to_string(),
+        "--identity",
+        &wrong.display().to_string(),
+    ]))
+    .await;
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.assert_one_clear_line().contains("decrypt"));
     assert!(!out2.exists() && files_ending(dir.path(), "got2.db.part").is_empty());
@@ -145,7 +256,13 @@ async fn save_writes_a_verified_raw_file(v: Etcd) {
     fill(&sb, 200, 100).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("snap.db");
-    let mut a = args(&["snapshot", "save", "-o", "json", &file.display().to_string()]);
+    let mut a = args(&[
+        "snapshot",
+        "save",
+        "-o",
+        "json",
+        &file.display().to_string(),
+    ]);
     a.extend(conn_args(&sb, &sb.endpoints(), "3s"));
     let run = cpkeep(&a).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -210,7 +327,15 @@ async fn proxied(fault: Fault) -> (cpkeep::sandbox::Sandbox, FaultProxy) {
 }
 
 async fn backup_through(proxy: &FaultProxy, store: &str, extra: &[&str]) -> Run {
-    let mut a = args(&["backup", "--store", store, "--endpoints", &proxy.endpoint(), "--endpoint", &proxy.endpoint()]);
+    let mut a = args(&[
+        "backup",
+        "--store",
+        store,
+        "--endpoints",
+        &proxy.endpoint(),
+        "--endpoint",
+        &proxy.endpoint(),
+    ]);
     a.extend(extra.iter().map(|s| s.to_string()));
     cpkeep(&a).await
 }
@@ -223,10 +348,20 @@ async fn corrupted_stream_fails_and_leaves_nothing() {
     assert!(proxy.triggered.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(run.code, 1, "{}", run.stderr);
     let line = run.assert_one_clear_line();
-    assert!(line.contains("integrity check failed") || line.contains("snapshot stream"), "{line}");
+    assert!(
+        line.contains("integrity check failed") || line.contains("snapshot stream"),
+        "{line}"
+    );
     assert!(line.contains(&proxy.endpoint()), "{line}");
     assert_nothing_stored(store.path()).await;
-    assert_eq!(list(&store.path().display().to_string(), true).await.as_array().unwrap().len(), 0);
+    assert_eq!(
+        list(&store.path().display().to_string(), true)
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,7 +371,18 @@ async fn member_killed_mid_stream_fails_fast() {
     let s = store.path().display().to_string();
     let p = proxy.endpoint();
     let task = tokio::spawn(async move {
-        cpkeep(&args(&["backup", "--store", &s, "--endpoints", &p, "--endpoint", &p, "--stall-timeout", "60s"])).await
+        cpkeep(&args(&[
+            "backup",
+            "--store",
+            &s,
+            "--endpoints",
+            &p,
+            "--endpoint",
+            &p,
+            "--stall-timeout",
+            "60s",
+        ]))
+        .await
     });
     for _ in 0..200 {
         if proxy.triggered.load(std::sync::atomic::Ordering::SeqCst) {
@@ -244,11 +390,21 @@ async fn member_killed_mid_stream_fails_fast() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(proxy.triggered.load(std::sync::atomic::Ordering::SeqCst), "stream never reached the fault");
+    assert!(
+        proxy.triggered.load(std::sync::atomic::Ordering::SeqCst),
+        "stream never reached the fault"
+    );
     sb.kill(0).unwrap();
-    let run = tokio::time::timeout(Duration::from_secs(20), task).await.expect("backup hung").unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("backup hung")
+        .unwrap();
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.assert_one_clear_line().contains("snapshot stream"), "{}", run.stderr);
+    assert!(
+        run.assert_one_clear_line().contains("snapshot stream"),
+        "{}",
+        run.stderr
+    );
     assert_nothing_stored(store.path()).await;
 }
 
@@ -256,9 +412,18 @@ async fn member_killed_mid_stream_fails_fast() {
 async fn stalled_stream_times_out() {
     let (_sb, proxy) = proxied(Fault::Freeze { at: 1_000_000 }).await;
     let store = tempfile::tempdir().unwrap();
-    let run = backup_through(&proxy, &store.path().display().to_string(), &["--stall-timeout", "2s"]).await;
+    let run = backup_through(
+        &proxy,
+        &store.path().display().to_string(),
+        &["--stall-timeout", "2s"],
+    )
+    .await;
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.assert_one_clear_line().contains("stalled"), "{}", run.stderr);
+    assert!(
+        run.assert_one_clear_line().contains("stalled"),
+        "{}",
+        run.stderr
+    );
     assert!(run.elapsed < Duration::from_secs(15), "{:?}", run.elapsed);
     assert_nothing_stored(store.path()).await;
 }
@@ -269,7 +434,14 @@ async fn full_and_read_only_directories_fail_cleanly() {
     fill(&sb, 3000, 1000).await;
     let fs = Tmpfs::mount("512k");
     let s = fs.dir.path().display().to_string();
-    let mut a = args(&["backup", "--store", &s, "--compression", "none", "--endpoints"]);
+    let mut a = args(&[
+        "backup",
+        "--store",
+        &s,
+        "--compression",
+        "none",
+        "--endpoints",
+    ]);
     a.push(sb.endpoints()[0].clone());
     let run = cpkeep(&a).await;
     assert_eq!(run.code, 1, "{}", run.stderr);
@@ -294,12 +466,19 @@ async fn bad_recipient_is_refused_before_anything_is_written() {
     let store = tempfile::tempdir().unwrap();
     let target = store.path().join("never");
     let run = cpkeep(&args(&[
-        "backup", "--store", &target.display().to_string(), "--endpoints", &sb.endpoints()[0],
-        "--encrypt-to", "age1notarecipient",
+        "backup",
+        "--store",
+        &target.display().to_string(),
+        "--endpoints",
+        &sb.endpoints()[0],
+        "--encrypt-to",
+        "age1notarecipient",
     ]))
     .await;
     assert_eq!(run.code, 3);
-    assert!(run.assert_one_clear_line().contains("bad age recipient \"age1notarecipient\""));
+    assert!(run
+        .assert_one_clear_line()
+        .contains("bad age recipient \"age1notarecipient\""));
     assert!(!target.exists());
 }
 
@@ -316,7 +495,12 @@ async fn prune_keeps_what_the_rules_say_and_removes_leftovers() {
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     let l = list(&s, false).await;
-    let ids: Vec<String> = l.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = l
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids.len(), 3);
     let cluster = l[0]["cluster_id"].as_str().unwrap().to_string();
     // Leftovers: an object without manifest from long ago, and an abandoned .part.
@@ -325,20 +509,57 @@ async fn prune_keeps_what_the_rules_say_and_removes_leftovers() {
     let part = cdir.join("20200102T000000Z-r2.db.zst.part");
     std::fs::write(&part, b"junk").unwrap();
     let old = std::time::SystemTime::now() - Duration::from_secs(3 * 24 * 3600);
-    std::fs::File::options().write(true).open(&part).unwrap().set_modified(old).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&part)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     assert_eq!(list(&s, true).await.as_array().unwrap().len(), 5);
 
-    let run = cpkeep(&args(&["snapshot", "prune", "--store", &s, "--keep-last", "1", "--dry-run", "-o", "json"])).await;
+    let run = cpkeep(&args(&[
+        "snapshot",
+        "prune",
+        "--store",
+        &s,
+        "--keep-last",
+        "1",
+        "--dry-run",
+        "-o",
+        "json",
+    ]))
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let plan = run.json();
-    assert_eq!(plan["plan"]["delete"].as_array().unwrap().len(), 3, "{plan}");
+    assert_eq!(
+        plan["plan"]["delete"].as_array().unwrap().len(),
+        3,
+        "{plan}"
+    );
     assert_eq!(plan["plan"]["abort"].as_array().unwrap().len(), 1, "{plan}");
-    assert_eq!(list(&s, true).await.as_array().unwrap().len(), 5, "dry run deleted something");
+    assert_eq!(
+        list(&s, true).await.as_array().unwrap().len(),
+        5,
+        "dry run deleted something"
+    );
 
-    let run = cpkeep(&args(&["snapshot", "prune", "--store", &s, "--keep-last", "1"])).await;
+    let run = cpkeep(&args(&[
+        "snapshot",
+        "prune",
+        "--store",
+        &s,
+        "--keep-last",
+        "1",
+    ]))
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let after = list(&s, true).await;
-    let left: Vec<&str> = after.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let left: Vec<&str> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
     assert_eq!(left, vec![ids[0].as_str()], "{after}");
     assert!(!part.exists());
 
@@ -349,7 +570,17 @@ async fn prune_keeps_what_the_rules_say_and_removes_leftovers() {
 
     // backup --prune keeps the rule after the new snapshot.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let run = cpkeep(&args(&["backup", "--store", &s, "--endpoints", &ep, "--prune", "--keep-last", "1"])).await;
+    let run = cpkeep(&args(&[
+        "backup",
+        "--store",
+        &s,
+        "--endpoints",
+        &ep,
+        "--prune",
+        "--keep-last",
+        "1",
+    ]))
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let after = list(&s, true).await;
     assert_eq!(after.as_array().unwrap().len(), 1);

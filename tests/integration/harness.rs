@@ -90,15 +90,42 @@ impl Run {
     /// Asserts the error contract: one error line, the last on stderr, with the program prefix; the
     /// other lines are log lines; no panic, no backtrace, no Debug dump anywhere.
     pub fn assert_one_clear_line(&self) -> &str {
-        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("cpkeep: ")).collect();
-        assert_eq!(errors.len(), 1, "expected one error line, got:\n{}", self.stderr);
+        assert_eq!(
+            errors.len(),
+            1,
+            "expected one error line, got:\n{}",
+            self.stderr
+        );
         let line = *errors[0];
-        assert_eq!(lines.last(), Some(&line), "the error is not the last line:\n{}", self.stderr);
+        assert_eq!(
+            lines.last(),
+            Some(&line),
+            "the error is not the last line:\n{}",
+            self.stderr
+        );
         for l in &lines {
-            let is_log = l.len() > 20 && l.as_bytes()[4] == b'-' && (l.contains(" INFO ") || l.contains(" WARN "));
-            assert!(is_log || *l == line, "unexpected stderr line {l:?} in:\n{}", self.stderr);
-            for bad in ["panicked", "RUST_BACKTRACE", "Status {", "Error {", "Os {", "Some("] {
+            let is_log = l.len() > 20
+                && l.as_bytes()[4] == b'-'
+                && (l.contains(" INFO ") || l.contains(" WARN "));
+            assert!(
+                is_log || *l == line,
+                "unexpected stderr line {l:?} in:\n{}",
+                self.stderr
+            );
+            for bad in [
+                "panicked",
+                "RUST_BACKTRACE",
+                "Status {",
+                "Error {",
+                "Os {",
+                "Some(",
+            ] {
                 assert!(!l.contains(bad), "stderr has {bad:?}: {l}");
             }
         }
@@ -192,7 +219,11 @@ pub fn tool(name: &str) -> PathBuf {
 /// etcdutl 3.5 (it reads 3.4 files too).
 pub fn etcdutl() -> PathBuf {
     let p = Etcd::V35.etcd().with_file_name("etcdutl");
-    assert!(p.is_file(), "etcdutl not found at {}: run scripts/install-tools.sh", p.display());
+    assert!(
+        p.is_file(),
+        "etcdutl not found at {}: run scripts/install-tools.sh",
+        p.display()
+    );
     p
 }
 
@@ -215,7 +246,9 @@ pub fn etcdutl_status(file: &std::path::Path) -> serde_json::Value {
 /// Writes `keys` Kubernetes-like objects of about `value_size` bytes, plus some overwrites and deletes.
 pub async fn fill(sb: &Sandbox, keys: usize, value_size: usize) {
     let conn = sb.connection(Duration::from_secs(10)).unwrap();
-    let client = cpkeep::etcd::connect(&conn.endpoints[0], &conn).await.unwrap();
+    let client = cpkeep::etcd::connect(&conn.endpoints[0], &conn)
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for w in 0..8 {
         let mut kv = client.kv_client();
@@ -232,8 +265,12 @@ pub async fn fill(sb: &Sandbox, keys: usize, value_size: usize) {
         t.await.unwrap();
     }
     let mut kv = client.kv_client();
-    kv.put("/registry/configmaps/ns0/cm-000000", "overwritten", None).await.unwrap();
-    kv.delete("/registry/configmaps/ns1/cm-000001", None).await.unwrap();
+    kv.put("/registry/configmaps/ns0/cm-000000", "overwritten", None)
+        .await
+        .unwrap();
+    kv.delete("/registry/configmaps/ns1/cm-000001", None)
+        .await
+        .unwrap();
 }
 
 /// A tmpfs mounted for one test (full or read-only directories), unmounted on drop. Needs root, as
@@ -250,7 +287,10 @@ impl Tmpfs {
             .arg(dir.path())
             .status()
             .expect("run mount");
-        assert!(st.success(), "mounting a tmpfs failed: these tests run as root (as CI does)");
+        assert!(
+            st.success(),
+            "mounting a tmpfs failed: these tests run as root (as CI does)"
+        );
         Self { dir }
     }
 
@@ -266,7 +306,9 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -275,7 +317,9 @@ pub fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
