@@ -11,8 +11,10 @@ mod cluster;
 mod error;
 mod pki;
 mod ports;
+mod s3;
 
 pub use binaries::{etcd_version, locate_etcd};
 pub use cluster::{Sandbox, SandboxMember, SandboxOptions};
 pub use error::SandboxError;
 pub use pki::{CertPair, EtcdPki, KeyAlgorithm, MemberCerts};
+pub use s3::{S3Sandbox, S3SandboxOptions};
