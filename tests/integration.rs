@@ -24,3 +24,6 @@ mod proxy;
 
 #[path = "integration/backup.rs"]
 mod backup;
+
+#[path = "integration/backup_s3.rs"]
+mod backup_s3;

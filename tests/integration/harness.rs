@@ -135,13 +135,28 @@ impl Run {
 
 /// Runs the cpkeep binary with `args`, without any CPKEEP_* variable from the test environment.
 pub async fn cpkeep(args: &[String]) -> Run {
+    cpkeep_env(args, &[]).await
+}
+
+/// Runs the cpkeep binary with `args` and extra environment (AWS credentials), isolated from the test
+/// machine's CPKEEP_* and AWS settings.
+pub async fn cpkeep_env(args: &[String], env: &[(&str, String)]) -> Run {
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpkeep"));
     cmd.args(args);
     for (k, _) in std::env::vars() {
-        if k.starts_with("CPKEEP_") {
+        if k.starts_with("CPKEEP_") || k.starts_with("AWS_") {
             cmd.env_remove(k);
         }
+    }
+    cmd.env("AWS_CONFIG_FILE", "/nonexistent-cpkeep-test-aws-config");
+    cmd.env(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "/nonexistent-cpkeep-test-aws-credentials",
+    );
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     // No kubeadm defaults from the machine running the tests.
     cmd.env("CPKEEP_PKI_DIR", "/nonexistent-cpkeep-test-pki");

@@ -17,6 +17,8 @@ pub enum Fault {
     /// Stop forwarding at `at`: the client hears nothing more, until the server closes (then the
     /// client is closed too, as when a member dies).
     Freeze { at: u64 },
+    /// Hold the bytes for `millis` once at `at`, then go on.
+    Pause { at: u64, millis: u64 },
     /// Close both directions at `at`.
     Cut { at: u64 },
 }
@@ -72,6 +74,13 @@ impl FaultProxy {
                                 Fault::Freeze { at } if end > at => {
                                     t.store(true, Ordering::SeqCst);
                                     frozen = true;
+                                }
+                                Fault::Pause { at, millis }
+                                    if end > at && !t.load(Ordering::SeqCst) =>
+                                {
+                                    t.store(true, Ordering::SeqCst);
+                                    tokio::time::sleep(std::time::Duration::from_millis(millis))
+                                        .await;
                                 }
                                 Fault::Cut { at } if end > at => {
                                     t.store(true, Ordering::SeqCst);
