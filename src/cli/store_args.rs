@@ -46,7 +46,7 @@ pub struct StoreArgs {
     pub s3_part_size: u64,
 
     /// Parts uploaded at once.
-    #[arg(long, env = "CPKEEP_S3_PARTS_IN_FLIGHT", default_value_t = 3)]
+    #[arg(long, env = "CPKEEP_S3_PARTS_IN_FLIGHT", default_value_t = 2)]
     pub s3_parts_in_flight: usize,
 }
 

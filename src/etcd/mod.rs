@@ -14,8 +14,8 @@ mod tls;
 
 pub use connect::{connect, ConnectionOptions, Credentials};
 pub use endpoint::Endpoint;
-pub use error::EtcdError;
 pub(crate) use error::describe_client_error;
+pub use error::EtcdError;
 pub use health::{evaluate, HealthOptions};
 pub use probe::{list_members, probe_cluster, ClusterProbe, EndpointProbe, MemberInfo, StatusInfo};
 pub use report::{
