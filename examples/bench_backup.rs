@@ -42,7 +42,8 @@ fn value(i: u64, size: usize) -> String {
         w(i / 3),
         w(i / 5)
     );
-    // A pseudo-random base64-ish blob (certificates, tokens) makes about a fifth of the payload.
+    // Pseudo-random base64-ish runs (uids, tokens, hashes) make the data compress like a real
+    // cluster's (zstd -3 about 4-5x).
     let mut x = i.wrapping_mul(0x9E3779B97F4A7C15) | 1;
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut k = 0;
@@ -53,7 +54,7 @@ fn value(i: u64, size: usize) -> String {
             w(x >> 8),
             w(x >> 16)
         ));
-        for _ in 0..48 {
+        for _ in 0..10 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -150,6 +151,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let sb = Sandbox::start(opts).await?;
         let s3 = S3Sandbox::start(S3SandboxOptions {
             dir: Some(work.join(format!("s3-{size_mib}"))),
+            volume_size_mb: 1024,
+            volumes: 16,
             ..S3SandboxOptions::default()
         })
         .await?;
@@ -160,6 +163,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "filled {size_mib} MiB with {keys} keys in {:.0} s",
             started.elapsed().as_secs_f64()
         );
+        if std::env::var_os("CPKEEP_BENCH_HOLD").is_some() {
+            // For profiling by hand: print how to reach the cluster and wait to be killed.
+            let f = sb.tls_files();
+            println!(
+                "--endpoints={} --cacert={} --cert={} --key={}",
+                sb.endpoints()[0],
+                f.ca.unwrap_or_default().display(),
+                f.cert.unwrap_or_default().display(),
+                f.key.unwrap_or_default().display()
+            );
+            println!(
+                "AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} S3={}",
+                s3.access_key(),
+                s3.secret_key(),
+                s3.endpoint()
+            );
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
         let files = sb.tls_files();
         let (ca, cert, key) = (
             files.ca.unwrap_or_default().display().to_string(),

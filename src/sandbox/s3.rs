@@ -55,6 +55,9 @@ pub struct S3SandboxOptions {
     /// [`endpoint`](S3Sandbox::endpoint) is then the HTTPS one and
     /// [`ca_bundle`](S3Sandbox::ca_bundle) the CA to trust.
     pub tls: bool,
+    /// Size of each SeaweedFS volume in MB and how many may exist: capacity is their product.
+    pub volume_size_mb: u32,
+    pub volumes: u32,
 }
 
 impl Default for S3SandboxOptions {
@@ -67,6 +70,8 @@ impl Default for S3SandboxOptions {
             region: "us-east-1".to_string(),
             start_timeout: Duration::from_secs(60),
             tls: false,
+            volume_size_mb: 64,
+            volumes: 8,
         }
     }
 }
@@ -341,14 +346,14 @@ impl S3Sandbox {
             region: opts.region.clone(),
             child: None,
         };
-        sandbox.spawn(&config)?;
+        sandbox.spawn(&config, opts.volume_size_mb, opts.volumes)?;
         sandbox
             .wait_ready(Instant::now() + opts.start_timeout)
             .await?;
         Ok(sandbox)
     }
 
-    fn spawn(&mut self, config: &Path) -> Result<(), SandboxError> {
+    fn spawn(&mut self, config: &Path, volume_size_mb: u32, volumes: u32) -> Result<(), SandboxError> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -368,10 +373,10 @@ impl S3Sandbox {
             .arg(format!("-master.port={}", p.master))
             .arg(format!("-master.port.grpc={}", grpc(p.master)))
             .arg("-master.telemetry=false")
-            .arg("-master.volumeSizeLimitMB=64")
+            .arg(format!("-master.volumeSizeLimitMB={}", volume_size_mb))
             .arg(format!("-volume.port={}", p.volume))
             .arg(format!("-volume.port.grpc={}", grpc(p.volume)))
-            .arg("-volume.max=8")
+            .arg(format!("-volume.max={}", volumes))
             .arg("-filer")
             .arg(format!("-filer.port={}", p.filer))
             .arg(format!("-filer.port.grpc={}", grpc(p.filer)))

@@ -735,6 +735,7 @@ impl ObjectStore for S3Store {
             next_part: 1,
             in_flight: JoinSet::new(),
             done: Vec::new(),
+            spare: Vec::new(),
             failed: false,
         }))
     }
@@ -908,8 +909,12 @@ struct S3Writer {
     /// Set once the first part goes up.
     upload_id: Option<String>,
     next_part: i32,
-    in_flight: JoinSet<Result<CompletedPart, StoreError>>,
+    in_flight: JoinSet<Result<(CompletedPart, Bytes), StoreError>>,
     done: Vec<CompletedPart>,
+    /// Part buffers back from finished uploads, reused so that parts cost no new allocations:
+    /// allocating and freeing a multi-MiB buffer per part makes glibc keep them in its arenas and
+    /// the process's RSS grow well past what is live.
+    spare: Vec<BytesMut>,
     /// A write failed and the upload was aborted.
     failed: bool,
 }
@@ -938,7 +943,10 @@ impl S3Writer {
                 continue;
             }
             if self.buf.capacity() == 0 {
-                self.buf.reserve(part_size);
+                match self.spare.pop() {
+                    Some(b) => self.buf = b,
+                    None => self.buf.reserve(part_size),
+                }
             }
             let take = (part_size - self.buf.len()).min(chunk.len());
             self.buf.extend_from_slice(&chunk.split_to(take));
@@ -952,11 +960,18 @@ impl S3Writer {
 
     fn collect(
         &mut self,
-        joined: Result<Result<CompletedPart, StoreError>, tokio::task::JoinError>,
+        joined: Result<Result<(CompletedPart, Bytes), StoreError>, tokio::task::JoinError>,
     ) -> Result<(), StoreError> {
         match joined {
-            Ok(Ok(part)) => {
+            Ok(Ok((part, data))) => {
                 self.done.push(part);
+                // The SDK has dropped its handle once the request completed; reuse the buffer.
+                if let Ok(mut b) = data.try_into_mut() {
+                    if b.capacity() >= self.shared.part_size {
+                        b.clear();
+                        self.spare.push(b);
+                    }
+                }
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
@@ -1004,14 +1019,15 @@ impl S3Writer {
                 .upload_id(upload_id)
                 .part_number(number)
                 .content_length(len)
-                .body(ByteStream::from(data))
+                .body(ByteStream::from(data.clone()))
                 .send()
                 .await
                 .map_err(|e| shared.err("upload part", &key, e))?;
-            Ok(CompletedPart::builder()
+            let part = CompletedPart::builder()
                 .part_number(number)
                 .set_e_tag(out.e_tag)
-                .build())
+                .build();
+            Ok((part, data))
         });
         Ok(())
     }
