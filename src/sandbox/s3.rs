@@ -353,7 +353,12 @@ impl S3Sandbox {
         Ok(sandbox)
     }
 
-    fn spawn(&mut self, config: &Path, volume_size_mb: u32, volumes: u32) -> Result<(), SandboxError> {
+    fn spawn(
+        &mut self,
+        config: &Path,
+        volume_size_mb: u32,
+        volumes: u32,
+    ) -> Result<(), SandboxError> {
         let log = File::options()
             .create(true)
             .append(true)
