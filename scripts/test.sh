@@ -10,4 +10,5 @@ scripts/install-tools.sh
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked --all-targets
+# Unit tests, the binary, then the integration suite last, so the run closes on its summary.
+cargo test --locked --lib --bins --tests
