@@ -27,3 +27,6 @@ mod backup;
 
 #[path = "integration/backup_s3.rs"]
 mod backup_s3;
+
+#[path = "integration/inspect.rs"]
+mod inspect;

@@ -14,8 +14,9 @@ use super::table::Table;
 use super::Exit;
 use crate::etcd::Endpoint;
 use crate::snapshot::{
-    apply_prune, catalog, fetch_to_file, plan_prune, save, Fetched, PruneReport, RetentionPolicy,
-    SaveReport, SnapshotEntry, SnapshotError,
+    apply_prune, catalog, fetch_to_file, plan_prune, save, status_of_file, verify_file, Fetched,
+    Manifest, PruneReport, RetentionPolicy, SaveReport, SnapshotEntry, SnapshotError, StatusReport,
+    TrailerState, VerifyReport,
 };
 use crate::store::ObjectStore;
 use crate::units::human_bytes;
@@ -30,6 +31,34 @@ pub enum SnapshotCommand {
     Save(SaveArgs),
     /// Delete snapshots no retention rule keeps, stale leftovers and abandoned uploads.
     Prune(PruneArgs),
+    /// Hash, revision, total keys and size of a snapshot, as `etcdutl snapshot status` reports them.
+    Status(InspectArgs),
+    /// Check a snapshot: sha256 trailer, bbolt structure, etcd schema (and the manifest for stored
+    /// ones); exit 0 good, 2 bad.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A snapshot file, or (with --store) a stored snapshot's ID or `latest`.
+    pub snapshot: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// age identity file for encrypted stored snapshots.
+    #[arg(long, env = "CPKEEP_IDENTITY")]
+    pub identity: Option<PathBuf>,
+    /// Which cluster, when the store holds several.
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub inspect: InspectArgs,
+    /// Also decode every key-value and show where the space goes.
+    #[arg(long)]
+    pub deep: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -260,6 +289,130 @@ impl Render for PruneReport {
     }
 }
 
+impl Render for StatusReport {
+    fn table(&self) -> String {
+        let mut headers = vec!["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"];
+        let mut row = vec![
+            format!("{:x}", self.hash),
+            self.revision.to_string(),
+            self.total_key.to_string(),
+            human_bytes(self.total_size),
+        ];
+        if let Some(v) = &self.version {
+            headers.push("VERSION");
+            row.push(v.clone());
+        }
+        let mut t = Table::new(headers);
+        t.row(row);
+        t.render()
+    }
+}
+
+impl Render for VerifyReport {
+    fn table(&self) -> String {
+        let mut s = format!(
+            "{}: {}\n",
+            self.source,
+            if self.ok { "GOOD" } else { "BAD" }
+        );
+        let trailer = match self.trailer {
+            TrailerState::Verified => "sha256 trailer verified",
+            TrailerState::Absent => "no trailer (a raw member/snap/db): nothing to verify",
+            TrailerState::Mismatch => "sha256 trailer does NOT match",
+            TrailerState::UnexpectedLength => "file length fits no db",
+        };
+        s.push_str(&format!("trailer     {trailer}\n"));
+        s.push_str(&format!(
+            "structure   {} pages of {} bytes: {} reachable, {} free{}\n",
+            self.pages_total,
+            self.page_size,
+            self.pages_reachable,
+            self.pages_free,
+            self.meta_note
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        ));
+        if let Some(st) = &self.status {
+            s.push_str(&format!(
+                "etcd        revision {}, {} revisions decoded, {} keys in all buckets, hash {:x}, consistent index {}\n",
+                st.revision,
+                self.revisions,
+                st.total_key,
+                st.hash,
+                self.consistent_index.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
+            ));
+        }
+        for m in &self.manifest_checks {
+            s.push_str(&format!("manifest    {m}\n"));
+        }
+        if let Some(d) = &self.deep {
+            s.push_str(&format!(
+                "\nspace       {} revisions ({} tombstones) for {} live keys; {:.0}% of stored bytes would be freed by compaction + defrag\n\n",
+                d.revisions, d.tombstones, d.live_keys, d.reclaimable_share * 100.0
+            ));
+            let mut t = Table::new(["RESOURCE", "KEYS", "BYTES"]);
+            let mut rs: Vec<_> = d.resources.iter().collect();
+            rs.sort_by_key(|(_, u)| std::cmp::Reverse(u.bytes));
+            for (r, u) in rs {
+                t.row([r.clone(), u.keys.to_string(), human_bytes(u.bytes)]);
+            }
+            s.push_str(&t.render());
+            let mut t = Table::new(["NAMESPACE", "KEYS", "BYTES"]);
+            let mut ns: Vec<_> = d.namespaces.iter().collect();
+            ns.sort_by_key(|(_, u)| std::cmp::Reverse(u.bytes));
+            for (n, u) in ns.into_iter().take(20) {
+                t.row([n.clone(), u.keys.to_string(), human_bytes(u.bytes)]);
+            }
+            s.push('\n');
+            s.push_str(&t.render());
+            let mut t = Table::new(["LARGEST KEYS", "BYTES"]);
+            for (k, b) in &d.largest {
+                t.row([k.clone(), human_bytes(*b)]);
+            }
+            s.push('\n');
+            s.push_str(&t.render());
+        }
+        for p in &self.problems {
+            s.push_str(&format!("problem     {p}\n"));
+        }
+        s
+    }
+}
+
+/// A snapshot file to inspect: the path given, or a stored snapshot downloaded (decrypted,
+/// decompressed and checked against its manifest) into a private temp dir removed afterwards.
+async fn local_copy(
+    a: &InspectArgs,
+) -> anyhow::Result<(PathBuf, Option<Manifest>, Option<tempfile::TempDir>)> {
+    if a.store.store.is_none() {
+        return Ok((PathBuf::from(&a.snapshot), None, None));
+    }
+    let store = a.store.open().await?;
+    let cat = catalog(store.as_ref()).await.map_err(snapshot_failure)?;
+    let entry = cat
+        .find(&a.snapshot, a.cluster_id.as_deref())
+        .map_err(snapshot_failure)?;
+    let manifest = entry.manifest.clone().ok_or_else(|| ExitError {
+        code: Exit::Unknown,
+        message: format!("snapshot {} has no readable manifest", entry.id),
+    })?;
+    let dir = tempfile::Builder::new()
+        .prefix("cpkeep-inspect-")
+        .tempdir()?;
+    let path = dir.path().join(format!("{}.db", manifest.id));
+    fetch_to_file(
+        store.as_ref(),
+        &manifest,
+        &path,
+        a.identity.as_deref(),
+        false,
+    )
+    .await
+    .map_err(snapshot_failure)?;
+    Ok((path, Some(manifest), Some(dir)))
+}
+
 /// Plans and (unless dry-run) applies a prune for one cluster.
 pub async fn prune_cluster(
     store: &dyn ObjectStore,
@@ -362,6 +515,57 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
             .map_err(snapshot_failure)?;
             out.print(&report)?;
             Ok(Exit::Ok)
+        }
+        SnapshotCommand::Status(a) => {
+            let (path, _, _dir) = local_copy(&a).await?;
+            let report = tokio::task::spawn_blocking(move || status_of_file(&path))
+                .await?
+                .map_err(snapshot_failure)?;
+            out.print(&report)?;
+            Ok(Exit::Ok)
+        }
+        SnapshotCommand::Verify(a) => {
+            // A stored snapshot that fails its manifest checks while downloading is BAD (exit 2),
+            // not a failed operation.
+            let (path, manifest, _dir) = local_copy(&a.inspect).await.map_err(|e| {
+                if super::exit::code_of(&e) == Exit::Warning {
+                    ExitError {
+                        code: Exit::Critical,
+                        message: super::exit::one_line(&e),
+                    }
+                    .into()
+                } else {
+                    e
+                }
+            })?;
+            let deep = a.deep;
+            let p = path.clone();
+            let mut report = tokio::task::spawn_blocking(move || verify_file(&p, deep))
+                .await?
+                .map_err(snapshot_failure)?;
+            if let Some(m) = manifest {
+                report.source = format!("{} ({})", m.id, m.object_key);
+                report.manifest_checks.push(format!(
+                    "object sha256 and size, db sha256 and size match the manifest ({} stored, {} db)",
+                    human_bytes(m.stored_size),
+                    human_bytes(m.db_size)
+                ));
+                match report.status.as_ref().map(|s| s.revision) {
+                    Some(r) if r == m.revision => report
+                        .manifest_checks
+                        .push(format!("revision {r} matches the manifest")),
+                    Some(r) => {
+                        report.ok = false;
+                        report.problems.push(format!(
+                            "the db's revision is {r}, the manifest says {}",
+                            m.revision
+                        ));
+                    }
+                    None => {}
+                }
+            }
+            out.print(&report)?;
+            Ok(if report.ok { Exit::Ok } else { Exit::Critical })
         }
         SnapshotCommand::Prune(a) => {
             let store = a.store.open().await?;

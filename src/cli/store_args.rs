@@ -11,7 +11,7 @@ use crate::store::{open_store, ObjectStore, S3Options, StoreError, StoreUrl};
 pub struct StoreArgs {
     /// Where snapshots live: file:///dir (or a path), or s3://bucket/prefix.
     #[arg(long, env = "CPKEEP_STORE")]
-    pub store: String,
+    pub store: Option<String>,
 
     /// S3 endpoint for MinIO, SeaweedFS, Ceph… (default: AWS).
     #[arg(long, env = "CPKEEP_S3_ENDPOINT")]
@@ -52,7 +52,12 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     pub fn url(&self) -> Result<StoreUrl, StoreError> {
-        StoreUrl::parse(&self.store)
+        match &self.store {
+            Some(s) => StoreUrl::parse(s),
+            None => Err(StoreError::Config(
+                "no store given: pass --store URL (or set CPKEEP_STORE)".to_string(),
+            )),
+        }
     }
 
     pub fn s3_options(&self) -> S3Options {

@@ -11,6 +11,7 @@ mod encode;
 mod error;
 mod facts;
 mod fetch;
+mod inspect;
 mod manifest;
 mod progress;
 mod retention;
@@ -25,6 +26,9 @@ pub use encode::Encoding;
 pub use error::{FailureClass, SnapshotError};
 pub use facts::DbFacts;
 pub use fetch::{fetch_to_file, load_identities, Fetched};
+pub use inspect::{
+    status_of_file, verify_file, DeepReport, StatusReport, TrailerState, Usage, VerifyReport,
+};
 pub use manifest::{id_time, make_id, CompressionInfo, CompressionKind, EncryptionInfo, Manifest};
 pub use progress::{NoProgress, Progress};
 pub use retention::{
