@@ -45,11 +45,15 @@ pub enum Defect {
     NotAnInteger,
     /// The page was needed but never received (the input ended before it).
     Missing,
+    /// The page, with its overflow pages, spans more bytes than the reader holds in memory at once.
+    PageTooLarge,
+    /// One traversal reached the same page twice: a cycle, or a page shared by two parents.
+    PageReachedTwice,
 }
 
 impl Defect {
     /// Every defect, in code order (the code is the index): used to store a defect in a few bits.
-    pub(crate) const ALL: [Defect; 18] = [
+    pub(crate) const ALL: [Defect; 20] = [
         Defect::ShortHeader,
         Defect::IdMismatch,
         Defect::UnexpectedFlags,
@@ -68,6 +72,8 @@ impl Defect {
         Defect::NotARevision,
         Defect::NotAnInteger,
         Defect::Missing,
+        Defect::PageTooLarge,
+        Defect::PageReachedTwice,
     ];
 
     pub(crate) fn code(self) -> u8 {
@@ -107,6 +113,10 @@ impl fmt::Display for Defect {
             Defect::NotARevision => "last key of the `key` bucket is not a revision",
             Defect::NotAnInteger => "value is not an 8-byte integer",
             Defect::Missing => "page not present in the input",
+            Defect::PageTooLarge => "page spans more bytes than the reader's memory cap",
+            Defect::PageReachedTwice => {
+                "page reached twice in one traversal (a cycle or a shared page)"
+            }
         })
     }
 }
@@ -196,6 +206,14 @@ pub enum BoltError {
 
     #[error("bbolt file has no `{name}` bucket: not an etcd backend")]
     MissingBucket { name: &'static str },
+
+    #[error("cannot read {len} bytes at offset {offset} of the bbolt file")]
+    Io {
+        offset: u64,
+        len: u64,
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
 }
 
 #[cfg(test)]

@@ -12,8 +12,12 @@
 
 mod builder;
 mod corruption;
+mod etcd_live;
 mod fixtures;
+mod fuzz;
 mod oracle;
+mod reader;
+mod reader_corruption;
 mod real_etcd;
 mod synthetic;
 

@@ -103,6 +103,8 @@ pub struct FileBuilder {
     pages: Vec<Option<Vec<u8>>>,
     /// Byte filling pages nobody placed (free pages).
     pub fill: u8,
+    /// The metas' freelist page id (NO_FREELIST: none stored, as etcd writes).
+    pub freelist: u64,
 }
 
 impl FileBuilder {
@@ -111,6 +113,7 @@ impl FileBuilder {
             page_size,
             pages: vec![None, None],
             fill: 0,
+            freelist: NO_FREELIST,
         }
     }
 
@@ -233,7 +236,7 @@ impl FileBuilder {
             flags: 0,
             root,
             sequence: 0,
-            freelist_pgid: NO_FREELIST,
+            freelist_pgid: self.freelist,
             high_water,
             txid,
             checksum: 0,

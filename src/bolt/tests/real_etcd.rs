@@ -52,6 +52,12 @@ fn generate_and_check(version: &str, keys: u32, big: u32) {
         assert!(facts.consistent_index.is_some_and(|ci| ci <= applied));
     }
 
+    // The random-access reader: etcdutl's status field by field, a clean check, every
+    // KeyValue decoded.
+    super::reader::check_against_etcdutl(out.path());
+    let reader = crate::bolt::Db::open(db.as_slice()).unwrap();
+    super::reader::check_revisions(&reader);
+
     // Memory while streaming: small against the file.
     let mut s = SnapshotScanner::new();
     for c in db.chunks(32 * 1024) {
