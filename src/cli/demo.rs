@@ -15,7 +15,8 @@ use super::Exit;
 use crate::etcd::{evaluate, probe_cluster, HealthOptions, HealthReport, Verdict};
 use crate::sandbox::{etcd_version, locate_etcd, Sandbox, SandboxOptions};
 use crate::snapshot::{
-    backup, catalog, BackupOptions, BackupReport, CompressionKind, Encoding, NoProgress,
+    backup, catalog, fetch_to_file, verify_file, BackupOptions, BackupReport, CompressionKind,
+    Encoding, NoProgress, VerifyReport,
 };
 use crate::store::FileStore;
 
@@ -46,6 +47,7 @@ struct DemoReport {
     steps: Vec<DemoStep>,
     backup: BackupReport,
     stored_snapshots: usize,
+    verify: VerifyReport,
 }
 
 impl Render for DemoReport {
@@ -77,6 +79,10 @@ impl Render for DemoReport {
             "`cpkeep snapshot list` shows {} complete snapshot(s)\n",
             self.stored_snapshots
         ));
+        s.push_str(&heading(
+            "`cpkeep snapshot verify latest`: read back natively, no Go tools",
+        ));
+        s.push_str(&self.verify.table());
         for step in self.steps.iter().skip(1) {
             s.push_str(&heading(&format!(
                 "{} (answered in {} ms)",
@@ -136,6 +142,9 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         .await
         .context("demo backup failed")?;
     let stored_snapshots = catalog(&store).await?.complete().count();
+    let copy = sandbox.root().join("verify.db");
+    fetch_to_file(&store, &backed_up.manifest, &copy, None, true).await?;
+    let verify = tokio::task::spawn_blocking(move || verify_file(&copy, false)).await??;
 
     sandbox.kill(victim)?;
     let started = Instant::now();
@@ -157,6 +166,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         steps,
         backup: backed_up,
         stored_snapshots,
+        verify,
     };
     out.print(&report)?;
     sandbox.stop();
