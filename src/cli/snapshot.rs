@@ -441,31 +441,13 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
             let cat = catalog(store.as_ref()).await.map_err(snapshot_failure)?;
             let mut entries: Vec<SnapshotEntry> = cat
                 .entries
-                .into_iter()
+                .iter()
                 .filter(|e| a.all || e.complete)
                 .filter(|e| a.cluster_id.as_ref().is_none_or(|c| &e.cluster_id == c))
+                .cloned()
                 .collect();
             if a.all {
-                for p in cat.pending {
-                    let (cluster, name) = p.key.split_once('/').unwrap_or(("", &p.key));
-                    entries.push(SnapshotEntry {
-                        id: name.split(".db").next().unwrap_or(name).to_string(),
-                        cluster_id: cluster.to_string(),
-                        revision: None,
-                        created: p.initiated,
-                        db_size: None,
-                        stored_size: None,
-                        compression: None,
-                        encrypted: false,
-                        member_name: None,
-                        etcd_version: None,
-                        object_key: Some(p.key.clone()),
-                        manifest_key: None,
-                        complete: false,
-                        problem: Some(format!("upload in progress or abandoned ({})", p.id)),
-                        manifest: None,
-                    });
-                }
+                entries.extend(cat.pending_entries());
             }
             out.print(&Listing {
                 entries,

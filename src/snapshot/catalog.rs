@@ -34,6 +34,36 @@ pub struct SnapshotEntry {
     pub manifest: Option<Manifest>,
 }
 
+impl SnapshotEntry {
+    /// An incomplete entry: an object or upload that is not part of a complete snapshot.
+    fn leftover(
+        cluster: &str,
+        id: String,
+        created: Option<DateTime<Utc>>,
+        object_key: &str,
+        stored_size: Option<u64>,
+        problem: String,
+    ) -> Self {
+        SnapshotEntry {
+            id,
+            cluster_id: cluster.to_string(),
+            revision: None,
+            created,
+            db_size: None,
+            stored_size,
+            compression: None,
+            encrypted: object_key.ends_with(".age"),
+            member_name: None,
+            etcd_version: None,
+            object_key: Some(object_key.to_string()),
+            manifest_key: None,
+            complete: false,
+            problem: Some(problem),
+            manifest: None,
+        }
+    }
+}
+
 /// Everything in a store, newest first.
 #[derive(Debug, Clone, Serialize)]
 pub struct Catalog {
@@ -42,6 +72,21 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Unfinished uploads as entries, for listings that show everything.
+    pub fn pending_entries(&self) -> impl Iterator<Item = SnapshotEntry> + '_ {
+        self.pending.iter().map(|p| {
+            let (cluster, name) = p.key.split_once('/').unwrap_or(("", &p.key));
+            SnapshotEntry::leftover(
+                cluster,
+                name.split(".db").next().unwrap_or(name).to_string(),
+                p.initiated,
+                &p.key,
+                None,
+                format!("upload in progress or abandoned ({})", p.id),
+            )
+        })
+    }
+
     /// Complete snapshots, newest first.
     pub fn complete(&self) -> impl Iterator<Item = &SnapshotEntry> {
         self.entries.iter().filter(|e| e.complete)
@@ -166,23 +211,14 @@ pub async fn catalog(store: &dyn ObjectStore) -> Result<Catalog, SnapshotError> 
             continue;
         }
         let id = name.split(".db").next().unwrap_or(name).to_string();
-        entries.push(SnapshotEntry {
-            created: id_time(&id).or(o.modified),
-            id,
-            cluster_id: cluster.to_string(),
-            revision: None,
-            db_size: None,
-            stored_size: Some(o.size),
-            compression: None,
-            encrypted: name.ends_with(".age"),
-            member_name: None,
-            etcd_version: None,
-            object_key: Some(o.key.clone()),
-            manifest_key: None,
-            complete: false,
-            problem: Some("no manifest: the backup did not finish".to_string()),
-            manifest: None,
-        });
+        entries.push(SnapshotEntry::leftover(
+            cluster,
+            id.clone(),
+            id_time(&id).or(o.modified),
+            &o.key,
+            Some(o.size),
+            "no manifest: the backup did not finish".to_string(),
+        ));
     }
     entries.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
     let pending = match store.pending_uploads("").await {
