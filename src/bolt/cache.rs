@@ -5,12 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::reader::PageBytes;
+
 #[derive(Debug)]
 pub(crate) struct PageCache {
     budget: usize,
     held: usize,
     tick: u64,
-    pages: HashMap<u64, (Arc<[u8]>, u64)>,
+    pages: HashMap<u64, (PageBytes, u64)>,
     /// Last use → page id: the oldest first.
     order: BTreeMap<u64, u64>,
 }
@@ -26,7 +28,7 @@ impl PageCache {
         }
     }
 
-    pub fn get(&mut self, pgid: u64) -> Option<Arc<[u8]>> {
+    pub fn get(&mut self, pgid: u64) -> Option<PageBytes> {
         self.tick += 1;
         let (bytes, used) = self.pages.get_mut(&pgid)?;
         self.order.remove(used);
@@ -37,7 +39,7 @@ impl PageCache {
 
     /// Keeps `bytes` unless it would take more than a quarter of the budget; evicts the least
     /// recently used pages to stay within the budget.
-    pub fn insert(&mut self, pgid: u64, bytes: Arc<[u8]>) {
+    pub fn insert(&mut self, pgid: u64, bytes: PageBytes) {
         if bytes.len() > self.budget / 4 || self.pages.contains_key(&pgid) {
             return;
         }
@@ -64,8 +66,8 @@ impl PageCache {
 mod tests {
     use super::*;
 
-    fn page(n: usize) -> Arc<[u8]> {
-        vec![0u8; n].into()
+    fn page(n: usize) -> PageBytes {
+        Arc::new(vec![0u8; n])
     }
 
     #[test]

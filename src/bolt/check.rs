@@ -90,6 +90,35 @@ impl CheckReport {
 /// Checks the structure of `db` (see the module documentation). Never fails: what cannot be read
 /// is a problem in the report.
 pub fn check<S: PageSource>(db: &Db<S>) -> CheckReport {
+    check_visiting(db, &mut ())
+}
+
+/// One leaf entry met by the check, in key order (see [`Visitor`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Visit<'a> {
+    /// How deep the entry's bucket is: 0 for the root bucket (whose entries name the top-level
+    /// buckets), 1 for a top-level bucket, and so on.
+    pub depth: usize,
+    pub key: &'a [u8],
+    /// The value; for a nested bucket, its bucket header (and inline page).
+    pub value: &'a [u8],
+    pub is_bucket: bool,
+}
+
+/// Sees every leaf entry the check reads, in the order a cursor would return them: a bucket's
+/// entry, then everything inside that bucket, then the entry after it. This lets one walk both
+/// check the file and compute what needs every pair in order (etcdutl's hash), reading each page
+/// once instead of twice. On a corrupt file entries may be missing; the report says so.
+pub trait Visitor {
+    fn visit(&mut self, entry: Visit<'_>);
+}
+
+impl Visitor for () {
+    fn visit(&mut self, _: Visit<'_>) {}
+}
+
+/// [`check`], showing every leaf entry to `visitor` in key order.
+pub fn check_visiting<S: PageSource, V: Visitor>(db: &Db<S>, visitor: &mut V) -> CheckReport {
     let mut c = Checker {
         db,
         high_water: db.high_water_mark(),
@@ -98,7 +127,8 @@ pub fn check<S: PageSource>(db: &Db<S>) -> CheckReport {
         problems: Vec::new(),
         problem_count: 0,
         leaf_depths: Vec::new(),
-        tasks: Vec::new(),
+        work: Vec::new(),
+        visitor,
     };
     if let Some(note) = db.meta_note() {
         let invalid = 1 - db.meta_page().min(1);
@@ -110,9 +140,12 @@ pub fn check<S: PageSource>(db: &Db<S>) -> CheckReport {
     c.freelist();
     let root = db.meta().root;
     let from = Site::new(db.meta_page(), ROOT_FIELD_IN_PAGE as u64);
-    c.tree(root, from);
-    while let Some(task) = c.tasks.pop() {
-        c.page(task);
+    c.tree(root, from, 0);
+    while let Some(work) = c.work.pop() {
+        match work {
+            Work::Page(task) => c.page(task),
+            Work::Leaf(frame) => c.leaf(frame),
+        }
     }
     c.finish()
 }
@@ -129,9 +162,31 @@ struct Task {
     high: Option<Vec<u8>>,
     /// Which tree (index into `leaf_depths`).
     tree: usize,
+    /// The depth of the bucket the tree belongs to (see [`Visit::depth`]).
+    bucket_depth: usize,
 }
 
-struct Checker<'a, S> {
+/// A leaf (a page or an inline bucket's page) whose entries from `next` on are still to check.
+/// A leaf is left at each nested bucket and resumed after that bucket's tree, so entries are met
+/// in key order.
+struct LeafFrame {
+    node: Node,
+    next: usize,
+    low: Option<Vec<u8>>,
+    high: Option<Vec<u8>>,
+    /// How many inline buckets enclose this one (a bound against crafted nesting).
+    inline_depth: usize,
+    bucket_depth: usize,
+}
+
+/// What is still to do, kept on a stack (never recursion: depth is bounded by the file's
+/// content, which may be crafted).
+enum Work {
+    Page(Task),
+    Leaf(LeafFrame),
+}
+
+struct Checker<'a, S, V> {
     db: &'a Db<S>,
     high_water: u64,
     reachable: PageSet,
@@ -141,10 +196,11 @@ struct Checker<'a, S> {
     problem_count: u64,
     /// Per tree: the depth of its leaves, once one is seen.
     leaf_depths: Vec<Option<usize>>,
-    tasks: Vec<Task>,
+    work: Vec<Work>,
+    visitor: &'a mut V,
 }
 
-impl<S: PageSource> Checker<'_, S> {
+impl<S: PageSource, V: Visitor> Checker<'_, S, V> {
     fn problem(&mut self, page: u64, kind: ProblemKind, reason: String) {
         self.problem_count += 1;
         if self.problems.len() < MAX_PROBLEMS {
@@ -241,16 +297,17 @@ impl<S: PageSource> Checker<'_, S> {
     }
 
     /// Queues the tree of a new bucket, rooted at `pgid`.
-    fn tree(&mut self, pgid: u64, from: Site) {
+    fn tree(&mut self, pgid: u64, from: Site, bucket_depth: usize) {
         self.leaf_depths.push(None);
-        self.tasks.push(Task {
+        self.work.push(Work::Page(Task {
             pgid,
             from,
             depth: 0,
             low: None,
             high: None,
             tree: self.leaf_depths.len() - 1,
-        });
+            bucket_depth,
+        }));
     }
 
     fn page(&mut self, t: Task) {
@@ -278,7 +335,8 @@ impl<S: PageSource> Checker<'_, S> {
             );
             return self.problem(pgid, ProblemKind::MultipleReferences, reason);
         }
-        let bytes = match self.db.read_page(pgid) {
+        // Every page is read once here: the cache would only churn.
+        let bytes = match self.db.read_page_uncached(pgid) {
             Ok(b) => b,
             Err(e) => {
                 self.reachable.insert(pgid);
@@ -311,14 +369,21 @@ impl<S: PageSource> Checker<'_, S> {
                         Some(_) => {}
                     }
                 }
-                self.leaf(&node, t.low.as_deref(), t.high.as_deref(), 0);
+                self.leaf(LeafFrame {
+                    node,
+                    next: 0,
+                    low: t.low,
+                    high: t.high,
+                    inline_depth: 0,
+                    bucket_depth: t.bucket_depth,
+                });
             }
         }
     }
 
     fn branch(&mut self, node: &Node, t: Task) {
         let mut children = Vec::with_capacity(node.count);
-        let mut prev: Option<Vec<u8>> = None;
+        let mut prev: Option<&[u8]> = None;
         for i in 0..node.count {
             let (key, child, from) = match node.child(i) {
                 Ok(c) => c,
@@ -327,92 +392,136 @@ impl<S: PageSource> Checker<'_, S> {
                     continue;
                 }
             };
-            let key = key.to_vec();
-            self.key_order(node, i, &key, prev.as_deref(), &t);
-            children.push((key.clone(), child, from));
+            self.key_order(node, i, key, prev, t.low.as_deref(), t.high.as_deref());
+            children.push((key, child, from));
             prev = Some(key);
         }
-        // Child i holds keys in [key i, key i+1); the last child up to the parent's bound.
+        // Child i holds keys in [key i, key i+1); the last child up to the parent's bound. Pushed
+        // last child first, so the first is checked first.
         let mut high = t.high;
         for (key, child, from) in children.into_iter().rev() {
-            self.tasks.push(Task {
+            let low = key.to_vec();
+            self.work.push(Work::Page(Task {
                 pgid: child,
                 from,
                 depth: t.depth + 1,
-                low: Some(key.clone()),
+                low: Some(low.clone()),
                 high: high.take(),
                 tree: t.tree,
-            });
-            high = Some(key);
+                bucket_depth: t.bucket_depth,
+            }));
+            high = Some(low);
         }
     }
 
-    /// Checks a leaf (a page or an inline bucket's page) and queues its nested buckets.
-    fn leaf(&mut self, node: &Node, low: Option<&[u8]>, high: Option<&[u8]>, inline_depth: usize) {
-        let bounds = Task {
-            pgid: node.id(),
-            from: node.at,
-            depth: 0,
-            low: low.map(<[u8]>::to_vec),
-            high: high.map(<[u8]>::to_vec),
-            tree: 0,
-        };
-        let mut prev: Option<Vec<u8>> = None;
-        for i in 0..node.count {
-            let entry = match node.entry(i) {
+    /// Checks a leaf's entries from `f.next` on; at a nested bucket, queues the rest of the leaf
+    /// and then the bucket (so the bucket is checked first, in key order).
+    fn leaf(&mut self, f: LeafFrame) {
+        for i in f.next..f.node.count {
+            let entry = match f.node.entry(i) {
                 Ok(e) => e,
                 Err(e) => {
-                    self.error(node.id(), ProblemKind::Page, &e);
+                    self.error(f.node.id(), ProblemKind::Page, &e);
                     continue;
                 }
             };
-            let key = entry.key.to_vec();
+            let prev = i
+                .checked_sub(1)
+                .and_then(|p| f.node.entry(p).ok())
+                .map(|p| p.key);
+            self.key_order(
+                &f.node,
+                i,
+                entry.key,
+                prev,
+                f.low.as_deref(),
+                f.high.as_deref(),
+            );
             let is_bucket = entry.is_bucket();
-            self.key_order(node, i, &key, prev.as_deref(), &bounds);
-            prev = Some(key);
+            self.visitor.visit(Visit {
+                depth: f.bucket_depth,
+                key: entry.key,
+                value: entry.value,
+                is_bucket,
+            });
             if !is_bucket {
                 continue;
             }
-            match node.open_bucket(i) {
-                Ok((Root::Tree { pgid, from }, _)) => self.tree(pgid, from),
+            let nested = match f.node.open_bucket(i) {
+                Ok((Root::Tree { pgid, from }, _)) => Some(Ok((pgid, from))),
                 Ok((Root::Inline(inline), _)) => {
-                    if inline_depth >= MAX_DEPTH {
+                    if f.inline_depth >= MAX_DEPTH {
                         let reason = format!("inline buckets nested deeper than {MAX_DEPTH}");
                         self.problem(inline.id(), ProblemKind::TooDeep, reason);
+                        None
                     } else {
-                        self.leaf(&inline, None, None, inline_depth + 1);
+                        Some(Err(inline))
                     }
                 }
-                Err(e) => self.error(node.id(), ProblemKind::Page, &e),
+                Err(e) => {
+                    self.error(f.node.id(), ProblemKind::Page, &e);
+                    None
+                }
+            };
+            let Some(nested) = nested else { continue };
+            let (bucket_depth, inline_depth) = (f.bucket_depth, f.inline_depth);
+            if i + 1 < f.node.count {
+                self.work.push(Work::Leaf(LeafFrame { next: i + 1, ..f }));
             }
+            match nested {
+                Ok((pgid, from)) => self.tree(pgid, from, bucket_depth + 1),
+                Err(inline) => self.work.push(Work::Leaf(LeafFrame {
+                    node: inline,
+                    next: 0,
+                    low: None,
+                    high: None,
+                    inline_depth: inline_depth + 1,
+                    bucket_depth: bucket_depth + 1,
+                })),
+            }
+            return;
         }
     }
 
-    fn key_order(&mut self, node: &Node, i: usize, key: &[u8], prev: Option<&[u8]>, t: &Task) {
-        let what = if node.at.offset == 0 {
-            format!("key {i} ({})", short_hex(key))
-        } else {
-            format!(
-                "inline bucket at offset {}: key {i} ({})",
-                node.at.offset,
-                short_hex(key)
-            )
+    /// Checks key `i` of `node` against the key before it and its parent's bounds. Messages are
+    /// built only for a problem: this runs for every key of the file.
+    fn key_order(
+        &mut self,
+        node: &Node,
+        i: usize,
+        key: &[u8],
+        prev: Option<&[u8]>,
+        low: Option<&[u8]>,
+        high: Option<&[u8]>,
+    ) {
+        let what = || {
+            if node.at.offset == 0 {
+                format!("key {i} ({})", short_hex(key))
+            } else {
+                format!(
+                    "inline bucket at offset {}: key {i} ({})",
+                    node.at.offset,
+                    short_hex(key)
+                )
+            }
         };
         if let Some(p) = prev {
             if key <= p {
-                let reason = format!("{what} is not greater than the key before it");
+                let reason = format!("{} is not greater than the key before it", what());
                 self.problem(node.id(), ProblemKind::KeyOrder, reason);
             }
-        } else if let Some(low) = t.low.as_deref().filter(|low| key < *low) {
+        } else if let Some(low) = low.filter(|low| key < *low) {
             let reason = format!(
-                "{what} is below its parent's key for this page ({})",
+                "{} is below its parent's key for this page ({})",
+                what(),
                 short_hex(low)
             );
             self.problem(node.id(), ProblemKind::KeyOrder, reason);
         }
-        if let Some(high) = t.high.as_deref().filter(|high| key >= *high) {
+        if let Some(high) = high.filter(|high| key >= *high) {
             let reason = format!(
-                "{what} is not below the parent's key for the next page ({})",
+                "{} is not below the parent's key for the next page ({})",
+                what(),
                 short_hex(high)
             );
             self.problem(node.id(), ProblemKind::KeyOrder, reason);

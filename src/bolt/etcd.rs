@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::check::{check, Problem, ProblemKind};
+use super::check::{check_visiting, Problem, ProblemKind, Visit, Visitor};
 use super::crc32c::Crc32c;
 use super::element::LeafEntry;
 use super::error::BoltError;
@@ -690,7 +690,9 @@ pub struct EtcdStatus {
 ///    key and the value (none for a nested bucket) and count it; in `key`, the revision is the main
 ///    part of the entry's key (the first 8 bytes, big-endian, as int64), so the last one wins.
 pub fn status<S: PageSource>(db: &Db<S>) -> Result<EtcdStatus, EtcdError> {
-    let report = check(db);
+    // One walk checks the structure and hashes every pair in key order: each page is read once.
+    let mut hash = StatusHash::default();
+    let report = check_visiting(db, &mut hash);
     let problems: Vec<Problem> = report
         .problems
         .into_iter()
@@ -707,40 +709,21 @@ pub fn status<S: PageSource>(db: &Db<S>) -> Result<EtcdStatus, EtcdError> {
             });
         }
     }
+    if let Some(error) = hash.error {
+        return Err(error);
+    }
     let version = db
         .bucket(META_BUCKET)?
         .map(|m| m.get(STORAGE_VERSION_KEY))
         .transpose()?
         .flatten()
         .and_then(|v| semver(&v));
-    let mut crc = Crc32c::new();
-    let mut revision = 0i64;
-    let mut total_key = 0u64;
-    let root = db.root();
-    let mut buckets = root.cursor();
-    while let Some(top) = buckets.next_entry() {
-        let top = top?;
-        let name = top.key.to_vec();
-        let Some(bucket) = root.bucket(&name)? else {
-            return Err(EtcdError::NotABucket {
-                name: String::from_utf8_lossy(&name).into_owned(),
-            });
-        };
-        crc.update(&name);
-        let is_key = name == KEY_BUCKET;
-        let mut c = bucket.cursor();
-        while let Some(e) = c.next_entry() {
-            let e = e?;
-            crc.update(e.key);
-            if !e.is_bucket() {
-                crc.update(e.value);
-            }
-            if is_key {
-                revision = status_revision(e.key)?;
-            }
-            total_key += 1;
-        }
-    }
+    let StatusHash {
+        crc,
+        revision,
+        total_key,
+        ..
+    } = hash;
     Ok(EtcdStatus {
         hash: crc.sum(),
         revision,
@@ -748,6 +731,52 @@ pub fn status<S: PageSource>(db: &Db<S>) -> Result<EtcdStatus, EtcdError> {
         total_size: db.data_size(),
         version,
     })
+}
+
+/// etcdutl's status numbers, fed by the check's walk: CRC-32C over each top-level bucket's name
+/// and then every key and value in it (a nested bucket contributes its key only), the last
+/// revision of `key`, and the count of pairs in top-level buckets.
+#[derive(Default)]
+struct StatusHash {
+    crc: Crc32c,
+    in_key_bucket: bool,
+    revision: i64,
+    total_key: u64,
+    error: Option<EtcdError>,
+}
+
+impl Visitor for StatusHash {
+    fn visit(&mut self, e: Visit<'_>) {
+        match e.depth {
+            0 => {
+                if !e.is_bucket && self.error.is_none() {
+                    self.error = Some(EtcdError::NotABucket {
+                        name: String::from_utf8_lossy(e.key).into_owned(),
+                    });
+                }
+                self.crc.update(e.key);
+                self.in_key_bucket = e.key == KEY_BUCKET;
+            }
+            1 => {
+                self.crc.update(e.key);
+                if !e.is_bucket {
+                    self.crc.update(e.value);
+                }
+                if self.in_key_bucket {
+                    match status_revision(e.key) {
+                        Ok(r) => self.revision = r,
+                        Err(err) => {
+                            if self.error.is_none() {
+                                self.error = Some(err);
+                            }
+                        }
+                    }
+                }
+                self.total_key += 1;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// etcdutl's reading of a `key` bucket key: main = the first 8 bytes (big-endian, as int64), sub

@@ -26,7 +26,7 @@ mod summary;
 #[cfg(test)]
 mod tests;
 
-pub use check::{check, CheckReport, Problem, ProblemKind};
+pub use check::{check, check_visiting, CheckReport, Problem, ProblemKind, Visit, Visitor};
 pub use error::{BoltError, Defect, Fault, MetaDefect};
 pub use etcd::{status, EtcdError, EtcdStatus};
 pub use reader::{Bucket, Cursor, Db, DbInfo, Entry, Iter, OpenOptions};

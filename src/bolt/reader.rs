@@ -255,10 +255,18 @@ impl<S: PageSource> Db<S> {
     /// Page `pgid` (below the high-water mark) with its overflow pages, its header checked: the
     /// id is its position, and its span ends below the high-water mark and within the memory cap.
     /// The kind is left to the caller.
-    pub(crate) fn read_page(&self, pgid: u64) -> Result<Arc<[u8]>, BoltError> {
+    pub(crate) fn read_page(&self, pgid: u64) -> Result<PageBytes, BoltError> {
         if let Some(p) = self.cache().get(pgid) {
             return Ok(p);
         }
+        let page = self.read_page_uncached(pgid)?;
+        self.cache().insert(pgid, Arc::clone(&page));
+        Ok(page)
+    }
+
+    /// [`Db::read_page`] without the cache: for a walk that reads every page once (the check),
+    /// where caching would only add bookkeeping and evict the pages lookups reuse.
+    pub(crate) fn read_page_uncached(&self, pgid: u64) -> Result<PageBytes, BoltError> {
         let page_size = u64::from(self.page_size());
         let offset = pgid
             .checked_mul(page_size)
@@ -288,9 +296,7 @@ impl<S: PageSource> Db<S> {
                 .read_at(offset + page_size, rest)
                 .map_err(|e| io_error(offset + page_size, span - page_size, e))?;
         }
-        let page: Arc<[u8]> = bytes.into();
-        self.cache().insert(pgid, Arc::clone(&page));
-        Ok(page)
+        Ok(Arc::new(bytes))
     }
 
     /// The tree page `pgid`, reached through a pointer at `from`.
@@ -313,6 +319,10 @@ fn io_error(offset: u64, len: u64, e: std::io::Error) -> BoltError {
     }
 }
 
+/// A page's bytes, shared between the cache and its readers. A `Vec` behind the `Arc` (not an
+/// `Arc<[u8]>`) so a page read from the source is shared without being copied again.
+pub(crate) type PageBytes = Arc<Vec<u8>>;
+
 /// Which kind of tree node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NodeKind {
@@ -324,7 +334,7 @@ pub(crate) enum NodeKind {
 /// and element table are checked; elements are checked as they are read.
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
-    pub bytes: Arc<[u8]>,
+    pub bytes: PageBytes,
     /// Where `bytes[0]` lies: the page itself (offset 0), or an inline page's place in its parent.
     pub at: Site,
     pub kind: NodeKind,
@@ -332,7 +342,7 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    pub fn new(bytes: Arc<[u8]>, at: Site) -> Result<Node, BoltError> {
+    pub fn new(bytes: PageBytes, at: Site) -> Result<Node, BoltError> {
         let header = PageHeader::decode(&bytes).map_err(|f| at.fault(f))?;
         let (kind, count) = match header.kind() {
             PageKind::Branch => (
@@ -355,7 +365,7 @@ impl Node {
 
     /// An inline bucket's page (a leaf), lying at `at` in its parent.
     pub fn inline(bytes: &[u8], at: Site) -> Result<Node, BoltError> {
-        let node = Node::new(bytes.into(), at)?;
+        let node = Node::new(Arc::new(bytes.to_vec()), at)?;
         if node.kind != NodeKind::Leaf {
             return Err(at.fault(Fault::new(Defect::UnexpectedFlags, 8)));
         }

@@ -17,7 +17,10 @@ use crate::bolt::crc32c::Crc32c;
 use crate::bolt::etcd::{self, EtcdStatus};
 use crate::bolt::freelist::encode_freelist;
 use crate::bolt::meta::{encode_meta_page, Meta, NO_FREELIST};
-use crate::bolt::{check, CheckReport, Db, OpenOptions, PageSource, ProblemKind};
+use crate::bolt::{
+    check, check_visiting, Bucket, CheckReport, Db, OpenOptions, PageSource, ProblemKind, Visit,
+    Visitor,
+};
 
 /// Every fixture directory holding a snapshot and etcdutl's status of it.
 pub(super) fn fixture_dirs() -> Vec<PathBuf> {
@@ -475,6 +478,52 @@ fn nested_buckets_inline_and_with_trees() {
         (status.hash, status.total_key, status.revision),
         (hash, total, 0)
     );
+    assert_eq!(visited(&db), cursor_walk(&db));
+}
+
+/// (depth, key, value or nothing for a bucket).
+type Seen = (usize, Vec<u8>, Option<Vec<u8>>);
+
+/// Every entry as the check's visitor sees them.
+fn visited<S: PageSource>(db: &Db<S>) -> Vec<Seen> {
+    struct Collect(Vec<Seen>);
+    impl Visitor for Collect {
+        fn visit(&mut self, e: Visit<'_>) {
+            let value = (!e.is_bucket).then(|| e.value.to_vec());
+            self.0.push((e.depth, e.key.to_vec(), value));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    assert!(check_visiting(db, &mut c).is_ok());
+    c.0
+}
+
+/// The same, from cursors: each bucket's entry, then its contents, then the next entry.
+fn cursor_walk<S: PageSource>(db: &Db<S>) -> Vec<Seen> {
+    fn walk<S: PageSource>(b: &Bucket<'_, S>, depth: usize, out: &mut Vec<Seen>) {
+        for e in b.iter() {
+            let e = e.unwrap();
+            if e.is_bucket {
+                out.push((depth, e.key.clone(), None));
+                walk(&b.bucket(&e.key).unwrap().unwrap(), depth + 1, out);
+            } else {
+                out.push((depth, e.key, Some(e.value)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&db.root(), 0, &mut out);
+    out
+}
+
+#[test]
+fn the_checks_visitor_sees_every_pair_in_cursor_order() {
+    for dir in fixture_dirs() {
+        let db = Db::open(File::open(dir.join("snapshot.db")).unwrap()).unwrap();
+        let seen = visited(&db);
+        assert!(seen.len() > 10, "{}", dir.display());
+        assert_eq!(seen, cursor_walk(&db), "{}", dir.display());
+    }
 }
 
 #[test]
