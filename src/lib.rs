@@ -8,6 +8,7 @@ pub mod bolt;
 pub mod cli;
 pub mod etcd;
 pub mod fsx;
+pub mod restore;
 pub mod sandbox;
 pub mod snapshot;
 pub mod store;

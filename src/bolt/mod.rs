@@ -22,6 +22,7 @@ pub mod schema;
 pub mod source;
 pub mod stream;
 mod summary;
+pub mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -32,3 +33,4 @@ pub use etcd::{status, EtcdError, EtcdStatus};
 pub use reader::{Bucket, Cursor, Db, DbInfo, Entry, Iter, OpenOptions};
 pub use source::PageSource;
 pub use stream::{SnapshotFacts, SnapshotScanner};
+pub use writer::{BoltWriter, WriteError, WriteSummary, WriterOptions};

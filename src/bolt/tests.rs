@@ -20,6 +20,7 @@ mod reader;
 mod reader_corruption;
 mod real_etcd;
 mod synthetic;
+mod writer;
 
 use std::path::{Path, PathBuf};
 

@@ -151,6 +151,42 @@ fn decode_into(
     Ok(())
 }
 
+/// Streams a stored snapshot's plaintext into `file` (from its current position), checked against
+/// its manifest and etcd's trailer; returns the file, flushed but not synced. For restore, which
+/// reads the db back from a file it owns.
+pub async fn fetch_into(
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+    identities: Option<Vec<Box<dyn age::Identity + Send + Sync>>>,
+    file: std::fs::File,
+    path: &Path,
+) -> Result<std::fs::File, SnapshotError> {
+    if manifest.encrypted() && identities.is_none() {
+        return Err(SnapshotError::Usage(format!(
+            "snapshot {} is encrypted: pass --identity FILE",
+            manifest.id
+        )));
+    }
+    let reader = store.open(&manifest.object_key).await?;
+    let bridge = SyncIoBridge::new(reader);
+    let (m, path) = (manifest.clone(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || -> Result<std::fs::File, SnapshotError> {
+        let io_err = |e: io::Error| SnapshotError::BadFile {
+            what: "output file",
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let mut file = file;
+        let mut w = io::BufWriter::with_capacity(1024 * 1024, &mut file);
+        decode_into(Box::new(bridge), &m, identities.as_deref(), &mut w)?;
+        w.flush().map_err(io_err)?;
+        drop(w);
+        Ok(file)
+    })
+    .await
+    .map_err(|e| SnapshotError::Encode(format!("download task failed: {e}")))?
+}
+
 /// Downloads a snapshot to `out` as a raw file (db + trailer) that etcdctl/etcdutl accept. Written as
 /// `<out>.part` with mode 0600 (a snapshot holds every Secret of the cluster), fsynced, checked, renamed.
 pub async fn fetch_to_file(

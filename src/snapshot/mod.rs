@@ -7,6 +7,7 @@
 
 mod backup;
 mod catalog;
+mod decode;
 mod encode;
 mod error;
 mod facts;
@@ -22,10 +23,11 @@ mod trailer;
 
 pub use backup::{backup, BackupOptions, BackupReport};
 pub use catalog::{catalog, Catalog, SnapshotEntry};
+pub use decode::{decode_file, detect_encoding, encoding_of, trailer_of_file, FileEncoding};
 pub use encode::Encoding;
 pub use error::{FailureClass, SnapshotError};
 pub use facts::DbFacts;
-pub use fetch::{fetch_to_file, load_identities, Fetched};
+pub use fetch::{fetch_into, fetch_to_file, load_identities, Fetched};
 pub use inspect::{
     status_of_file, verify_file, DeepReport, StatusReport, TrailerState, Usage, VerifyReport,
 };

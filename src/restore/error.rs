@@ -1,0 +1,79 @@
+//! Errors of the native restore. Each names the item, member or file at fault and says what is wrong
+//! in words a user running `cpkeep restore` can act on.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("the initial cluster is empty: give it as name=peerURL[,name=peerURL...]")]
+    EmptyInitialCluster,
+
+    #[error("initial cluster item {item:?}: {reason}")]
+    InitialClusterItem { item: String, reason: String },
+
+    #[error("member {name:?}: bad peer URL {url:?}: {reason}")]
+    PeerUrl {
+        name: String,
+        url: String,
+        reason: String,
+    },
+
+    #[error("peer URL {url:?} is given twice (members {first:?} and {second:?}); each URL may belong to one member only")]
+    DuplicatePeerUrl {
+        url: String,
+        first: String,
+        second: String,
+    },
+
+    #[error("member {name:?} gets the member ID 0, which etcd reserves; change its peer URLs or the cluster token")]
+    ZeroMemberId { name: String },
+
+    #[error("members {first:?} and {second:?} get the same member ID {id:x}; change their peer URLs or the cluster token")]
+    DuplicateMemberId {
+        id: u64,
+        first: String,
+        second: String,
+    },
+
+    #[error("member ID {id:x} is not in the restored cluster (members: {known})")]
+    UnknownMember { id: u64, known: String },
+
+    #[error("{} already exists; a restore only writes into a fresh data directory", .0.display())]
+    AlreadyExists(PathBuf),
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("{} is not empty: a restore never writes into an existing data directory (pass --move-aside to rename it to <dir>.bak-<timestamp> first)", .0.display())]
+    NotEmpty(PathBuf),
+
+    /// The snapshot cannot be used: unreadable, corrupt, undecodable.
+    #[error("{0}")]
+    Snapshot(String),
+
+    #[error(transparent)]
+    Fetch(#[from] crate::snapshot::SnapshotError),
+
+    #[error("cannot write the restored db: {0}")]
+    Write(#[from] crate::bolt::writer::WriteError),
+
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl RestoreError {
+    /// An I/O failure while doing `action` ("create", "write", "fsync" ...) on `path`.
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        RestoreError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

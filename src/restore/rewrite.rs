@@ -1,0 +1,204 @@
+//! Rewrites a snapshot's bbolt db into a fresh file for a restored member: every top-level bucket
+//! copied in key order through the bolt writer (so the result is compact, like a defragmented
+//! db), with the membership replaced, `meta` updated, and on request the revision bumped and
+//! alarms dropped — what `etcdutl snapshot restore` changes, and nothing else.
+//!
+//! Reads its source only; never writes anywhere but the file it is given.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+
+use serde::Serialize;
+
+use super::error::RestoreError;
+use super::membership::DbUpdates;
+use crate::bolt::etcd::Alarm;
+use crate::bolt::schema::{KEY_BUCKET, META_BUCKET};
+use crate::bolt::writer::{BoltWriter, WriterOptions};
+use crate::bolt::{Db, PageSource};
+
+/// The `meta` key etcd reads at boot to finish a compaction it had scheduled.
+pub const SCHEDULED_COMPACT_KEY: &[u8] = b"scheduledCompactRev";
+/// The alarm bucket (NOSPACE, CORRUPT raised before the snapshot was taken).
+pub const ALARM_BUCKET: &[u8] = b"alarm";
+
+/// A revision bump (`--bump-revision N [--mark-compacted]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Bump {
+    /// Added to the snapshot's latest revision.
+    pub by: u64,
+    /// Also schedule a compaction at the bumped revision, so every watcher and informer whose
+    /// resource version predates the restore gets "compacted" and relists.
+    pub mark_compacted: bool,
+}
+
+/// What to change while copying.
+#[derive(Debug, Clone)]
+pub struct RewriteOptions {
+    pub updates: DbUpdates,
+    pub bump: Option<Bump>,
+    pub clear_alarms: bool,
+}
+
+/// Pairs per bucket, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketCount {
+    pub name: String,
+    pub keys: u64,
+}
+
+/// What the rewrite found and wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct RewriteReport {
+    /// The snapshot's latest revision (main part of the last key in `key`).
+    pub snapshot_revision: i64,
+    /// The revision the restored member starts at (bumped, if asked).
+    pub revision: i64,
+    /// The compaction scheduled at boot, if `--mark-compacted`.
+    pub compacted_at: Option<i64>,
+    /// Alarms the snapshot carried (e.g. NOSPACE), and whether they were dropped.
+    pub alarms: Vec<String>,
+    pub alarms_cleared: bool,
+    pub buckets: Vec<BucketCount>,
+    pub keys: u64,
+    pub db_size: u64,
+}
+
+/// Copies `src` into `out` (a new, empty file) with `options` applied.
+pub fn rewrite<S: PageSource>(
+    src: &Db<S>,
+    out: File,
+    options: &RewriteOptions,
+) -> Result<RewriteReport, RestoreError> {
+    let bolt = |e: crate::bolt::BoltError| RestoreError::Snapshot(format!("{e}"));
+    let mut writer = BoltWriter::create(
+        out,
+        WriterOptions {
+            page_size: src.page_size(),
+            ..WriterOptions::default()
+        },
+    )
+    .map_err(RestoreError::Write)?;
+
+    // Puts grouped per bucket, in key order; buckets to create even if the snapshot lacks them.
+    let mut puts: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>> = BTreeMap::new();
+    for p in &options.updates.puts {
+        puts.entry(p.bucket.to_vec())
+            .or_default()
+            .insert(p.key.clone(), p.value.clone());
+    }
+    let cleared: BTreeSet<Vec<u8>> = options
+        .updates
+        .cleared_buckets
+        .iter()
+        .map(|b| b.to_vec())
+        .collect();
+
+    let mut names: BTreeSet<Vec<u8>> = src.buckets().map_err(bolt)?.into_iter().collect();
+    names.extend(puts.keys().cloned());
+    names.extend(cleared.iter().cloned());
+    if options.bump.is_some() {
+        // The bumped revision goes into `key`, its compaction into `meta`, which sorts after it:
+        // the latest revision is known by the time `meta` is written.
+        names.insert(KEY_BUCKET.to_vec());
+        names.insert(META_BUCKET.to_vec());
+    }
+    let mut latest = 0i64;
+    let mut bumped = None;
+
+    let mut buckets = Vec::new();
+    let mut alarms = Vec::new();
+    for name in &names {
+        let source = src.bucket(name).map_err(bolt)?;
+        let shown = String::from_utf8_lossy(name).into_owned();
+        writer
+            .begin_bucket(name, source.as_ref().map_or(0, |b| b.sequence()))
+            .map_err(RestoreError::Write)?;
+        let mut extra = puts.remove(name).unwrap_or_default().into_iter().peekable();
+        let mut written = 0u64;
+        let mut put = |w: &mut BoltWriter, k: &[u8], v: &[u8]| -> Result<(), RestoreError> {
+            written += 1;
+            w.put(k, v).map_err(RestoreError::Write)
+        };
+        if let (Some(bucket), false) = (&source, cleared.contains(name)) {
+            let mut cursor = bucket.cursor();
+            while let Some(entry) = cursor.next_entry() {
+                let entry = entry.map_err(bolt)?;
+                if entry.is_bucket() {
+                    return Err(RestoreError::Snapshot(format!(
+                        "bucket {shown:?} holds a nested bucket {:?}: not an etcd snapshot",
+                        String::from_utf8_lossy(entry.key)
+                    )));
+                }
+                if name == ALARM_BUCKET {
+                    alarms.push(match Alarm::decode(entry.key) {
+                        Ok(a) => format!("{} on member {:x}", a.name(), a.member_id),
+                        Err(_) => format!("undecodable alarm {}", hex::encode(entry.key)),
+                    });
+                    if options.clear_alarms {
+                        continue;
+                    }
+                }
+                while let Some((k, v)) = extra.next_if(|(k, _)| k.as_slice() < entry.key) {
+                    put(&mut writer, &k, &v)?;
+                }
+                if name == KEY_BUCKET {
+                    latest = revision_main(entry.key).unwrap_or(latest);
+                }
+                if let Some((k, v)) = extra.next_if(|(k, _)| k.as_slice() == entry.key) {
+                    put(&mut writer, &k, &v)?;
+                } else {
+                    put(&mut writer, entry.key, entry.value)?;
+                }
+            }
+        }
+        for (k, v) in extra {
+            put(&mut writer, &k, &v)?;
+        }
+        if let (Some(b), true) = (options.bump, name == KEY_BUCKET) {
+            // Above every revision in the snapshot, so it is the last key.
+            let rev = latest.saturating_add(i64::try_from(b.by).unwrap_or(i64::MAX));
+            put(&mut writer, &revision_key(rev), &[])?;
+            bumped = Some(rev);
+            if b.mark_compacted {
+                puts.entry(META_BUCKET.to_vec())
+                    .or_default()
+                    .insert(SCHEDULED_COMPACT_KEY.to_vec(), revision_key(rev));
+            }
+        }
+        writer.end_bucket().map_err(RestoreError::Write)?;
+        buckets.push(BucketCount {
+            name: shown,
+            keys: written,
+        });
+    }
+    let summary = writer.finish().map_err(RestoreError::Write)?;
+    Ok(RewriteReport {
+        snapshot_revision: latest,
+        revision: bumped.unwrap_or(latest),
+        compacted_at: options
+            .bump
+            .filter(|b| b.mark_compacted)
+            .and(bumped),
+        alarms,
+        alarms_cleared: options.clear_alarms,
+        buckets,
+        keys: summary.keys,
+        db_size: summary.bytes,
+    })
+}
+
+/// The main part of a revision key (`None` if too short to be one).
+fn revision_main(key: &[u8]) -> Option<i64> {
+    let main: [u8; 8] = key.get(..8)?.try_into().ok()?;
+    Some(i64::from_be_bytes(main))
+}
+
+/// etcd's 17-byte revision key: main (8 bytes big-endian), `_`, sub 0.
+fn revision_key(main: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.extend_from_slice(&main.to_be_bytes());
+    k.push(b'_');
+    k.extend_from_slice(&0i64.to_be_bytes());
+    k
+}

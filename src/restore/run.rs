@@ -1,0 +1,473 @@
+//! A restore from start to end: the plan (who the member is, where it goes, what is in the way),
+//! then its application — the snapshot brought in (read in place, or decoded/downloaded into the
+//! new data dir), checked, rewritten with the new membership, verified by the reader and the
+//! structural check, the raft snapshot and WAL written, everything fsynced, and the new data dir
+//! renamed into place last.
+//!
+//! Everything is built in `<data-dir>.part` (and `<wal-dir>.part`): a crash or kill at any point
+//! leaves the old data dir untouched, or, after `--move-aside` renamed it, no data dir and the old
+//! one at `<data-dir>.bak-<timestamp>`. An existing, non-empty data dir is never written into or
+//! removed. The input is only read.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::error::RestoreError;
+use super::ids::id_hex;
+use super::membership::{InitialCluster, Membership};
+use super::rewrite::{rewrite, Bump, RewriteOptions, RewriteReport};
+use super::{raftsnap, wal};
+use crate::bolt::{self, Db};
+use crate::fsx;
+use crate::snapshot::{self, FileEncoding, Manifest};
+use crate::store::ObjectStore;
+
+/// etcd's defaults, which etcdutl's flags share.
+pub const DEFAULT_NAME: &str = "default";
+pub const DEFAULT_PEER_URL: &str = "http://localhost:2380";
+pub const DEFAULT_TOKEN: &str = "etcd-cluster";
+
+/// What to restore as whom, and where (etcdutl's flags).
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub name: String,
+    /// `name=url,...`; defaults to this member alone at its advertised URLs.
+    pub initial_cluster: Option<String>,
+    pub initial_cluster_token: String,
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// Defaults to `<name>.etcd`, as etcd's.
+    pub data_dir: Option<PathBuf>,
+    pub wal_dir: Option<PathBuf>,
+    pub skip_hash_check: bool,
+    pub bump: Option<Bump>,
+    pub clear_alarms: bool,
+    pub move_aside: bool,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            name: DEFAULT_NAME.to_string(),
+            initial_cluster: None,
+            initial_cluster_token: DEFAULT_TOKEN.to_string(),
+            initial_advertise_peer_urls: vec![DEFAULT_PEER_URL.to_string()],
+            data_dir: None,
+            wal_dir: None,
+            skip_hash_check: false,
+            bump: None,
+            clear_alarms: false,
+            move_aside: false,
+        }
+    }
+}
+
+/// Where the snapshot comes from.
+pub enum RestoreSource<'a> {
+    /// A file: raw, zstd or age (told by content).
+    File {
+        path: PathBuf,
+        identities: Option<Vec<Box<dyn age::Identity + Send + Sync>>>,
+    },
+    /// A stored snapshot, streamed from the store.
+    Stored {
+        store: &'a dyn ObjectStore,
+        manifest: Box<Manifest>,
+        identities: Option<Vec<Box<dyn age::Identity + Send + Sync>>>,
+    },
+}
+
+/// A directory the restore replaces.
+#[derive(Debug, Clone, Serialize)]
+pub struct Aside {
+    pub path: PathBuf,
+    /// Where it goes (`<path>.bak-<UTC timestamp>`).
+    pub to: PathBuf,
+}
+
+/// What a restore will do, decided before anything is written.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestorePlan {
+    pub name: String,
+    #[serde(serialize_with = "hex_id")]
+    pub member_id: u64,
+    #[serde(serialize_with = "hex_id")]
+    pub cluster_id: u64,
+    pub members: Vec<PlannedMember>,
+    pub data_dir: PathBuf,
+    pub wal_dir: Option<PathBuf>,
+    /// Existing directories moved aside first (only with `--move-aside`).
+    pub move_aside: Vec<Aside>,
+    #[serde(skip)]
+    membership: Membership,
+}
+
+/// One member of the restored cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedMember {
+    pub name: String,
+    #[serde(serialize_with = "hex_id")]
+    pub id: u64,
+    pub peer_urls: Vec<String>,
+}
+
+fn hex_id<S: serde::Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&id_hex(*id))
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    #[serde(flatten)]
+    pub plan: RestorePlan,
+    /// How the input was encoded (`raw`, `zstd`, `age`), or `stored` for a store object.
+    pub source: String,
+    /// Whether etcd's sha256 trailer was checked (false only with --skip-hash-check).
+    pub hash_checked: bool,
+    #[serde(flatten)]
+    pub db: RewriteReport,
+    pub wal_file: PathBuf,
+    pub snap_file: PathBuf,
+    pub seconds: f64,
+}
+
+/// Validates the options and looks at the target directories; writes nothing.
+pub fn plan(options: &RestoreOptions, now: chrono::DateTime<chrono::Utc>) -> Result<RestorePlan, RestoreError> {
+    let usage = RestoreError::Usage;
+    if options.name.is_empty() {
+        return Err(usage("--name cannot be empty".into()));
+    }
+    if options.initial_advertise_peer_urls.is_empty() {
+        return Err(usage("--initial-advertise-peer-urls cannot be empty".into()));
+    }
+    let initial = match &options.initial_cluster {
+        Some(s) => s.clone(),
+        None => options
+            .initial_advertise_peer_urls
+            .iter()
+            .map(|u| format!("{}={u}", options.name))
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    let cluster = InitialCluster::parse(&initial)?;
+    let membership = Membership::new(&cluster, &options.initial_cluster_token)?;
+    let me = membership.member(&options.name).ok_or_else(|| {
+        usage(format!(
+            "--initial-cluster has no member named {:?} (members: {})",
+            options.name,
+            membership
+                .members()
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let mut advertised = options.initial_advertise_peer_urls.clone();
+    advertised.sort();
+    advertised.dedup();
+    let mut listed = me.peer_urls().to_vec();
+    listed.sort();
+    if advertised != listed {
+        return Err(usage(format!(
+            "--initial-advertise-peer-urls {} differ from {:?}'s URLs in --initial-cluster ({}); they must be the same",
+            advertised.join(","),
+            options.name,
+            listed.join(",")
+        )));
+    }
+    let data_dir = options
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", options.name)));
+    let stamp = now.format("%Y%m%dT%H%M%SZ");
+    let mut move_aside = Vec::new();
+    let mut dirs = vec![data_dir.clone()];
+    dirs.extend(options.wal_dir.clone());
+    for dir in &dirs {
+        if options.wal_dir.as_ref() == Some(&data_dir) {
+            return Err(usage("--wal-dir must differ from --data-dir".into()));
+        }
+        let part = part_of(dir);
+        if part.exists() {
+            return Err(usage(format!(
+                "{} exists, left by an interrupted restore: check and remove it, then run again",
+                part.display()
+            )));
+        }
+        if is_non_empty(dir)? {
+            if !options.move_aside {
+                return Err(RestoreError::NotEmpty(dir.clone()));
+            }
+            move_aside.push(Aside {
+                path: dir.clone(),
+                to: PathBuf::from(format!("{}.bak-{stamp}", dir.display())),
+            });
+        }
+    }
+    for a in &move_aside {
+        if a.to.exists() {
+            return Err(usage(format!("{} already exists", a.to.display())));
+        }
+    }
+    let members = membership
+        .members()
+        .iter()
+        .map(|m| PlannedMember {
+            name: m.name().to_string(),
+            id: m.id(),
+            peer_urls: m.peer_urls().to_vec(),
+        })
+        .collect();
+    Ok(RestorePlan {
+        name: options.name.clone(),
+        member_id: me.id(),
+        cluster_id: membership.cluster_id(),
+        members,
+        data_dir,
+        wal_dir: options.wal_dir.clone(),
+        move_aside,
+        membership,
+    })
+}
+
+/// `<dir>.part`: where a directory is built before it is renamed into place.
+pub fn part_of(dir: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.part", dir.display()))
+}
+
+fn is_non_empty(dir: &Path) -> Result<bool, RestoreError> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_some()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(true),
+        Err(e) => Err(RestoreError::io("read", dir, e)),
+    }
+}
+
+/// Carries out `plan` from `source`. On failure the `.part` directories are removed and nothing
+/// else has changed.
+pub async fn apply(
+    plan: &RestorePlan,
+    options: &RestoreOptions,
+    source: RestoreSource<'_>,
+) -> Result<RestoreReport, RestoreError> {
+    let started = Instant::now();
+    let data_part = part_of(&plan.data_dir);
+    let wal_part = plan.wal_dir.as_deref().map(part_of);
+    let result = build(plan, options, source, &data_part, wal_part.as_deref()).await;
+    let (source_kind, hash_checked, db, wal_file, snap_file) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&data_part);
+            if let Some(w) = &wal_part {
+                let _ = std::fs::remove_dir_all(w);
+            }
+            return Err(e);
+        }
+    };
+    // Nothing outside the .part directories has changed yet; now the switch.
+    for a in &plan.move_aside {
+        std::fs::rename(&a.path, &a.to).map_err(|e| RestoreError::io("move aside", &a.path, e))?;
+    }
+    let mut renames = vec![(data_part.clone(), plan.data_dir.clone())];
+    if let (Some(part), Some(dir)) = (&wal_part, &plan.wal_dir) {
+        renames.push((part.clone(), dir.clone()));
+    }
+    for (from, to) in &renames {
+        if to.is_dir() {
+            // An empty directory (checked by the plan) is replaced.
+            std::fs::remove_dir(to).map_err(|e| RestoreError::io("replace", to, e))?;
+        }
+        std::fs::rename(from, to).map_err(|e| RestoreError::io("rename into place", from, e))?;
+        fsx::sync_dir(parent_of(to)).map_err(|e| RestoreError::io("fsync", parent_of(to), e))?;
+    }
+    let moved = |p: PathBuf| -> PathBuf {
+        match p.strip_prefix(&data_part) {
+            Ok(rest) => plan.data_dir.join(rest),
+            Err(_) => match (&wal_part, &plan.wal_dir) {
+                (Some(wp), Some(w)) => p.strip_prefix(wp).map(|r| w.join(r)).unwrap_or(p),
+                _ => p,
+            },
+        }
+    };
+    Ok(RestoreReport {
+        plan: plan.clone(),
+        source: source_kind,
+        hash_checked,
+        db,
+        wal_file: moved(wal_file),
+        snap_file: moved(snap_file),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn parent_of(p: &Path) -> &Path {
+    p.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+type Built = (String, bool, RewriteReport, PathBuf, PathBuf);
+
+async fn build(
+    plan: &RestorePlan,
+    options: &RestoreOptions,
+    source: RestoreSource<'_>,
+    data_part: &Path,
+    wal_part: Option<&Path>,
+) -> Result<Built, RestoreError> {
+    let snap_dir = data_part.join("member").join("snap");
+    for d in [data_part.to_path_buf(), data_part.join("member"), snap_dir.clone()] {
+        std::fs::create_dir(&d)
+            .and_then(|()| set_mode(&d, 0o700))
+            .map_err(|e| RestoreError::io("create directory", &d, e))?;
+    }
+    let incoming = snap_dir.join("db.incoming");
+    // The db to rewrite: the input itself when it is a raw file, else its decoded copy.
+    let (db_path, source_kind, trailer) = match source {
+        RestoreSource::File { path, identities } => {
+            let encoding = snapshot::detect_encoding(&path)?;
+            if encoding == FileEncoding::Raw {
+                let trailer = if options.skip_hash_check {
+                    None
+                } else {
+                    Some(snapshot::trailer_of_file(&path)?)
+                };
+                (path, "raw".to_string(), trailer)
+            } else {
+                let mut out = secret_file(&incoming)?;
+                let (path2, incoming2) = (path.clone(), incoming.clone());
+                let (enc, outcome) = tokio::task::spawn_blocking(move || {
+                    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+                    let r = snapshot::decode_file(&path2, identities.as_deref(), &mut w);
+                    use std::io::Write;
+                    w.flush()
+                        .map_err(|e| RestoreError::io("write", &incoming2, e))?;
+                    Ok::<_, RestoreError>(r?)
+                })
+                .await
+                .map_err(|e| RestoreError::Snapshot(format!("decode task failed: {e}")))??;
+                let kind = if enc.encrypted() { "age" } else { "zstd" };
+                (incoming.clone(), kind.to_string(), Some(outcome).filter(|_| !options.skip_hash_check))
+            }
+        }
+        RestoreSource::Stored {
+            store,
+            manifest,
+            identities,
+        } => {
+            let out = secret_file(&incoming)?;
+            // The manifest's sha256s and etcd's trailer are checked while streaming.
+            snapshot::fetch_into(store, &manifest, identities, out, &incoming).await?;
+            (incoming.clone(), format!("stored:{}", manifest.id), None)
+        }
+    };
+    let hash_checked = match &trailer {
+        Some(t) if t.matches() => true,
+        Some(t) if t.trailer.is_none() || t.db_len % 512 != 0 => {
+            return Err(RestoreError::Snapshot(format!(
+                "{}: no sha256 trailer (a raw member/snap/db copy?): pass --skip-hash-check to restore it unverified",
+                db_path.display()
+            )))
+        }
+        Some(_) => {
+            return Err(RestoreError::Snapshot(format!(
+                "{}: etcd's sha256 trailer does not match the data: the snapshot is corrupt or truncated",
+                db_path.display()
+            )))
+        }
+        None => source_kind.starts_with("stored:"),
+    };
+    let (membership, updates_for) = (plan.membership.clone(), plan.member_id);
+    let rewrite_options = RewriteOptions {
+        updates: membership.db_updates(),
+        bump: options.bump,
+        clear_alarms: options.clear_alarms,
+    };
+    let out_path = snap_dir.join("db");
+    let (db_path2, out_path2, verify_source) = (db_path.clone(), out_path.clone(), !hash_checked);
+    let report = tokio::task::spawn_blocking(move || {
+        rewrite_and_verify(&db_path2, &out_path2, &rewrite_options, verify_source)
+    })
+    .await
+    .map_err(|e| RestoreError::Snapshot(format!("rewrite task failed: {e}")))??;
+    if db_path == incoming {
+        std::fs::remove_file(&incoming).map_err(|e| RestoreError::io("remove", &incoming, e))?;
+    }
+    let snap_file = raftsnap::write_snap(&snap_dir, &membership)?;
+    let wal_dir = match wal_part {
+        Some(w) => w.to_path_buf(),
+        None => data_part.join("member").join("wal"),
+    };
+    let wal = wal::write_wal(&wal_dir, &membership, updates_for)?;
+    for d in [snap_dir.as_path(), &data_part.join("member"), data_part] {
+        fsx::sync_dir(d).map_err(|e| RestoreError::io("fsync", d, e))?;
+    }
+    if let Some(w) = wal_part {
+        fsx::sync_dir(w).map_err(|e| RestoreError::io("fsync", w, e))?;
+    }
+    Ok((source_kind, hash_checked, report, wal.path, snap_file))
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+fn secret_file(path: &Path) -> Result<File, RestoreError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(fsx::MODE_SECRET)
+        .open(path)
+        .map_err(|e| RestoreError::io("create", path, e))
+}
+
+/// Rewrites `src` into `out` and proves the result: the reader opens it, the structural check
+/// passes, and etcd's view of it (revision, pairs) is what was written. With `check_source`, the
+/// source's structure is checked first (no trailer vouched for it).
+fn rewrite_and_verify(
+    src: &Path,
+    out: &Path,
+    options: &RewriteOptions,
+    check_source: bool,
+) -> Result<RewriteReport, RestoreError> {
+    let corrupt = |what: &Path, reason: String| {
+        RestoreError::Snapshot(format!("{}: {reason}", what.display()))
+    };
+    let input = File::open(src).map_err(|e| RestoreError::io("open", src, e))?;
+    let db = Db::open(input).map_err(|e| corrupt(src, e.to_string()))?;
+    if check_source {
+        let report = bolt::check(&db);
+        if let Some(p) = report.problems.iter().find(|p| p.kind != bolt::ProblemKind::Meta) {
+            return Err(corrupt(
+                src,
+                format!(
+                    "not a sound bbolt file ({} problems; first: page {}: {})",
+                    report.problem_count, p.page, p.reason
+                ),
+            ));
+        }
+    }
+    let file = secret_file(out)?;
+    let report = rewrite(&db, file, options)?;
+    let written = Db::open(File::open(out).map_err(|e| RestoreError::io("open", out, e))?)
+        .map_err(|e| corrupt(out, format!("the restored db does not read back: {e}")))?;
+    let status = bolt::status(&written)
+        .map_err(|e| corrupt(out, format!("the restored db fails its check: {e}")))?;
+    if status.revision != report.revision || status.total_key != report.keys {
+        return Err(corrupt(
+            out,
+            format!(
+                "the restored db reads back as revision {} with {} keys, {} and {} were written",
+                status.revision, status.total_key, report.revision, report.keys
+            ),
+        ));
+    }
+    Ok(report)
+}
