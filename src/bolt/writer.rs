@@ -819,6 +819,43 @@ mod tests {
     }
 
     #[test]
+    fn an_io_error_mid_page_stops_the_writer_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        std::fs::write(&path, b"").unwrap();
+        // As `create` leaves it, but over a file that refuses writes.
+        let mut w = BoltWriter {
+            pages: Pages {
+                out: BufWriter::with_capacity(WRITE_BUFFER_BYTES, File::open(&path).unwrap()),
+                page_size: 4096,
+                next: 3,
+            },
+            page_size: 4096,
+            budget: 4096,
+            root: Tree::default(),
+            bucket: None,
+            last_bucket: None,
+            buckets: 0,
+            keys: 0,
+            broken: false,
+        };
+        w.begin_bucket(b"key", 0).unwrap();
+        w.put(b"a", b"small: buffered").unwrap();
+        // Bigger than the write buffer: straight to the file, which fails.
+        let e = w.put(b"b", &vec![1u8; 2 * WRITE_BUFFER_BYTES]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot write the new bbolt file (page 4): "),
+            "{e}"
+        );
+        assert!(matches!(w.put(b"c", b"v"), Err(WriteError::Broken)));
+        assert!(matches!(w.end_bucket(), Err(WriteError::Broken)));
+        let e = w.finish().unwrap_err();
+        assert!(matches!(e, WriteError::Broken));
+        assert!(e.to_string().contains("must be removed"));
+    }
+
+    #[test]
     fn names_are_shown_readably() {
         assert_eq!(shown(b"key"), "\"key\"");
         assert_eq!(shown(&[0, 1, 0xff]), "0x0001ff");

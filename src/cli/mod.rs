@@ -10,6 +10,7 @@ mod exit;
 mod global;
 mod output;
 mod progress;
+mod restore;
 mod snapshot;
 mod store_args;
 mod table;
@@ -42,6 +43,8 @@ enum Command {
     /// Stored snapshots: list, get, save, prune.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Rebuild an etcd data directory from a snapshot, natively (no etcdutl needed).
+    Restore(Box<restore::RestoreArgs>),
     /// Print cpkeep's version.
     Version,
     /// Run the demonstration on a local 3-member TLS etcd sandbox.
@@ -91,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Cluster(cmd) => cluster::run(cmd, &out).await,
         Command::Backup(args) => backup::run(*args, &out, quiet).await,
         Command::Snapshot(cmd) => snapshot::run(cmd, &out, quiet).await,
+        Command::Restore(args) => restore::run(*args, &out).await,
         Command::Version => version::run(&out),
         Command::Demo(args) => demo::run(args, &out).await,
     }

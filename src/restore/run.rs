@@ -321,6 +321,9 @@ async fn build(
     wal_part: Option<&Path>,
 ) -> Result<Built, RestoreError> {
     let snap_dir = data_part.join("member").join("snap");
+    // Parents are created as etcdutl does; they hold nothing of ours and stay on failure.
+    let parent = parent_of(data_part);
+    std::fs::create_dir_all(parent).map_err(|e| RestoreError::io("create directory", parent, e))?;
     for d in [data_part.to_path_buf(), data_part.join("member"), snap_dir.clone()] {
         std::fs::create_dir(&d)
             .and_then(|()| set_mode(&d, 0o700))

@@ -5,13 +5,19 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-use super::{manifest_dir, read_json, read_snapshot};
+use super::{manifest_dir, read_json, read_snapshot, tool_dir};
 use crate::bolt::element::{BranchPage, LeafPage};
 use crate::bolt::meta::Meta;
 use crate::bolt::page::{PageHeader, PageKind};
 use crate::bolt::writer::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
-use crate::bolt::{check, status, BoltWriter, Db, WriteError, WriteSummary, WriterOptions};
+use crate::bolt::{
+    check, etcd, status, BoltWriter, Db, PageSource, WriteError, WriteSummary, WriterOptions,
+};
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -183,12 +189,10 @@ fn verify(bytes: &[u8], specs: &[Spec], options: WriterOptions, summary: &WriteS
             "inline {:?}",
             s.name
         );
-        let mut n = 0;
-        for (e, (k, v)) in b.iter().zip(&s.pairs) {
+        for (n, (e, (k, v))) in b.iter().zip(&s.pairs).enumerate() {
             let e = e.unwrap();
             assert!(!e.is_bucket);
             assert!(e.key == *k && e.value == *v, "pair {n} of {:?}", s.name);
-            n += 1;
         }
         assert_eq!(b.iter().count(), s.pairs.len(), "pairs in {:?}", s.name);
         // Point lookups route through the branch pages as bbolt's seek does.
@@ -304,7 +308,7 @@ fn small_buckets_are_inline_as_bbolt_stores_them() {
         // An empty inline bucket is 32 bytes, as bbolt makes it: root 0, sequence, empty leaf.
         let root = LeafPage::new(page(&bytes, ps, 4)).unwrap();
         let a = root.element(0).unwrap();
-        let mut empty = vec![0u8; 32];
+        let mut empty = [0u8; 32];
         empty[24..26].copy_from_slice(&2u16.to_le_bytes());
         assert_eq!(
             (a.key, a.value, a.is_bucket()),
@@ -376,7 +380,7 @@ fn values_bigger_than_a_page_get_overflow_pages() {
             })
             .collect();
         let specs = [spec("values", 3, pairs)];
-        let (bytes, shape) = write_and_verify(&specs, options(ps, 1.0));
+        let (_, shape) = write_and_verify(&specs, options(ps, 1.0));
         // 10 pages of value + header + element + key: 10 overflow pages.
         assert_eq!(shape.max_overflow, 10, "{shape:?}");
         // An entry of exactly a page (header + element + key + value) shares nothing.
@@ -457,7 +461,7 @@ fn a_huge_value_is_one_leaf_with_overflow_pages() {
         (b"z".to_vec(), b"after".to_vec()),
     ];
     let specs = [spec("big", 0, pairs)];
-    let (bytes, shape) = write_and_verify(&specs, options(4096, 1.0));
+    let (_, shape) = write_and_verify(&specs, options(4096, 1.0));
     let span = (16 + 16 + 4 + (100usize << 20)).div_ceil(4096);
     assert_eq!(shape.max_overflow as usize, span - 1);
     assert_eq!(shape.leaves, 3 + 1, "before, huge, after, root");
@@ -655,6 +659,28 @@ fn input_out_of_order_or_out_of_bounds_is_refused_and_the_writer_goes_on() {
     );
 }
 
+/// Every top-level bucket of `db` with its pairs, as the native restore will read them.
+fn specs_of<S: PageSource>(db: &Db<S>) -> Vec<Spec> {
+    let mut specs = Vec::new();
+    for name in db.buckets().unwrap() {
+        let b = db.bucket(&name).unwrap().unwrap();
+        let pairs = b
+            .iter()
+            .map(|e| {
+                let e = e.unwrap();
+                assert!(!e.is_bucket, "etcd has no nested buckets");
+                (e.key, e.value)
+            })
+            .collect();
+        specs.push(Spec {
+            name,
+            sequence: b.sequence(),
+            pairs,
+        });
+    }
+    specs
+}
+
 /// Every committed etcd snapshot, rewritten bucket by bucket, keeps every pair and sequence and
 /// etcdutl's hash, revision and key count; only its size changes (a fresh file has no free pages).
 #[test]
@@ -673,23 +699,7 @@ fn etcd_fixtures_rewritten_keep_their_contents_and_status() {
     for dir in dirs {
         let original = read_snapshot(&dir.join("snapshot.db"));
         let src = Db::open(original.as_slice()).unwrap();
-        let mut specs = Vec::new();
-        for name in src.buckets().unwrap() {
-            let b = src.bucket(&name).unwrap().unwrap();
-            let pairs = b
-                .iter()
-                .map(|e| {
-                    let e = e.unwrap();
-                    assert!(!e.is_bucket, "etcd has no nested buckets");
-                    (e.key, e.value)
-                })
-                .collect();
-            specs.push(Spec {
-                name,
-                sequence: b.sequence(),
-                pairs,
-            });
-        }
+        let specs = specs_of(&src);
         for opts in [options(4096, 1.0), options(16384, 0.5)] {
             let (bytes, summary) = write(&specs, opts);
             verify(&bytes, &specs, opts, &summary);
@@ -717,4 +727,281 @@ fn etcd_fixtures_rewritten_keep_their_contents_and_status() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real etcd on a written file
+
+/// etcd running on a data directory; killed when dropped.
+struct Etcd {
+    child: Child,
+    bin: PathBuf,
+    client: String,
+    log: PathBuf,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd` (with `input` on stdin), panicking with its output unless it succeeds; its stdout.
+fn run(cmd: &mut Command, input: &str) -> String {
+    use std::io::Write;
+    let mut child = cmd
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Etcd {
+    /// Starts etcd from `bin` on `data` (restored for member `n` at `peer`) and waits until it is
+    /// healthy.
+    fn start(bin: &Path, data: &Path, peer: &str) -> Etcd {
+        let client = format!("http://127.0.0.1:{}", free_port());
+        let log = data.with_extension("log");
+        let child = Command::new(bin.join("etcd"))
+            .args(["--name", "n", "--data-dir"])
+            .arg(data)
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("n={peer}"),
+                "--log-level",
+                "error",
+            ])
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut etcd = Etcd {
+            child,
+            bin: bin.to_path_buf(),
+            client,
+            log,
+        };
+        for _ in 0..200 {
+            let healthy = Command::new(etcd.bin.join("etcdctl"))
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &etcd.client, "endpoint", "health"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if healthy {
+                return etcd;
+            }
+            if etcd.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "etcd did not become healthy: {}",
+            std::fs::read_to_string(&etcd.log).unwrap_or_default()
+        );
+    }
+
+    fn ctl(&self, args: &[&str], input: &str) -> String {
+        run(
+            Command::new(self.bin.join("etcdctl"))
+                .args(["--endpoints", &self.client, "--command-timeout", "30s"])
+                .args(args),
+            input,
+        )
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.extend(["-w", "json"]);
+        serde_json::from_str(&self.ctl(&args, "")).unwrap()
+    }
+
+    /// (live keys, current revision).
+    fn keys(&self) -> (u64, i64) {
+        let r = self.json(&["get", "", "--prefix", "--keys-only"]);
+        (
+            r["count"].as_u64().unwrap_or(0),
+            r["header"]["revision"].as_i64().unwrap(),
+        )
+    }
+}
+
+/// Real etcd (bbolt 1.3.x) takes a file the writer made from a committed snapshot: `snapshot
+/// restore` opens it and runs bbolt's first write transaction on it, etcd serves it, and keeps
+/// writing — puts that split the full leaves, a physical compaction that deletes from them and
+/// merges them, a defrag that reads every page, a restart — and saves a snapshot that passes
+/// etcdutl's status and this crate's check.
+fn real_etcd_keeps_writing(version: &str, fixture: &str) {
+    let etcd35 = tool_dir(
+        "CPKEEP_ETCD35_DIR",
+        "etcd-3.5/bin",
+        &["etcd", "etcdctl", "etcdutl"],
+    );
+    let bin = match version {
+        "3.5" => etcd35.clone(),
+        _ => tool_dir("CPKEEP_ETCD34_DIR", "etcd-3.4/bin", &["etcd", "etcdctl"]),
+    };
+    let dir = manifest_dir().join("fixtures").join(fixture);
+    let original = read_snapshot(&dir.join("snapshot.db"));
+    let src = Db::open(original.as_slice()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let fresh = tmp.path().join("fresh.db");
+    let specs = specs_of(&src);
+    let mut w =
+        BoltWriter::create(File::create(&fresh).unwrap(), WriterOptions::default()).unwrap();
+    for s in &specs {
+        w.begin_bucket(&s.name, s.sequence).unwrap();
+        for (k, v) in &s.pairs {
+            w.put(k, v).unwrap();
+        }
+        w.end_bucket().unwrap();
+    }
+    w.finish().unwrap();
+
+    // etcdutl's bbolt checks the file and hashes it as the original.
+    let recorded = read_json(&dir.join("snapshot.status.json"));
+    let st: serde_json::Value = serde_json::from_str(&run(
+        Command::new(etcd35.join("etcdutl"))
+            .args(["snapshot", "status", "-w", "json"])
+            .arg(&fresh),
+        "",
+    ))
+    .unwrap();
+    assert_eq!(st["hash"], recorded["hash"]);
+    assert_eq!(st["totalKey"], recorded["totalKey"]);
+
+    // What etcd should serve: the live keys of the snapshot, at its last revision.
+    let mut latest = std::collections::BTreeMap::new();
+    for r in etcd::revisions(&src).unwrap() {
+        let (rev, kv) = r.unwrap();
+        latest.insert(kv.key, !rev.tombstone);
+    }
+    let live = latest.values().filter(|l| **l).count() as u64;
+    // etcd resumes at the last revision in `key`, or at the compaction's if that is higher (3.4
+    // removes the put and tombstone at the compaction revision).
+    let compacted = etcd::meta(&src).unwrap().scheduled_compact_revision;
+    let revision = status(&src).unwrap().revision.max(compacted.unwrap_or(0));
+
+    let data = tmp.path().join("data");
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let restore_tool = match version {
+        "3.5" => etcd35.join("etcdutl"),
+        _ => bin.join("etcdctl"),
+    };
+    run(
+        Command::new(restore_tool)
+            .arg("snapshot")
+            .arg("restore")
+            .arg(&fresh)
+            .args(["--skip-hash-check", "--name", "n", "--data-dir"])
+            .arg(&data)
+            .args(["--initial-cluster", &format!("n={peer}")])
+            .args(["--initial-advertise-peer-urls", &peer]),
+        "",
+    );
+    let etcd = Etcd::start(&bin, &data, &peer);
+    assert_eq!(
+        etcd.keys(),
+        (live, revision),
+        "etcd {version} serves the snapshot"
+    );
+
+    // 1000 new keys in 10 transactions, a value spanning pages, a lease, then deletes.
+    for t in 0..10 {
+        let mut ops = String::from("\n");
+        for i in t * 100..(t + 1) * 100 {
+            ops += &format!("put /writer/{i:05} {}\n", "v".repeat(i % 500 + 1));
+        }
+        ops += "\n\n";
+        etcd.ctl(&["txn"], &ops);
+    }
+    etcd.ctl(&["put", "/writer/big", &"b".repeat(60_000)], "");
+    let lease = etcd.json(&["lease", "grant", "600"])["ID"]
+        .as_i64()
+        .unwrap();
+    etcd.ctl(
+        &[
+            "put",
+            "/writer/leased",
+            "x",
+            "--lease",
+            &format!("{lease:x}"),
+        ],
+        "",
+    );
+    etcd.ctl(&["del", "/writer/000", "--prefix"], "");
+    let (keys, rev) = etcd.keys();
+    assert_eq!(keys, live + 1000 + 2 - 100);
+    etcd.ctl(&["compact", &rev.to_string(), "--physical"], "");
+    etcd.ctl(&["defrag"], "");
+    drop(etcd);
+
+    let etcd = Etcd::start(&bin, &data, &peer);
+    assert_eq!(etcd.keys(), (keys, rev));
+    etcd.ctl(&["put", "/writer/after-restart", "yes"], "");
+    assert_eq!(
+        etcd.ctl(&["get", "/writer/big", "--print-value-only"], "")
+            .trim_end(),
+        "b".repeat(60_000)
+    );
+    let saved = tmp.path().join("after.db");
+    etcd.ctl(&["snapshot", "save", saved.to_str().unwrap()], "");
+    drop(etcd);
+    let after = read_snapshot(&saved);
+    let db = Db::open(after.as_slice()).unwrap();
+    assert!(check(&db).is_ok());
+    assert_eq!(status(&db).unwrap().revision, rev + 1);
+    run(
+        Command::new(etcd35.join("etcdutl"))
+            .args(["snapshot", "status", "-w", "json"])
+            .arg(&saved),
+        "",
+    );
+}
+
+#[test]
+fn real_etcd_3_5_restores_and_keeps_writing_a_written_file() {
+    real_etcd_keeps_writing("3.5", "etcd-3.5.30-tree");
+}
+
+#[test]
+fn real_etcd_3_4_restores_and_keeps_writing_a_written_file() {
+    real_etcd_keeps_writing("3.4", "etcd-3.4.23-tree");
 }
