@@ -9,7 +9,9 @@ use serde::Serialize;
 use super::exit::{snapshot_failure, Exit, ExitError};
 use super::output::{Render, Renderer};
 use super::store_args::StoreArgs;
-use crate::restore::{self, Bump, RestoreError, RestoreOptions, RestorePlan, RestoreReport, RestoreSource};
+use crate::restore::{
+    self, Bump, RestoreError, RestoreOptions, RestorePlan, RestoreReport, RestoreSource,
+};
 use crate::snapshot::{catalog, load_identities};
 use crate::units::human_bytes;
 

@@ -176,10 +176,7 @@ pub fn rewrite<S: PageSource>(
     Ok(RewriteReport {
         snapshot_revision: latest,
         revision: bumped.unwrap_or(latest),
-        compacted_at: options
-            .bump
-            .filter(|b| b.mark_compacted)
-            .and(bumped),
+        compacted_at: options.bump.filter(|b| b.mark_compacted).and(bumped),
         alarms,
         alarms_cleared: options.clear_alarms,
         buckets,

@@ -101,6 +101,9 @@ pub struct RestorePlan {
     pub wal_dir: Option<PathBuf>,
     /// Existing directories moved aside first (only with `--move-aside`).
     pub move_aside: Vec<Aside>,
+    /// `.part` directories an interrupted restore left (they carry cpkeep's marker), removed
+    /// first.
+    pub leftovers: Vec<PathBuf>,
     #[serde(skip)]
     membership: Membership,
 }
@@ -135,13 +138,18 @@ pub struct RestoreReport {
 }
 
 /// Validates the options and looks at the target directories; writes nothing.
-pub fn plan(options: &RestoreOptions, now: chrono::DateTime<chrono::Utc>) -> Result<RestorePlan, RestoreError> {
+pub fn plan(
+    options: &RestoreOptions,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<RestorePlan, RestoreError> {
     let usage = RestoreError::Usage;
     if options.name.is_empty() {
         return Err(usage("--name cannot be empty".into()));
     }
     if options.initial_advertise_peer_urls.is_empty() {
-        return Err(usage("--initial-advertise-peer-urls cannot be empty".into()));
+        return Err(usage(
+            "--initial-advertise-peer-urls cannot be empty".into(),
+        ));
     }
     let initial = match &options.initial_cluster {
         Some(s) => s.clone(),
@@ -185,6 +193,7 @@ pub fn plan(options: &RestoreOptions, now: chrono::DateTime<chrono::Utc>) -> Res
         .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", options.name)));
     let stamp = now.format("%Y%m%dT%H%M%SZ");
     let mut move_aside = Vec::new();
+    let mut leftovers = Vec::new();
     let mut dirs = vec![data_dir.clone()];
     dirs.extend(options.wal_dir.clone());
     for dir in &dirs {
@@ -193,10 +202,14 @@ pub fn plan(options: &RestoreOptions, now: chrono::DateTime<chrono::Utc>) -> Res
         }
         let part = part_of(dir);
         if part.exists() {
-            return Err(usage(format!(
-                "{} exists, left by an interrupted restore: check and remove it, then run again",
-                part.display()
-            )));
+            if part.join(PART_MARKER).is_file() {
+                leftovers.push(part);
+            } else {
+                return Err(usage(format!(
+                    "{} exists and was not made by cpkeep: check and remove it, then run again",
+                    part.display()
+                )));
+            }
         }
         if is_non_empty(dir)? {
             if !options.move_aside {
@@ -230,9 +243,14 @@ pub fn plan(options: &RestoreOptions, now: chrono::DateTime<chrono::Utc>) -> Res
         data_dir,
         wal_dir: options.wal_dir.clone(),
         move_aside,
+        leftovers,
         membership,
     })
 }
+
+/// A file in every `.part` directory this module creates: a leftover carrying it is cpkeep's own
+/// and may be removed; any other `.part` directory is not touched.
+pub const PART_MARKER: &str = ".cpkeep-restore-in-progress";
 
 /// `<dir>.part`: where a directory is built before it is renamed into place.
 pub fn part_of(dir: &Path) -> PathBuf {
@@ -258,6 +276,10 @@ pub async fn apply(
     let started = Instant::now();
     let data_part = part_of(&plan.data_dir);
     let wal_part = plan.wal_dir.as_deref().map(part_of);
+    for leftover in &plan.leftovers {
+        std::fs::remove_dir_all(leftover)
+            .map_err(|e| RestoreError::io("remove the leftover", leftover, e))?;
+    }
     let result = build(plan, options, source, &data_part, wal_part.as_deref()).await;
     let (source_kind, hash_checked, db, wal_file, snap_file) = match result {
         Ok(r) => r,
@@ -276,6 +298,11 @@ pub async fn apply(
     let mut renames = vec![(data_part.clone(), plan.data_dir.clone())];
     if let (Some(part), Some(dir)) = (&wal_part, &plan.wal_dir) {
         renames.push((part.clone(), dir.clone()));
+    }
+    for (from, _) in &renames {
+        let marker = from.join(PART_MARKER);
+        std::fs::remove_file(&marker).map_err(|e| RestoreError::io("remove", &marker, e))?;
+        fsx::sync_dir(from).map_err(|e| RestoreError::io("fsync", from, e))?;
     }
     for (from, to) in &renames {
         if to.is_dir() {
@@ -324,10 +351,23 @@ async fn build(
     // Parents are created as etcdutl does; they hold nothing of ours and stay on failure.
     let parent = parent_of(data_part);
     std::fs::create_dir_all(parent).map_err(|e| RestoreError::io("create directory", parent, e))?;
-    for d in [data_part.to_path_buf(), data_part.join("member"), snap_dir.clone()] {
+    for d in [
+        data_part.to_path_buf(),
+        data_part.join("member"),
+        snap_dir.clone(),
+    ] {
         std::fs::create_dir(&d)
             .and_then(|()| set_mode(&d, 0o700))
             .map_err(|e| RestoreError::io("create directory", &d, e))?;
+        if d == data_part {
+            mark(&d)?;
+        }
+    }
+    if let Some(w) = wal_part {
+        std::fs::create_dir(w)
+            .and_then(|()| set_mode(w, 0o700))
+            .map_err(|e| RestoreError::io("create directory", w, e))?;
+        mark(w)?;
     }
     let incoming = snap_dir.join("db.incoming");
     // The db to rewrite: the input itself when it is a raw file, else its decoded copy.
@@ -355,7 +395,11 @@ async fn build(
                 .await
                 .map_err(|e| RestoreError::Snapshot(format!("decode task failed: {e}")))??;
                 let kind = if enc.encrypted() { "age" } else { "zstd" };
-                (incoming.clone(), kind.to_string(), Some(outcome).filter(|_| !options.skip_hash_check))
+                (
+                    incoming.clone(),
+                    kind.to_string(),
+                    Some(outcome).filter(|_| !options.skip_hash_check),
+                )
             }
         }
         RestoreSource::Stored {
@@ -416,6 +460,11 @@ async fn build(
     Ok((source_kind, hash_checked, report, wal.path, snap_file))
 }
 
+fn mark(dir: &Path) -> Result<(), RestoreError> {
+    let marker = dir.join(PART_MARKER);
+    std::fs::write(&marker, b"").map_err(|e| RestoreError::io("create", &marker, e))
+}
+
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -447,7 +496,11 @@ fn rewrite_and_verify(
     let db = Db::open(input).map_err(|e| corrupt(src, e.to_string()))?;
     if check_source {
         let report = bolt::check(&db);
-        if let Some(p) = report.problems.iter().find(|p| p.kind != bolt::ProblemKind::Meta) {
+        if let Some(p) = report
+            .problems
+            .iter()
+            .find(|p| p.kind != bolt::ProblemKind::Meta)
+        {
             return Err(corrupt(
                 src,
                 format!(

@@ -13,8 +13,10 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/etcdutl-3.5.30-restore")
 }
 
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Every top-level bucket with its pairs, in order.
-fn contents(db: &Path) -> Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> {
+fn contents(db: &Path) -> Vec<(Vec<u8>, Pairs)> {
     let db = Db::open(File::open(db).unwrap()).unwrap();
     db.buckets()
         .unwrap()
@@ -54,10 +56,9 @@ fn assert_same_as_etcdutl(ours: &Path, theirs: &Path) {
     );
     let wal = std::fs::read(ours.join("member/wal/0000000000000000-0000000000000000.wal")).unwrap();
     assert_eq!(wal.len(), 64_000_000);
-    let want = std::fs::read(
-        theirs.join("member/wal/0000000000000000-0000000000000000.wal.trimmed"),
-    )
-    .unwrap();
+    let want =
+        std::fs::read(theirs.join("member/wal/0000000000000000-0000000000000000.wal.trimmed"))
+            .unwrap();
     assert_eq!(&wal[..want.len()], &want[..], "WAL records");
     assert!(wal[want.len()..].iter().all(|&b| b == 0));
     for e in std::fs::read_dir(theirs.join("member/snap")).unwrap() {
@@ -114,7 +115,10 @@ fn bumped_and_marked_compacted_as_etcdutl_does() {
         ..RestoreOptions::default()
     };
     let report = restore(&options);
-    assert_eq!(report.db.revision, report.db.snapshot_revision + 1_000_000_000);
+    assert_eq!(
+        report.db.revision,
+        report.db.snapshot_revision + 1_000_000_000
+    );
     assert_eq!(report.db.compacted_at, Some(report.db.revision));
     assert_same_as_etcdutl(&dir, &fixture().join("restored-default-bumped"));
 }
@@ -152,14 +156,42 @@ fn a_corrupt_snapshot_leaves_nothing_behind() {
         data_dir: Some(dir.clone()),
         ..RestoreOptions::default()
     };
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let plan = plan(&options, chrono::Utc::now()).unwrap();
     let source = RestoreSource::File {
         path: bad.clone(),
         identities: None,
     };
     let e = rt.block_on(apply(&plan, &options, source)).unwrap_err();
-    assert!(e.to_string().contains("sha256 trailer does not match"), "{e}");
+    assert!(
+        e.to_string().contains("sha256 trailer does not match"),
+        "{e}"
+    );
     assert!(!dir.exists());
     assert!(!tmp.path().join("data.part").exists());
+}
+
+#[test]
+fn an_interrupted_restores_leftover_is_replaced_and_anything_else_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let part = tmp.path().join("data.part");
+    std::fs::create_dir(&part).unwrap();
+    std::fs::write(part.join("foreign"), b"not ours").unwrap();
+    let options = RestoreOptions {
+        data_dir: Some(dir.clone()),
+        ..RestoreOptions::default()
+    };
+    let e = plan(&options, chrono::Utc::now()).unwrap_err();
+    assert!(e.to_string().contains("was not made by cpkeep"), "{e}");
+    assert!(part.join("foreign").is_file());
+
+    std::fs::write(part.join(super::run::PART_MARKER), b"").unwrap();
+    let report = restore(&options);
+    assert_eq!(report.plan.leftovers, std::slice::from_ref(&part));
+    assert!(!part.exists());
+    assert!(dir.join("member/snap/db").is_file());
+    assert!(!dir.join(super::run::PART_MARKER).exists());
 }

@@ -14,6 +14,7 @@ use super::pki::{EtcdPki, KeyAlgorithm};
 use super::ports::free_port;
 use super::SandboxError;
 use crate::etcd::{connect, ConnectionOptions, Credentials, Endpoint, TlsFiles, TlsMaterial};
+use crate::restore::RestoreOptions;
 
 /// How to build a sandbox.
 #[derive(Debug, Clone)]
@@ -260,6 +261,42 @@ impl Sandbox {
         if let Some(mut child) = m.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// The options a native restore of member `index` takes to rebuild this cluster: its name,
+    /// peer URL, data dir (moved aside when it exists), and the whole membership with this
+    /// sandbox's token, so the restored members agree and keep their member IDs.
+    pub fn restore_options(&self, index: usize) -> Result<RestoreOptions, SandboxError> {
+        let m = self
+            .members
+            .get(index)
+            .ok_or(SandboxError::NoSuchMember(index))?;
+        Ok(RestoreOptions {
+            name: m.name.clone(),
+            initial_cluster: Some(self.initial_cluster()),
+            initial_cluster_token: self.token.clone(),
+            initial_advertise_peer_urls: vec![m.peer_url(self.opts.tls)],
+            data_dir: Some(m.data_dir.clone()),
+            move_aside: true,
+            ..RestoreOptions::default()
+        })
+    }
+
+    /// Starts every stopped member on its data dir (e.g. after a restore) and waits until the
+    /// cluster has a leader again.
+    pub async fn start_stopped(&mut self) -> Result<(), SandboxError> {
+        let initial = self.initial_cluster();
+        let stopped: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_none())
+            .collect();
+        for &i in &stopped {
+            self.spawn(i, &initial, "new")?;
+        }
+        let deadline = Instant::now() + self.opts.start_timeout;
+        for &i in &stopped {
+            self.wait_ready(i, deadline).await?;
         }
         Ok(())
     }

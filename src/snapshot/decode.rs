@@ -143,18 +143,14 @@ pub fn decode_file(
     };
     let mut reader: Box<dyn Read> = Box::new(io::Cursor::new(head).chain(reader));
     if inner == FileEncoding::Zstd {
-        reader = Box::new(
-            zstd::Decoder::new(reader).map_err(|e| bad(path, format!("zstd: {e}")))?,
-        );
+        reader = Box::new(zstd::Decoder::new(reader).map_err(|e| bad(path, format!("zstd: {e}")))?);
     }
     let mut check = TrailerCheck::new();
     let mut write_error = None;
     pump(&mut reader, |b| {
         check.update(b, |_| {});
-        out.write_all(b).map_err(|e| {
-            write_error = Some(e.to_string());
-            e
-        })
+        out.write_all(b)
+            .inspect_err(|e| write_error = Some(e.to_string()))
     })
     .map_err(|e| match write_error.take() {
         Some(w) => SnapshotError::Encode(format!("cannot write the decoded snapshot: {w}")),
@@ -186,12 +182,18 @@ mod tests {
         bolt[16..20].copy_from_slice(&BOLT_MAGIC_AT_16);
         assert_eq!(encoding_of(&bolt), Some(FileEncoding::Raw));
         assert_eq!(encoding_of(&ZSTD_MAGIC), Some(FileEncoding::Zstd));
-        assert_eq!(encoding_of(b"age-encryption.org/v1\n-> X25519"), Some(FileEncoding::Age));
+        assert_eq!(
+            encoding_of(b"age-encryption.org/v1\n-> X25519"),
+            Some(FileEncoding::Age)
+        );
         assert_eq!(
             encoding_of(b"-----BEGIN AGE ENCRYPTED FILE-----\n"),
             Some(FileEncoding::AgeArmored)
         );
-        assert_eq!(encoding_of(b"hello world, this is not a snapshot at all"), None);
+        assert_eq!(
+            encoding_of(b"hello world, this is not a snapshot at all"),
+            None
+        );
         assert_eq!(encoding_of(&[0u8; 10]), None);
     }
 
