@@ -87,6 +87,7 @@ impl RestoreArgs {
             }),
             clear_alarms: self.clear_alarms,
             move_aside: self.move_aside,
+            disable_auth: false,
         }
     }
 }

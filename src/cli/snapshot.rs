@@ -13,6 +13,7 @@ use super::store_args::StoreArgs;
 use super::table::Table;
 use super::Exit;
 use crate::etcd::Endpoint;
+use crate::restore::drill::{self, DrillOptions, DrillReport};
 use crate::snapshot::{
     apply_prune, catalog, fetch_to_file, plan_prune, save, status_of_file, verify_file, Fetched,
     Manifest, PruneReport, RetentionPolicy, SaveReport, SnapshotEntry, SnapshotError, StatusReport,
@@ -59,6 +60,49 @@ pub struct VerifyArgs {
     /// Also decode every key-value and show where the space goes.
     #[arg(long)]
     pub deep: bool,
+    /// Also run a restore drill: restore natively into a temp dir, boot etcd on it on loopback
+    /// ports, and compare the revision and every key's value and mod revision with the snapshot.
+    #[arg(long)]
+    pub restore_test: bool,
+    /// The etcd binary the drill boots [default: etcd in PATH]
+    #[arg(long, value_name = "PATH")]
+    pub etcd_bin: Option<PathBuf>,
+    /// How long etcd may take to boot in the drill.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub boot_timeout: Duration,
+}
+
+/// `snapshot verify`'s report, with the drill's when one ran.
+#[derive(Debug, Serialize)]
+struct Verified {
+    #[serde(flatten)]
+    verify: VerifyReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restore_test: Option<DrillReport>,
+}
+
+impl Render for Verified {
+    fn table(&self) -> String {
+        let mut s = self.verify.table();
+        if let Some(d) = &self.restore_test {
+            s.push_str(&format!(
+                "restore     {} (restored {:.1}s, etcd up {:.1}s, compared {:.1}s with {})\n",
+                if d.ok { "GOOD" } else { "BAD" },
+                d.restore_seconds,
+                d.boot_seconds,
+                d.compare_seconds,
+                d.etcd_bin.display()
+            ));
+            s.push_str(&format!(
+                "  etcd served revision {} and {} keys; the snapshot holds revision {} and {} keys; {} values compared\n",
+                d.served_revision, d.served_keys, d.snapshot_revision, d.snapshot_keys, d.compared_keys
+            ));
+            for p in &d.problems {
+                s.push_str(&format!("problem     {p}\n"));
+            }
+        }
+        s
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -546,8 +590,35 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
                     None => {}
                 }
             }
-            out.print(&report)?;
-            Ok(if report.ok { Exit::Ok } else { Exit::Critical })
+            let mut restore_test = None;
+            if a.restore_test && report.ok {
+                let etcd_bin = a.etcd_bin.clone().or_else(drill::etcd_in_path).ok_or_else(|| {
+                    ExitError {
+                        code: Exit::Unknown,
+                        message: "restore drill: no etcd binary in PATH: pass --etcd-bin".into(),
+                    }
+                })?;
+                let options = DrillOptions {
+                    etcd_bin,
+                    boot_timeout: a.boot_timeout,
+                };
+                // A snapshot etcd cannot boot from is BAD (exit 2), like a failed check.
+                let d = drill::drill(&path, &options).await.map_err(|e| match e {
+                    crate::restore::RestoreError::Usage(_) => super::restore::restore_failure(e),
+                    other => anyhow::Error::from(ExitError {
+                        code: Exit::Critical,
+                        message: other.to_string(),
+                    }),
+                })?;
+                report.ok &= d.ok;
+                restore_test = Some(d);
+            }
+            let ok = report.ok;
+            out.print(&Verified {
+                verify: report,
+                restore_test,
+            })?;
+            Ok(if ok { Exit::Ok } else { Exit::Critical })
         }
         SnapshotCommand::Prune(a) => {
             let store = a.store.open().await?;

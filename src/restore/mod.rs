@@ -12,6 +12,7 @@
 //! Everything is checked byte for byte against what etcdutl 3.5.30 wrote (fixtures in
 //! `fixtures/etcdutl-3.5.30-restore`). This module never prints.
 
+pub mod drill;
 pub mod error;
 pub mod ids;
 pub mod membership;

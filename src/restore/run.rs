@@ -46,6 +46,9 @@ pub struct RestoreOptions {
     pub bump: Option<Bump>,
     pub clear_alarms: bool,
     pub move_aside: bool,
+    /// Switch auth off in the restored db. Only for the restore drill's private copy, which
+    /// must be readable without credentials; never for a member that will serve.
+    pub disable_auth: bool,
 }
 
 impl Default for RestoreOptions {
@@ -61,6 +64,7 @@ impl Default for RestoreOptions {
             bump: None,
             clear_alarms: false,
             move_aside: false,
+            disable_auth: false,
         }
     }
 }
@@ -248,6 +252,10 @@ pub fn plan(
     })
 }
 
+/// etcd's auth bucket and the key saying whether auth is on (one byte, 1 or 0).
+const AUTH_BUCKET: &[u8] = b"auth";
+const AUTH_ENABLED_KEY: &[u8] = b"authEnabled";
+
 /// A file in every `.part` directory this module creates: a leftover carrying it is cpkeep's own
 /// and may be removed; any other `.part` directory is not touched.
 pub const PART_MARKER: &str = ".cpkeep-restore-in-progress";
@@ -430,8 +438,16 @@ async fn build(
         None => source_kind.starts_with("stored:"),
     };
     let (membership, updates_for) = (plan.membership.clone(), plan.member_id);
+    let mut updates = membership.db_updates();
+    if options.disable_auth {
+        updates.puts.push(super::membership::DbPut {
+            bucket: AUTH_BUCKET,
+            key: AUTH_ENABLED_KEY.to_vec(),
+            value: vec![0],
+        });
+    }
     let rewrite_options = RewriteOptions {
-        updates: membership.db_updates(),
+        updates,
         bump: options.bump,
         clear_alarms: options.clear_alarms,
     };
