@@ -1,5 +1,7 @@
 //! `cpkeep demo`: the main job on a laptop. Starts a local 3-member TLS etcd sandbox (kubeadm-layout
-//! PKI, one loopback address per member), shows its health, kills a member, shows the degraded verdict,
+//! PKI, one loopback address per member), shows its health, backs it up, reads the backup back,
+//! kills a member and shows the degraded verdict, then writes past the backup, stops the cluster,
+//! restores all three members natively from the store, boots them and shows the data is back —
 //! and cleans up. Each capability of cpkeep adds its step here.
 
 use std::path::PathBuf;
@@ -12,13 +14,18 @@ use serde::Serialize;
 use super::exit::ExitError;
 use super::output::{Render, Renderer};
 use super::Exit;
-use crate::etcd::{evaluate, probe_cluster, HealthOptions, HealthReport, Verdict};
+use crate::etcd::{connect, evaluate, probe_cluster, HealthOptions, HealthReport, Verdict};
+use crate::restore::{self, RestoreReport, RestoreSource};
+use etcd_client::GetOptions;
 use crate::sandbox::{etcd_version, locate_etcd, Sandbox, SandboxOptions};
 use crate::snapshot::{
     backup, catalog, fetch_to_file, verify_file, BackupOptions, BackupReport, CompressionKind,
     Encoding, NoProgress, VerifyReport,
 };
 use crate::store::FileStore;
+
+/// Written after the backup: the restore must not bring it back.
+const AFTER_BACKUP_KEY: &str = "/registry/demo/written-after-the-backup";
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -48,6 +55,20 @@ struct DemoReport {
     backup: BackupReport,
     stored_snapshots: usize,
     verify: VerifyReport,
+    restore: DemoRestore,
+}
+
+/// The restore step: every member rebuilt from the stored snapshot and booted.
+#[derive(Debug, Serialize)]
+struct DemoRestore {
+    snapshot: String,
+    members: Vec<RestoreReport>,
+    /// Keys of the demo's sample, present after the restore (of 300).
+    sample_keys_back: i64,
+    /// Whether the key written after the backup is gone (it must be).
+    written_after_backup_gone: bool,
+    revision: i64,
+    health: DemoStep,
 }
 
 impl Render for DemoReport {
@@ -90,6 +111,43 @@ impl Render for DemoReport {
             )));
             s.push_str(&step.health.table());
         }
+        let r = &self.restore;
+        s.push_str(&heading(&format!(
+            "all members stopped; `cpkeep restore {} --store <sandbox>/store` on each, natively",
+            r.snapshot
+        )));
+        for m in &r.members {
+            s.push_str(&format!(
+                "{:<4} member {:x} of cluster {:x}: {} keys, revision {}, {} ({:.2}s){}\n",
+                m.plan.name,
+                m.plan.member_id,
+                m.plan.cluster_id,
+                m.db.keys,
+                m.db.revision,
+                m.plan.data_dir.display(),
+                m.seconds,
+                m.plan
+                    .move_aside
+                    .first()
+                    .map(|a| format!(", old data moved to {}", a.to.display()))
+                    .unwrap_or_default()
+            ));
+        }
+        s.push_str(&format!(
+            "booted: revision {}, {}/300 sample keys back, key written after the backup {}\n",
+            r.revision,
+            r.sample_keys_back,
+            if r.written_after_backup_gone {
+                "gone (as it must be)"
+            } else {
+                "STILL THERE"
+            }
+        ));
+        s.push_str(&heading(&format!(
+            "{} (answered in {} ms)",
+            r.health.title, r.health.elapsed_ms
+        )));
+        s.push_str(&r.health.health.table());
         s
     }
 }
@@ -158,6 +216,61 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         health: degraded,
     });
 
+    // Write past the backup, stop everything, and bring the cluster back from the store.
+    {
+        let mut client = connect(&conn.endpoints[0], &conn).await?;
+        client
+            .put(AFTER_BACKUP_KEY, "lost in the restore", None)
+            .await
+            .context("demo write after the backup failed")?;
+    }
+    sandbox.stop();
+    let mut restored = Vec::new();
+    for i in 0..sandbox.members().len() {
+        let options = sandbox.restore_options(i)?;
+        let plan = restore::plan(&options, chrono::Utc::now())?;
+        let source = RestoreSource::Stored {
+            store: &store,
+            manifest: Box::new(backed_up.manifest.clone()),
+            identities: None,
+        };
+        restored.push(
+            restore::apply(&plan, &options, source)
+                .await
+                .with_context(|| format!("demo restore of {} failed", options.name))?,
+        );
+    }
+    sandbox
+        .start_stopped()
+        .await
+        .context("the restored members did not boot")?;
+    let (sample_keys_back, written_after_backup_gone, revision) = {
+        let mut client = connect(&conn.endpoints[0], &conn).await?;
+        let sample = client
+            .get(
+                "/registry/configmaps/",
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
+            .await?;
+        let after = client.get(AFTER_BACKUP_KEY, None).await?;
+        let revision = sample.header().map(|h| h.revision()).unwrap_or(0);
+        (sample.count(), after.kvs().is_empty(), revision)
+    };
+    let started = Instant::now();
+    let back = evaluate(&probe_cluster(&conn, true).await, &health_opts);
+    let restore = DemoRestore {
+        snapshot: backed_up.manifest.id.clone(),
+        members: restored,
+        sample_keys_back,
+        written_after_backup_gone,
+        revision,
+        health: DemoStep {
+            title: "the restored cluster: `cpkeep cluster health`".to_string(),
+            elapsed_ms: started.elapsed().as_millis(),
+            health: back,
+        },
+    };
+
     let report = DemoReport {
         etcd: etcd.display().to_string(),
         etcd_version: version,
@@ -167,6 +280,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         backup: backed_up,
         stored_snapshots,
         verify,
+        restore,
     };
     out.print(&report)?;
     sandbox.stop();
@@ -177,10 +291,18 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
     if got != expected
         || report.steps[1].health.fault_tolerance != 0
         || report.stored_snapshots != 1
+        || report.restore.health.health.verdict != Verdict::Ok
+        || report.restore.sample_keys_back != 300
+        || !report.restore.written_after_backup_gone
     {
         return Err(ExitError {
             code: Exit::Warning,
-            message: format!("demo verdicts were {got:?}, expected {expected:?}"),
+            message: format!(
+                "demo verdicts were {got:?} (restored: {:?}, {} sample keys back, later write gone: {}), expected {expected:?}, OK, 300, true",
+                report.restore.health.health.verdict,
+                report.restore.sample_keys_back,
+                report.restore.written_after_backup_gone
+            ),
         }
         .into());
     }

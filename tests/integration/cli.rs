@@ -69,6 +69,22 @@ async fn demo_runs_start_to_finish() {
         "{}",
         run.stdout
     );
+    // The restore step: all three members rebuilt from the store, booted, data back, the write
+    // made after the backup gone, and the cluster healthy again.
+    let restored = run
+        .stdout
+        .find("300/300 sample keys back, key written after the backup gone")
+        .expect("restore step");
+    assert!(warn < restored, "{}", run.stdout);
+    let healthy_again = run.stdout[restored..]
+        .find("VERDICT: OK")
+        .expect("healthy after the restore");
+    assert!(
+        run.stdout[restored + healthy_again..].contains("3 voters (3 healthy"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.matches("old data moved to").count(), 3);
     // The sandbox is gone afterwards: no etcd of ours left listening on the demo's endpoints.
     let first = run
         .stdout
