@@ -378,17 +378,26 @@ async fn build(
         mark(w)?;
     }
     let incoming = snap_dir.join("db.incoming");
-    // The db to rewrite: the input itself when it is a raw file, else its decoded copy.
-    let (db_path, source_kind, trailer) = match source {
+    // The db to rewrite: the input itself when it is a raw file, else its decoded copy. A raw
+    // file's sha256 is computed on another thread while it is rewritten (nothing is published
+    // before both are done and agree).
+    let (db_path, source_kind, hash) = match source {
         RestoreSource::File { path, identities } => {
             let encoding = snapshot::detect_encoding(&path)?;
             if encoding == FileEncoding::Raw {
-                let trailer = if options.skip_hash_check {
-                    None
+                let hash = if options.skip_hash_check {
+                    Hash::Done(None)
                 } else {
-                    Some(snapshot::trailer_of_file(&path)?)
+                    let len = std::fs::metadata(&path)
+                        .map_err(|e| RestoreError::io("read", &path, e))?
+                        .len();
+                    if len % 512 != 32 {
+                        return Err(no_trailer(&path));
+                    }
+                    let p = path.clone();
+                    Hash::Running(std::thread::spawn(move || snapshot::trailer_of_file(&p)))
                 };
-                (path, "raw".to_string(), trailer)
+                (path, "raw".to_string(), hash)
             } else {
                 let mut out = secret_file(&incoming)?;
                 let (path2, incoming2) = (path.clone(), incoming.clone());
@@ -403,11 +412,10 @@ async fn build(
                 .await
                 .map_err(|e| RestoreError::Snapshot(format!("decode task failed: {e}")))??;
                 let kind = if enc.encrypted() { "age" } else { "zstd" };
-                (
-                    incoming.clone(),
-                    kind.to_string(),
-                    Some(outcome).filter(|_| !options.skip_hash_check),
-                )
+                let outcome = Some(outcome).filter(|_| !options.skip_hash_check);
+                // Judged now: a decoded file with a bad trailer is not worth rewriting.
+                judge(outcome.as_ref(), &path)?;
+                (incoming.clone(), kind.to_string(), Hash::Done(outcome))
             }
         }
         RestoreSource::Stored {
@@ -418,24 +426,12 @@ async fn build(
             let out = secret_file(&incoming)?;
             // The manifest's sha256s and etcd's trailer are checked while streaming.
             snapshot::fetch_into(store, &manifest, identities, out, &incoming).await?;
-            (incoming.clone(), format!("stored:{}", manifest.id), None)
+            (
+                incoming.clone(),
+                format!("stored:{}", manifest.id),
+                Hash::Verified,
+            )
         }
-    };
-    let hash_checked = match &trailer {
-        Some(t) if t.matches() => true,
-        Some(t) if t.trailer.is_none() || t.db_len % 512 != 0 => {
-            return Err(RestoreError::Snapshot(format!(
-                "{}: no sha256 trailer (a raw member/snap/db copy?): pass --skip-hash-check to restore it unverified",
-                db_path.display()
-            )))
-        }
-        Some(_) => {
-            return Err(RestoreError::Snapshot(format!(
-                "{}: etcd's sha256 trailer does not match the data: the snapshot is corrupt or truncated",
-                db_path.display()
-            )))
-        }
-        None => source_kind.starts_with("stored:"),
     };
     let (membership, updates_for) = (plan.membership.clone(), plan.member_id);
     let mut updates = membership.db_updates();
@@ -452,12 +448,28 @@ async fn build(
         clear_alarms: options.clear_alarms,
     };
     let out_path = snap_dir.join("db");
-    let (db_path2, out_path2, verify_source) = (db_path.clone(), out_path.clone(), !hash_checked);
-    let report = tokio::task::spawn_blocking(move || {
-        rewrite_and_verify(&db_path2, &out_path2, &rewrite_options, verify_source)
+    // Without a hash to vouch for it, the source's structure is checked before it is rewritten.
+    let check_source = matches!(hash, Hash::Done(None));
+    let (db_path2, out_path2) = (db_path.clone(), out_path.clone());
+    let rewritten = tokio::task::spawn_blocking(move || {
+        rewrite_and_verify(&db_path2, &out_path2, &rewrite_options, check_source)
     })
     .await
-    .map_err(|e| RestoreError::Snapshot(format!("rewrite task failed: {e}")))??;
+    .map_err(|e| RestoreError::Snapshot(format!("rewrite task failed: {e}")))?;
+    // A bad hash explains a failed rewrite better than the rewrite's own error: judge it first.
+    let hash_checked = match hash {
+        Hash::Verified => true,
+        Hash::Done(outcome) => judge(outcome.as_ref(), &db_path)?,
+        Hash::Running(job) => {
+            let outcome = tokio::task::spawn_blocking(move || job.join())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(|| RestoreError::Snapshot("the sha256 thread failed".into()))??;
+            judge(Some(&outcome), &db_path)?
+        }
+    };
+    let report = rewritten?;
     if db_path == incoming {
         std::fs::remove_file(&incoming).map_err(|e| RestoreError::io("remove", &incoming, e))?;
     }
@@ -474,6 +486,39 @@ async fn build(
         fsx::sync_dir(w).map_err(|e| RestoreError::io("fsync", w, e))?;
     }
     Ok((source_kind, hash_checked, report, wal.path, snap_file))
+}
+
+/// How the snapshot's integrity is (being) established.
+enum Hash {
+    /// Checked while streaming from the store, against the manifest and the trailer.
+    Verified,
+    /// Known: the trailer's outcome, or `None` with --skip-hash-check.
+    Done(Option<crate::snapshot::TrailerOutcome>),
+    /// Being computed on another thread.
+    Running(std::thread::JoinHandle<Result<crate::snapshot::TrailerOutcome, crate::snapshot::SnapshotError>>),
+}
+
+/// Whether the trailer vouches for the data (`Ok(false)`: not checked, --skip-hash-check).
+fn judge(
+    outcome: Option<&crate::snapshot::TrailerOutcome>,
+    path: &Path,
+) -> Result<bool, RestoreError> {
+    match outcome {
+        None => Ok(false),
+        Some(t) if t.matches() => Ok(true),
+        Some(t) if t.trailer.is_none() || t.db_len % 512 != 0 => Err(no_trailer(path)),
+        Some(_) => Err(RestoreError::Snapshot(format!(
+            "{}: etcd's sha256 trailer does not match the data: the snapshot is corrupt or truncated",
+            path.display()
+        ))),
+    }
+}
+
+fn no_trailer(path: &Path) -> RestoreError {
+    RestoreError::Snapshot(format!(
+        "{}: no sha256 trailer (a raw member/snap/db copy?): pass --skip-hash-check to restore it unverified",
+        path.display()
+    ))
 }
 
 fn mark(dir: &Path) -> Result<(), RestoreError> {

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Restore benchmark (BENCHMARKS.md): a real etcd 3.5 filled to SIZE MiB (default 1024), one snapshot
+# saved to a local file and one backed up to a SeaweedFS S3 store (zstd, streamed); then side by side
+# in one run: `etcdutl snapshot restore` of the local file, `cpkeep restore` of the same file, and
+# `cpkeep restore latest --store s3://…` (download → zstd → db, streamed, no compressed copy on disk).
+# Median of 3 wall times and the peak RSS of each; every run restores into a fresh directory on the
+# same disk.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+size=${1:-1024}
+scripts/install-tools.sh >/dev/null
+# shellcheck source=/dev/null
+. tools/env.sh
+cargo build --locked --release --bin cpkeep --example bench_backup
+work=${CPKEEP_BENCH_DIR:-/var/tmp/cpkeep-bench-restore}
+rm -rf "$work"; mkdir -p "$work"
+CPKEEP_BENCH_HOLD=1 target/release/examples/bench_backup "$PWD/target/release/cpkeep" "$CPKEEP_ETCD35_DIR" "$work/env" "$size" >"$work/hold.txt" 2>"$work/hold.err" &
+hold=$!
+trap 'kill $hold 2>/dev/null; sleep 1; pkill -9 -f "$work/env" 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 900); do grep -q -- '^AWS_ACCESS_KEY_ID=' "$work/hold.txt" 2>/dev/null && break; sleep 1; done
+conn=$(grep -- '--endpoints=' "$work/hold.txt")
+s3line=$(grep -- '^AWS_ACCESS_KEY_ID=' "$work/hold.txt")
+export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+AWS_ACCESS_KEY_ID=$(echo "$s3line" | sed 's/.*AWS_ACCESS_KEY_ID=\([^ ]*\).*/\1/')
+AWS_SECRET_ACCESS_KEY=$(echo "$s3line" | sed 's/.*AWS_SECRET_ACCESS_KEY=\([^ ]*\).*/\1/')
+s3=$(echo "$s3line" | sed 's/.*S3=\([^ ]*\).*/\1/')
+store="--store s3://bench/restore --s3-endpoint $s3 --s3-path-style"
+# shellcheck disable=SC2086
+target/release/cpkeep snapshot save -q "$work/snap.db" $conn >/dev/null
+# shellcheck disable=SC2086
+target/release/cpkeep backup -q $conn $store >/dev/null
+ls -l "$work/snap.db" | awk '{printf "snapshot: %.0f MiB\n", $5/1048576}'
+echo "| tool | wall s (median of 3) | peak RSS MiB |"
+echo "|---|---|---|"
+n=0
+row() {
+  local label=$1; shift
+  local walls=() rss=0 out
+  for _ in 1 2 3; do
+    n=$((n + 1))
+    local dir="$work/restored-$n"
+    # shellcheck disable=SC2046
+    out=$(python3 bench/measure.py $(printf '%s\n' "$@" | sed "s#@DIR@#$dir#g") 2>/dev/null | tail -1)
+    walls+=("$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["wall_s"])')")
+    rss=$(echo "$out" | python3 -c "import json,sys; print(max($rss, json.load(sys.stdin)['maxrss_mib']))")
+    test -f "$dir/member/snap/db" || { echo "$label: no db restored in $dir" >&2; exit 1; }
+    rm -rf "$dir"
+  done
+  med=$(printf '%s\n' "${walls[@]}" | sort -n | sed -n 2p)
+  echo "| $label | $med | $rss |"
+}
+row "etcdutl snapshot restore (local file)" "$CPKEEP_ETCD35_DIR/etcdutl" snapshot restore "$work/snap.db" --data-dir @DIR@
+row "cpkeep restore (local file)" target/release/cpkeep restore -q "$work/snap.db" --data-dir @DIR@
+# shellcheck disable=SC2086
+row "cpkeep restore latest --store s3 (zstd, streamed)" target/release/cpkeep restore -q latest $store --data-dir @DIR@
