@@ -573,7 +573,8 @@ fn rewrite_and_verify(
     }
     let file = secret_file(out)?;
     let report = rewrite(&db, file, options)?;
-    let written = Db::open(File::open(out).map_err(|e| RestoreError::io("open", out, e))?)
+    let written = File::open(out).map_err(|e| RestoreError::io("open", out, e))?;
+    let written = Db::open(written)
         .map_err(|e| corrupt(out, format!("the restored db does not read back: {e}")))?;
     let status = bolt::status(&written)
         .map_err(|e| corrupt(out, format!("the restored db fails its check: {e}")))?;
