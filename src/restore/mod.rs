@@ -14,7 +14,10 @@
 
 pub mod drill;
 pub mod error;
+pub mod fuzz_targets;
 pub mod ids;
+pub mod kubeadm;
+pub mod manifest;
 pub mod membership;
 pub mod raftpb;
 pub mod raftsnap;
