@@ -30,3 +30,9 @@ mod backup_s3;
 
 #[path = "integration/inspect.rs"]
 mod inspect;
+
+#[path = "integration/restore.rs"]
+mod restore;
+
+#[path = "integration/restore_kubeadm.rs"]
+mod restore_kubeadm;

@@ -825,7 +825,12 @@ mod tests {
         // As `create` leaves it, but over a file that refuses writes.
         let mut w = BoltWriter {
             pages: Pages {
-                out: PageOut::new(File::open(&path).unwrap(), 3 * 4096, WRITE_BUFFER_BYTES, false),
+                out: PageOut::new(
+                    File::open(&path).unwrap(),
+                    3 * 4096,
+                    WRITE_BUFFER_BYTES,
+                    false,
+                ),
                 page_size: 4096,
                 next: 3,
             },

@@ -16,13 +16,13 @@ use super::output::{Render, Renderer};
 use super::Exit;
 use crate::etcd::{connect, evaluate, probe_cluster, HealthOptions, HealthReport, Verdict};
 use crate::restore::{self, RestoreReport, RestoreSource};
-use etcd_client::GetOptions;
 use crate::sandbox::{etcd_version, locate_etcd, Sandbox, SandboxOptions};
 use crate::snapshot::{
     backup, catalog, fetch_to_file, verify_file, BackupOptions, BackupReport, CompressionKind,
     Encoding, NoProgress, VerifyReport,
 };
 use crate::store::FileStore;
+use etcd_client::GetOptions;
 
 /// Written after the backup: the restore must not bring it back.
 const AFTER_BACKUP_KEY: &str = "/registry/demo/written-after-the-backup";

@@ -1,7 +1,10 @@
 //! `cpkeep restore`: etcdutl-compatible flags, the source (a file, or a stored snapshot streamed
-//! from the store), the plan (`--dry-run` prints it), and the report.
+//! from the store), the plan (`--dry-run` prints it), and the report. With `--kubeadm`, the whole
+//! restore of a kubeadm control-plane node: settings from etcd's static pod manifest, etcd stopped
+//! and started again through the kubelet, and the command for the other nodes.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
@@ -9,10 +12,15 @@ use serde::Serialize;
 use super::exit::{snapshot_failure, Exit, ExitError};
 use super::output::{Render, Renderer};
 use super::store_args::StoreArgs;
+use crate::restore::kubeadm::{
+    self, HealthState, KubeadmError, KubeadmOptions, KubeadmPlan, KubeadmReport, Origin,
+    OtherNodes, Overrides, Setting,
+};
 use crate::restore::{
     self, Bump, RestoreError, RestoreOptions, RestorePlan, RestoreReport, RestoreSource,
 };
-use crate::snapshot::{catalog, load_identities};
+use crate::snapshot::{catalog, load_identities, FailureClass};
+use crate::store::ObjectStore;
 use crate::units::human_bytes;
 
 #[derive(Debug, Args)]
@@ -29,22 +37,27 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub cluster_id: Option<String>,
 
-    /// This member's name.
-    #[arg(long, default_value = restore::run::DEFAULT_NAME)]
-    pub name: String,
-    /// The restored cluster: name=peerURL[,name=peerURL...] [default: this member alone]
+    /// This member's name [default: default; with --kubeadm: the manifest's]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The restored cluster: name=peerURL[,name=peerURL...] [default: this member alone; with
+    /// --kubeadm: the manifest's]
     #[arg(long)]
     pub initial_cluster: Option<String>,
-    /// Cluster token, part of every member ID: use the same on every member.
-    #[arg(long, default_value = restore::run::DEFAULT_TOKEN)]
-    pub initial_cluster_token: String,
-    /// This member's peer URLs (comma-separated), as in --initial-cluster.
-    #[arg(long, value_delimiter = ',', default_value = restore::run::DEFAULT_PEER_URL)]
-    pub initial_advertise_peer_urls: Vec<String>,
-    /// The data directory to create [default: <name>.etcd]
+    /// Cluster token, part of every member ID: use the same on every member [default:
+    /// etcd-cluster; with --kubeadm: a new one, <manifest's or etcd-cluster>-restore-<hash of
+    /// the snapshot and the members>]
+    #[arg(long)]
+    pub initial_cluster_token: Option<String>,
+    /// This member's peer URLs (comma-separated), as in --initial-cluster [default:
+    /// http://localhost:2380; with --kubeadm: the manifest's]
+    #[arg(long, value_delimiter = ',')]
+    pub initial_advertise_peer_urls: Option<Vec<String>>,
+    /// The data directory to create [default: <name>.etcd; with --kubeadm: the manifest's]
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// A separate WAL directory to create [default: <data-dir>/member/wal]
+    /// A separate WAL directory to create [default: <data-dir>/member/wal; with --kubeadm: the
+    /// manifest's --wal-dir, if any]
     #[arg(long)]
     pub wal_dir: Option<PathBuf>,
     /// Restore a file without etcd's sha256 trailer (a copy of a member's member/snap/db). Its
@@ -63,61 +76,148 @@ pub struct RestoreArgs {
     /// Drop NOSPACE/CORRUPT alarms the snapshot carries (they are reported either way).
     #[arg(long)]
     pub clear_alarms: bool,
-    /// Rename an existing non-empty data (and WAL) directory to <dir>.bak-<timestamp> first.
+    /// Rename an existing non-empty data (and WAL) directory to <dir>.bak-<timestamp> first
+    /// (always on with --kubeadm).
     #[arg(long)]
     pub move_aside: bool,
-    /// Print the plan, write nothing.
+    /// Print the plan, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Restore this kubeadm control-plane node's etcd member: settings from etcd's static pod
+    /// manifest (flags given here override them), etcd stopped by moving the manifest out of the
+    /// manifests directory, the old data dir moved aside, the manifest put back (also on failure),
+    /// then a wait until the member is healthy. Prints the command for the other nodes.
+    #[arg(long, help_heading = "kubeadm")]
+    pub kubeadm: bool,
+    /// etcd's static pod manifest [default: /etc/kubernetes/manifests/etcd.yaml]
+    #[arg(long, requires = "kubeadm", help_heading = "kubeadm")]
+    pub manifest: Option<PathBuf>,
+    /// How long the kubelet may take to stop etcd once its manifest is moved [default: 2m]
+    #[arg(long, requires = "kubeadm", value_parser = parse_duration, help_heading = "kubeadm")]
+    pub stop_timeout: Option<Duration>,
+    /// How long the restored member may take to become healthy once the manifest is back
+    /// [default: 5m]
+    #[arg(long, requires = "kubeadm", value_parser = parse_duration, help_heading = "kubeadm")]
+    pub wait_timeout: Option<Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 2m, 5m)"))?;
+    if d.is_zero() {
+        return Err("must be more than zero".to_string());
+    }
+    Ok(d)
 }
 
 impl RestoreArgs {
+    fn bump(&self) -> Option<Bump> {
+        self.bump_revision.map(|by| Bump {
+            by,
+            mark_compacted: self.mark_compacted,
+        })
+    }
+
     fn options(&self) -> RestoreOptions {
         RestoreOptions {
+            name: self
+                .name
+                .clone()
+                .unwrap_or_else(|| restore::run::DEFAULT_NAME.to_string()),
+            initial_cluster: self.initial_cluster.clone(),
+            initial_cluster_token: self
+                .initial_cluster_token
+                .clone()
+                .unwrap_or_else(|| restore::run::DEFAULT_TOKEN.to_string()),
+            initial_advertise_peer_urls: self
+                .initial_advertise_peer_urls
+                .clone()
+                .unwrap_or_else(|| vec![restore::run::DEFAULT_PEER_URL.to_string()]),
+            data_dir: self.data_dir.clone(),
+            wal_dir: self.wal_dir.clone(),
+            skip_hash_check: self.skip_hash_check,
+            bump: self.bump(),
+            clear_alarms: self.clear_alarms,
+            move_aside: self.move_aside,
+            disable_auth: false,
+        }
+    }
+
+    fn kubeadm_options(&self, src: &Source<'_>) -> KubeadmOptions {
+        let mut o = KubeadmOptions::new(
+            self.manifest
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(kubeadm::DEFAULT_MANIFEST)),
+        );
+        o.overrides = Overrides {
             name: self.name.clone(),
             initial_cluster: self.initial_cluster.clone(),
             initial_cluster_token: self.initial_cluster_token.clone(),
             initial_advertise_peer_urls: self.initial_advertise_peer_urls.clone(),
             data_dir: self.data_dir.clone(),
             wal_dir: self.wal_dir.clone(),
-            skip_hash_check: self.skip_hash_check,
-            bump: self.bump_revision.map(|by| Bump {
-                by,
-                mark_compacted: self.mark_compacted,
-            }),
-            clear_alarms: self.clear_alarms,
-            move_aside: self.move_aside,
-            disable_auth: false,
+        };
+        o.skip_hash_check = self.skip_hash_check;
+        o.bump = self.bump();
+        o.clear_alarms = self.clear_alarms;
+        o.source_args = src.args.clone();
+        o.source_note = src.note.clone();
+        o.snapshot_id = src.id.clone();
+        if let Some(t) = self.stop_timeout {
+            o.stop_timeout = t;
         }
+        if let Some(t) = self.wait_timeout {
+            o.wait_timeout = t;
+        }
+        o
     }
 }
 
-/// Maps a restore failure to its exit code: 1 failed while restoring (corrupt or unreadable
-/// snapshot, write error), 2 refused (something is in the way), 3 could not start (bad flags).
-pub fn restore_failure(e: RestoreError) -> anyhow::Error {
-    let code = match &e {
-        RestoreError::Fetch(s) => return snapshot_failure_owned(s.to_string(), s.class()),
+/// The exit code of a restore failure: 1 failed while restoring (corrupt or unreadable snapshot,
+/// write error), 2 refused (something is in the way), 3 could not start (bad flags).
+fn restore_code(e: &RestoreError) -> Exit {
+    match e {
+        RestoreError::Fetch(s) => class_code(s.class()),
         RestoreError::NotEmpty(_) | RestoreError::AlreadyExists(_) => Exit::Critical,
         RestoreError::Snapshot(_) | RestoreError::Write(_) | RestoreError::Io { .. } => {
             Exit::Warning
         }
         _ => Exit::Unknown,
+    }
+}
+
+fn class_code(class: FailureClass) -> Exit {
+    match class {
+        FailureClass::Failed => Exit::Warning,
+        FailureClass::Refused => Exit::Critical,
+        FailureClass::Unusable => Exit::Unknown,
+    }
+}
+
+/// Maps a restore failure to its exit code (see [`restore_code`]).
+pub fn restore_failure(e: RestoreError) -> anyhow::Error {
+    ExitError {
+        code: restore_code(&e),
+        message: e.to_string(),
+    }
+    .into()
+}
+
+/// Maps a kubeadm restore failure: 3 for an unusable manifest, flags or TLS files, 2 when
+/// something is in the way, the restore's own code when it failed, else 1.
+fn kubeadm_failure(e: KubeadmError) -> anyhow::Error {
+    let code = match &e {
+        KubeadmError::Manifest(_) | KubeadmError::Usage(_) | KubeadmError::Tls(_) => Exit::Unknown,
+        KubeadmError::Plan(r) => restore_code(r),
+        KubeadmError::Restore { source, .. } => restore_code(source),
+        KubeadmError::InTheWay(_) => Exit::Critical,
+        KubeadmError::Failed { .. } => Exit::Warning,
     };
     ExitError {
         code,
         message: e.to_string(),
     }
     .into()
-}
-
-fn snapshot_failure_owned(message: String, class: crate::snapshot::FailureClass) -> anyhow::Error {
-    use crate::snapshot::FailureClass;
-    let code = match class {
-        FailureClass::Failed => Exit::Warning,
-        FailureClass::Refused => Exit::Critical,
-        FailureClass::Unusable => Exit::Unknown,
-    };
-    ExitError { code, message }.into()
 }
 
 /// The plan, as `--dry-run` prints it.
@@ -213,18 +313,172 @@ impl Render for RestoreReport {
     }
 }
 
-pub async fn run(a: RestoreArgs, out: &Renderer) -> anyhow::Result<Exit> {
-    let options = a.options();
-    let plan = restore::plan(&options, chrono::Utc::now()).map_err(restore_failure)?;
+fn settings_lines(settings: &[Setting]) -> String {
+    let mut s = String::new();
+    for x in settings {
+        let from = match (x.from, &x.manifest_value) {
+            (Origin::Manifest, _) => "manifest".to_string(),
+            (Origin::Default, _) => "etcd's default".to_string(),
+            (Origin::New, _) => "new for this restore: no member of the old cluster can take a \
+                                 restored member back"
+                .to_string(),
+            (Origin::Flag, None) => "flag".to_string(),
+            (Origin::Flag, Some(m)) => format!("flag; the manifest says {m}"),
+        };
+        s.push_str(&format!("  {:<30}{}  ({from})\n", x.flag, x.value));
+    }
+    s
+}
+
+fn notes_lines(notes: &[String]) -> String {
+    notes.iter().map(|n| format!("note        {n}\n")).collect()
+}
+
+fn other_nodes_lines(o: &Option<OtherNodes>) -> String {
+    let Some(o) = o else {
+        return "other nodes none: the restored cluster has this member only\n".to_string();
+    };
+    let mut s = format!(
+        "other nodes on each of {}, run:\n\n    {}\n\n",
+        o.members.join(", "),
+        o.command
+    );
+    for n in &o.notes {
+        s.push_str(&format!("            {n}\n"));
+    }
+    s
+}
+
+/// The kubeadm plan, as `--dry-run` prints it.
+#[derive(Debug, Serialize)]
+struct KubeadmDryRun {
+    dry_run: bool,
+    source: String,
+    #[serde(flatten)]
+    plan: KubeadmPlan,
+    #[serde(skip)]
+    stop_timeout: Duration,
+    #[serde(skip)]
+    wait_timeout: Duration,
+}
+
+impl Render for KubeadmDryRun {
+    fn table(&self) -> String {
+        let p = &self.plan;
+        let mut s = format!(
+            "dry run: nothing changed\nsource      {}\nmanifest    {}\n",
+            self.source,
+            p.manifest.display()
+        );
+        s.push_str(&settings_lines(&p.settings));
+        s.push_str(&plan_lines(&p.restore));
+        s.push_str(&format!("health      {}", p.health.endpoint));
+        if let Some(ca) = &p.health.ca {
+            s.push_str(&format!(" (CA {}", ca.display()));
+            match &p.health.cert {
+                Some(c) => s.push_str(&format!(", client certificate {})", c.display())),
+                None => s.push(')'),
+            }
+        }
+        s.push('\n');
+        match (&p.live_members, &p.live_members_error) {
+            (Some(m), _) => s.push_str(&format!("running     {}\n", m.join(", "))),
+            (None, Some(e)) => s.push_str(&format!("running     member list not available: {e}\n")),
+            (None, None) => {}
+        }
+        let dur = |d: Duration| humantime::format_duration(d).to_string();
+        s.push_str(&format!(
+            "steps       1. move the manifest to {} (the kubelet stops etcd)\n\
+             \x20           2. wait up to {} for etcd to stop\n\
+             \x20           3. restore, moving the old data aside\n\
+             \x20           4. put the manifest back (also if anything fails)\n\
+             \x20           5. wait up to {} for the member to answer as healthy\n",
+            p.parked_manifest.display(),
+            dur(self.stop_timeout),
+            dur(self.wait_timeout)
+        ));
+        s.push_str(&notes_lines(&p.notes));
+        s.push_str(&other_nodes_lines(&p.other_nodes));
+        s
+    }
+}
+
+impl Render for KubeadmReport {
+    fn table(&self) -> String {
+        let mut s = format!(
+            "stopped     etcd {} {:.1}s after its manifest was moved\n",
+            if self.stopped.was_running {
+                "stopped"
+            } else {
+                "was not running; checked"
+            },
+            self.stopped.seconds
+        );
+        s.push_str(&self.restored.table());
+        s.push_str(&format!(
+            "manifest    back in place: {}\n",
+            self.manifest.display()
+        ));
+        let h = &self.health;
+        match h.state {
+            HealthState::Healthy => s.push_str(&format!(
+                "health      healthy after {:.1}s: {} answers as member {} of cluster {}, leader {}, revision {}, etcd {}\n",
+                h.seconds,
+                h.endpoint,
+                h.member_id.as_deref().unwrap_or("?"),
+                h.cluster_id.as_deref().unwrap_or("?"),
+                h.leader.as_deref().unwrap_or("?"),
+                h.revision.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
+                h.version.as_deref().unwrap_or("?"),
+            )),
+            HealthState::WaitingForQuorum => s.push_str(&format!(
+                "health      running, waiting for a quorum: {} accepts connections but answers only once enough \
+                 members run restored; restore the other nodes, then check with cpkeep cluster health\n",
+                h.endpoint
+            )),
+        }
+        s.push_str(&notes_lines(&self.notes));
+        s.push_str(&other_nodes_lines(&self.other_nodes));
+        s
+    }
+}
+
+/// The snapshot to restore, a description of it, how another node names it on the command line,
+/// and what to tell the other nodes about it.
+struct Source<'a> {
+    source: RestoreSource<'a>,
+    shown: String,
+    args: Vec<String>,
+    note: Option<String>,
+    /// What identifies the snapshot (see [`KubeadmOptions::snapshot_id`]).
+    id: String,
+}
+
+fn absolute(p: &std::path::Path) -> String {
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
+async fn open_source<'a>(
+    a: &RestoreArgs,
+    store: Option<&'a dyn ObjectStore>,
+) -> anyhow::Result<Source<'a>> {
     let identities = match &a.identity {
         Some(p) => Some(load_identities(p).map_err(snapshot_failure)?),
         None => None,
     };
-    let store = match &a.store.store {
-        Some(_) => Some(a.store.open().await?),
-        None => None,
-    };
-    let source = match &store {
+    let mut identity_args = Vec::new();
+    let mut identity_note = None;
+    if let Some(p) = &a.identity {
+        identity_args = vec!["--identity".to_string(), absolute(p)];
+        identity_note = Some(format!(
+            "the age identity {}",
+            kubeadm::shell_quote(&absolute(p))
+        ));
+    }
+    match store {
         None => {
             let path = PathBuf::from(&a.snapshot);
             if !path.exists() {
@@ -237,10 +491,35 @@ pub async fn run(a: RestoreArgs, out: &Renderer) -> anyhow::Result<Exit> {
                 }
                 .into());
             }
-            RestoreSource::File { path, identities }
+            let abs = absolute(&path);
+            let id = match std::fs::metadata(&path) {
+                Ok(m) => {
+                    use std::os::unix::fs::MetadataExt;
+                    format!("file:{abs}:{}:{}.{}", m.len(), m.mtime(), m.mtime_nsec())
+                }
+                Err(_) => format!("file:{abs}"),
+            };
+            let mut args = vec![abs.clone()];
+            args.extend(identity_args);
+            Ok(Source {
+                shown: path.display().to_string(),
+                note: Some(match &identity_note {
+                    Some(i) => format!(
+                        "copy {} and {i} to the same paths on each node first",
+                        kubeadm::shell_quote(&abs)
+                    ),
+                    None => format!(
+                        "copy {} to the same path on each node first",
+                        kubeadm::shell_quote(&abs)
+                    ),
+                }),
+                args,
+                id,
+                source: RestoreSource::File { path, identities },
+            })
         }
         Some(store) => {
-            let cat = catalog(store.as_ref()).await.map_err(snapshot_failure)?;
+            let cat = catalog(store).await.map_err(snapshot_failure)?;
             let entry = cat
                 .find(&a.snapshot, a.cluster_id.as_deref())
                 .map_err(snapshot_failure)?;
@@ -248,30 +527,122 @@ pub async fn run(a: RestoreArgs, out: &Renderer) -> anyhow::Result<Exit> {
                 code: Exit::Unknown,
                 message: format!("snapshot {} has no readable manifest", entry.id),
             })?;
-            RestoreSource::Stored {
-                store: store.as_ref(),
-                manifest: Box::new(manifest),
-                identities,
+            // The other nodes restore this very snapshot, even if `latest` moves meanwhile.
+            let url = a.store.store.clone().unwrap_or_default();
+            let url = if url.contains("://") {
+                url
+            } else {
+                absolute(std::path::Path::new(&url))
+            };
+            let id = format!("stored:{}/{}", manifest.cluster_id, manifest.id);
+            let mut args = vec![
+                manifest.id.clone(),
+                "--store".to_string(),
+                url,
+                "--cluster-id".to_string(),
+                manifest.cluster_id.clone(),
+            ];
+            let st = &a.store;
+            for (flag, v) in [
+                ("--s3-endpoint", st.s3_endpoint.clone()),
+                ("--s3-region", st.s3_region.clone()),
+                ("--s3-ca-bundle", st.s3_ca_bundle.as_deref().map(absolute)),
+            ] {
+                if let Some(v) = v {
+                    args.extend([flag.to_string(), v]);
+                }
             }
+            if st.s3_path_style {
+                args.push("--s3-path-style".to_string());
+            }
+            args.extend(identity_args);
+            Ok(Source {
+                shown: format!("{} ({})", manifest.id, manifest.object_key),
+                note: identity_note
+                    .map(|i| format!("copy {i} to the same path on each node first")),
+                args,
+                id,
+                source: RestoreSource::Stored {
+                    store,
+                    manifest: Box::new(manifest),
+                    identities,
+                },
+            })
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM; never, if neither can be listened for.
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
         }
     };
-    if a.dry_run {
-        let source = match &source {
-            RestoreSource::File { path, .. } => path.display().to_string(),
-            RestoreSource::Stored { manifest, .. } => {
-                format!("{} ({})", manifest.id, manifest.object_key)
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
             }
-        };
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+pub async fn run(a: RestoreArgs, out: &Renderer) -> anyhow::Result<Exit> {
+    if a.kubeadm {
+        return run_kubeadm(a, out).await;
+    }
+    let options = a.options();
+    let plan = restore::plan(&options, chrono::Utc::now()).map_err(restore_failure)?;
+    let store = match &a.store.store {
+        Some(_) => Some(a.store.open().await?),
+        None => None,
+    };
+    let src = open_source(&a, store.as_deref()).await?;
+    if a.dry_run {
         out.print(&DryRun {
             dry_run: true,
             plan,
-            source,
+            source: src.shown,
         })?;
         return Ok(Exit::Ok);
     }
-    let report = restore::apply(&plan, &options, source)
+    let report = restore::apply(&plan, &options, src.source)
         .await
         .map_err(restore_failure)?;
+    out.print(&report)?;
+    Ok(Exit::Ok)
+}
+
+async fn run_kubeadm(a: RestoreArgs, out: &Renderer) -> anyhow::Result<Exit> {
+    let store = match &a.store.store {
+        Some(_) => Some(a.store.open().await?),
+        None => None,
+    };
+    let src = open_source(&a, store.as_deref()).await?;
+    let options = a.kubeadm_options(&src);
+    let plan = kubeadm::plan(&options, chrono::Utc::now())
+        .await
+        .map_err(kubeadm_failure)?;
+    if a.dry_run {
+        out.print(&KubeadmDryRun {
+            dry_run: true,
+            source: src.shown,
+            plan,
+            stop_timeout: options.stop_timeout,
+            wait_timeout: options.wait_timeout,
+        })?;
+        return Ok(Exit::Ok);
+    }
+    let report = kubeadm::apply(&plan, &options, src.source, interrupted())
+        .await
+        .map_err(kubeadm_failure)?;
     out.print(&report)?;
     Ok(Exit::Ok)
 }

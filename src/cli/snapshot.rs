@@ -592,12 +592,15 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
             }
             let mut restore_test = None;
             if a.restore_test && report.ok {
-                let etcd_bin = a.etcd_bin.clone().or_else(drill::etcd_in_path).ok_or_else(|| {
-                    ExitError {
-                        code: Exit::Unknown,
-                        message: "restore drill: no etcd binary in PATH: pass --etcd-bin".into(),
-                    }
-                })?;
+                let etcd_bin =
+                    a.etcd_bin
+                        .clone()
+                        .or_else(drill::etcd_in_path)
+                        .ok_or_else(|| ExitError {
+                            code: Exit::Unknown,
+                            message: "restore drill: no etcd binary in PATH: pass --etcd-bin"
+                                .into(),
+                        })?;
                 let options = DrillOptions {
                     etcd_bin,
                     boot_timeout: a.boot_timeout,

@@ -177,7 +177,10 @@ pub async fn drill(snapshot: &Path, options: &DrillOptions) -> Result<DrillRepor
                         ));
                     }
                 }
-                None => note(format!("key {} is served but not in the snapshot", shown(kv.key()))),
+                None => note(format!(
+                    "key {} is served but not in the snapshot",
+                    shown(kv.key())
+                )),
             }
         }
         match resp.kvs().last() {
@@ -356,7 +359,9 @@ impl Etcd {
     }
 
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     fn stop(&mut self) {

@@ -22,9 +22,11 @@ pub fn restore_input(data: &[u8]) {
     assert!(ids.iter().all(|&id| id != 0));
     for member in m.members() {
         assert!(m.member(member.name()).is_some());
-        let json: serde_json::Value =
-            serde_json::from_slice(&member.json()).expect("member JSON must parse");
-        assert_eq!(json["name"].as_str(), Some(member.name()));
+        let parsed = serde_json::from_slice::<serde_json::Value>(&member.json());
+        assert!(
+            matches!(&parsed, Ok(v) if v["name"].as_str() == Some(member.name())),
+            "member JSON must parse and name the member"
+        );
     }
     let _ = crate::snapshot::encoding_of(data);
 }

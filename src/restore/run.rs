@@ -495,7 +495,11 @@ enum Hash {
     /// Known: the trailer's outcome, or `None` with --skip-hash-check.
     Done(Option<crate::snapshot::TrailerOutcome>),
     /// Being computed on another thread.
-    Running(std::thread::JoinHandle<Result<crate::snapshot::TrailerOutcome, crate::snapshot::SnapshotError>>),
+    Running(
+        std::thread::JoinHandle<
+            Result<crate::snapshot::TrailerOutcome, crate::snapshot::SnapshotError>,
+        >,
+    ),
 }
 
 /// Whether the trailer vouches for the data (`Ok(false)`: not checked, --skip-hash-check).
