@@ -219,15 +219,20 @@ pub fn plan(
             if !options.move_aside {
                 return Err(RestoreError::NotEmpty(dir.clone()));
             }
+            // Two restores within a second must not collide: the first free of -bak-<stamp>,
+            // -bak-<stamp>-2, ...
+            let base = format!("{}.bak-{stamp}", dir.display());
+            let to = (1..1000)
+                .map(|n| match n {
+                    1 => PathBuf::from(&base),
+                    n => PathBuf::from(format!("{base}-{n}")),
+                })
+                .find(|p| !p.exists())
+                .ok_or_else(|| usage(format!("{base} and 998 more already exist")))?;
             move_aside.push(Aside {
                 path: dir.clone(),
-                to: PathBuf::from(format!("{}.bak-{stamp}", dir.display())),
+                to,
             });
-        }
-    }
-    for a in &move_aside {
-        if a.to.exists() {
-            return Err(usage(format!("{} already exists", a.to.display())));
         }
     }
     let members = membership
