@@ -56,14 +56,24 @@ enum Command {
 pub fn main() -> Exit {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // One line, like every other error: clap's first line, without its usage block.
+            let text = e.render().to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                .collect();
+            let message = message.join(" ");
+            let message = message.trim_start_matches("error: ");
+            eprintln!("cpkeep: {message} (see cpkeep --help)");
+            return Exit::Unknown;
+        }
         Err(e) => {
-            let code = if e.use_stderr() {
-                Exit::Unknown
-            } else {
-                Exit::Ok
-            };
+            // --help and --version.
             let _ = e.print();
-            return code;
+            return Exit::Ok;
         }
     };
     global::init_logging(&cli.global);

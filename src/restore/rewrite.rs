@@ -105,6 +105,16 @@ pub fn rewrite<S: PageSource>(
     }
     let mut latest = 0i64;
     let mut bumped = None;
+    let compaction_floor = match options.bump {
+        Some(_) => crate::bolt::etcd::meta(src)
+            .map(|m| {
+                m.finished_compact_revision
+                    .unwrap_or(0)
+                    .max(m.scheduled_compact_revision.unwrap_or(0))
+            })
+            .unwrap_or(0),
+        None => 0,
+    };
 
     let mut buckets = Vec::new();
     let mut alarms = Vec::new();
@@ -157,7 +167,11 @@ pub fn rewrite<S: PageSource>(
         }
         if let (Some(b), true) = (options.bump, name == KEY_BUCKET) {
             // Above every revision in the snapshot, so it is the last key.
-            let rev = latest.saturating_add(i64::try_from(b.by).unwrap_or(i64::MAX));
+            // etcd boots at the higher of the last key's revision and the compaction's (a
+            // compacted delete at the head leaves no key at the head revision); bumping from the
+            // last key alone (as etcdutl does) could land at or below where etcd already is.
+            let base = latest.max(compaction_floor);
+            let rev = base.saturating_add(i64::try_from(b.by).unwrap_or(i64::MAX));
             put(&mut writer, &revision_key(rev), &[])?;
             bumped = Some(rev);
             if b.mark_compacted {

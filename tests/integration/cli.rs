@@ -45,6 +45,19 @@ async fn help_exits_0_and_names_the_commands() {
 async fn unknown_command_exits_3() {
     let run = cpkeep(&["frobnicate".into()]).await;
     assert_eq!(run.code, 3);
+    // Usage errors are one line too, naming what is wrong, without clap's usage block.
+    let line = run.assert_one_clear_line();
+    assert!(line.contains("frobnicate"), "{line}");
+    let run = cpkeep(&[
+        "cluster".into(),
+        "health".into(),
+        "--timeout".into(),
+        "abc".into(),
+    ])
+    .await;
+    assert_eq!(run.code, 3);
+    let line = run.assert_one_clear_line();
+    assert!(line.contains("--timeout") && line.contains("abc"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
