@@ -36,3 +36,6 @@ mod restore;
 
 #[path = "integration/restore_kubeadm.rs"]
 mod restore_kubeadm;
+
+#[path = "integration/drill.rs"]
+mod drill;
