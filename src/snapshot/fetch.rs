@@ -69,7 +69,7 @@ fn decode_into(
     raw: Box<dyn Read + Send>,
     manifest: &Manifest,
     identities: Option<&[Box<dyn age::Identity + Send + Sync>]>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<(), SnapshotError> {
     let verify = |reason: String| SnapshotError::Verify {
         id: manifest.id.clone(),
@@ -103,22 +103,56 @@ fn decode_into(
     if manifest.compression.algorithm == CompressionKind::Zstd {
         reader = Box::new(zstd::Decoder::new(reader).map_err(|e| verify(format!("zstd: {e}")))?);
     }
-    let mut check = TrailerCheck::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(verify(format!("cannot decode the object: {e}"))),
-        };
-        check.update(&buf[..n], |_| {});
-        out.write_all(&buf[..n])
-            .map_err(|e| SnapshotError::Encode(format!("cannot write the snapshot: {e}")))?;
+    // Two stages on two threads: this one pulls the object, decrypts and decompresses; the other
+    // hashes the plaintext (etcd's trailer, the manifest's db sha256) and writes it. Blocks are
+    // recycled through a return channel, so memory stays at a few blocks.
+    const BLOCK: usize = 256 * 1024;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(4);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(6);
+    for _ in 0..5 {
+        let _ = empty_tx.send(vec![0u8; BLOCK]);
     }
+    let (outcome, pulled) = std::thread::scope(|scope| {
+        let sink = scope.spawn(move || -> Result<_, SnapshotError> {
+            let mut check = TrailerCheck::new();
+            for (block, n) in full_rx {
+                check.update(&block[..n], |_| {});
+                out.write_all(&block[..n]).map_err(|e| {
+                    SnapshotError::Encode(format!("cannot write the snapshot: {e}"))
+                })?;
+                // The puller may be gone after an error; a lost block is fine then.
+                let _ = empty_tx.send(block);
+            }
+            Ok(check.finish())
+        });
+        let pulled = (|| -> Result<(), SnapshotError> {
+            loop {
+                let Ok(mut block) = empty_rx.recv() else {
+                    // The writer stopped (its error is reported below).
+                    return Ok(());
+                };
+                let n = loop {
+                    match reader.read(&mut block) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(verify(format!("cannot decode the object: {e}"))),
+                    }
+                };
+                if n == 0 || full_tx.send((block, n)).is_err() {
+                    return Ok(());
+                }
+            }
+        })();
+        drop(full_tx);
+        let outcome = sink
+            .join()
+            .map_err(|_| SnapshotError::Encode("the snapshot writer thread failed".into()));
+        (outcome, pulled)
+    });
+    let outcome = outcome??;
+    pulled?;
     // Whatever the decoders left unread still belongs to the object's hash.
     drop(reader);
-    let outcome = check.finish();
     let (raw_sha, raw_len) = {
         let s = state
             .lock()
