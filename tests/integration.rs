@@ -39,3 +39,6 @@ mod restore_kubeadm;
 
 #[path = "integration/drill.rs"]
 mod drill;
+
+#[path = "integration/certs_check.rs"]
+mod certs_check;

@@ -3,6 +3,8 @@
 //! documented exit codes. The only module that prints.
 
 mod backup;
+mod certs;
+mod certs_renew;
 mod cluster;
 mod connection;
 mod demo;
@@ -45,6 +47,9 @@ enum Command {
     Snapshot(snapshot::SnapshotCommand),
     /// Rebuild an etcd data directory from a snapshot, natively (no etcdutl needed).
     Restore(Box<restore::RestoreArgs>),
+    /// kubeadm certificates: check expiry, chains and keys; alert through Prometheus or a webhook.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Print cpkeep's version.
     Version,
     /// Run the demonstration on a local 3-member TLS etcd sandbox.
@@ -105,6 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Backup(args) => backup::run(*args, &out, quiet).await,
         Command::Snapshot(cmd) => snapshot::run(cmd, &out, quiet).await,
         Command::Restore(args) => restore::run(*args, &out).await,
+        Command::Certs(cmd) => certs::run(cmd, &out).await,
         Command::Version => version::run(&out),
         Command::Demo(args) => demo::run(args, &out).await,
     }

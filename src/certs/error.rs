@@ -1,0 +1,70 @@
+//! The errors of the certificate domain. Each message names the file and says what is wrong with it in
+//! words meant for the operator; none ever contains key material (key bytes, an embedded
+//! `client-key-data`), because errors end up in logs and on terminals.
+
+use std::path::PathBuf;
+
+use super::pem::PemError;
+
+/// Why a certificate operation could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum CertsError {
+    /// The `--cert-dir` is absent or not a directory: nothing can be checked or renewed.
+    #[error("certificate directory {} does not exist (set --cert-dir to kubeadm's certificatesDir)", path.display())]
+    CertDirMissing { path: PathBuf },
+
+    /// The `--cert-dir` exists but is not a directory.
+    #[error("certificate directory {} is not a directory", path.display())]
+    CertDirNotDir { path: PathBuf },
+
+    /// A file could not be read (permissions, I/O).
+    #[error("cannot read {}: {}", path.display(), io_reason(source))]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// A file holds no usable PEM certificate or key.
+    #[error("{}: {source}", path.display())]
+    Pem { path: PathBuf, source: PemError },
+
+    /// A kubeconfig is not YAML or lacks the user credentials kubeadm writes.
+    #[error("{}: {reason}", path.display())]
+    Kubeconfig { path: PathBuf, reason: String },
+
+    /// A file could not be written (a Prometheus textfile, a renewed certificate).
+    #[error("cannot write {}: {}", path.display(), io_reason(source))]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// A certificate or key could not be generated or signed.
+    #[error("cannot generate {what}: {reason}")]
+    Generate { what: String, reason: String },
+
+    /// A name that is not one of kubeadm's certificates.
+    #[error("{name:?} is not a certificate kubeadm manages")]
+    UnknownCertificate { name: String },
+
+    /// A webhook could not be delivered.
+    #[error("webhook {url}: {reason}")]
+    Webhook { url: String, reason: String },
+}
+
+/// An I/O error as a short lower-case phrase ("permission denied"), without the `(os error 13)` tail.
+pub fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound => "no such file or directory".to_string(),
+        ErrorKind::PermissionDenied => "permission denied".to_string(),
+        ErrorKind::IsADirectory => "is a directory".to_string(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_lowercase(),
+                None => s,
+            }
+        }
+    }
+}

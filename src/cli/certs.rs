@@ -1,0 +1,215 @@
+//! `cpkeep certs check`: kubeadm's `certs check-expiration` tables (same rows, names, columns and date
+//! format) with a monitoring verdict and exit code, plus the alert outputs (`--prometheus FILE`,
+//! `--webhook URL`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::output::{Render, Renderer};
+use super::table::Table;
+use super::Exit;
+use crate::certs::check::{kubeadm_date, short_human_duration};
+use crate::certs::{
+    check, prometheus, webhook, CertState, CertStatus, CheckOptions, CheckReport, PkiLayout,
+    DEFAULT_CERT_DIR, DEFAULT_KUBECONFIG_DIR,
+};
+use crate::etcd::Verdict;
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Check every kubeadm certificate, CA, kubeconfig and the service-account key pair: expiry,
+    /// chain to its CA, key match; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check(CheckArgs),
+    /// Renew kubeadm's leaf certificates (never a CA) with their own CA, in place, after a backup;
+    /// exit 0 renewed, 1 failed, 2 refused, 3 bad input.
+    Renew(super::certs_renew::RenewArgs),
+}
+
+/// Where kubeadm's files are (shared by the certs subcommands).
+#[derive(Debug, Clone, Args)]
+pub struct PkiArgs {
+    /// kubeadm's certificatesDir.
+    #[arg(long, env = "CPKEEP_CERT_DIR", default_value = DEFAULT_CERT_DIR)]
+    pub cert_dir: PathBuf,
+
+    /// Where admin.conf, controller-manager.conf, scheduler.conf, kubelet.conf and super-admin.conf are.
+    #[arg(long, env = "CPKEEP_KUBECONFIG_DIR", default_value = DEFAULT_KUBECONFIG_DIR)]
+    pub kubeconfig_dir: PathBuf,
+}
+
+impl PkiArgs {
+    pub fn layout(&self) -> PkiLayout {
+        PkiLayout::new(&self.cert_dir, &self.kubeconfig_dir)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub pki: PkiArgs,
+
+    /// Residual time at or below which a certificate is a WARNING (e.g. 30d, 720h).
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub warn: Duration,
+
+    /// Residual time at or below which a certificate is CRITICAL.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub critical: Duration,
+
+    /// Write a node-exporter textfile (x509-certificate-exporter metric names) to FILE, atomically.
+    #[arg(long, value_name = "FILE", env = "CPKEEP_CERTS_PROMETHEUS")]
+    pub prometheus: Option<PathBuf>,
+
+    /// POST a JSON alert to URL for every certificate at or past the warning threshold.
+    #[arg(long, value_name = "URL", env = "CPKEEP_CERTS_WEBHOOK")]
+    pub webhook: Option<String>,
+
+    /// Bounds each webhook request.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub webhook_timeout: Duration,
+}
+
+pub async fn run(cmd: CertsCommand, out: &Renderer) -> anyhow::Result<Exit> {
+    match cmd {
+        CertsCommand::Check(args) => run_check(&args, out).await,
+        CertsCommand::Renew(args) => super::certs_renew::run(args, out).await,
+    }
+}
+
+async fn run_check(args: &CheckArgs, out: &Renderer) -> anyhow::Result<Exit> {
+    let to_chrono = |d: Duration, flag: &str| {
+        chrono::Duration::from_std(d).map_err(|_| anyhow::anyhow!("{flag} is too large"))
+    };
+    let mut opts = CheckOptions::new(args.pki.layout());
+    opts.warn = to_chrono(args.warn, "--warn")?;
+    opts.critical = to_chrono(args.critical, "--critical")?;
+    if opts.critical > opts.warn {
+        anyhow::bail!(
+            "--critical {} is longer than --warn {}: the critical threshold must not exceed the warning one",
+            humantime::format_duration(args.critical),
+            humantime::format_duration(args.warn)
+        );
+    }
+    let report = check(&opts)?;
+    out.print(&report)?;
+    if report.verdict == Verdict::Unknown {
+        let mut line = format!(
+            "cpkeep: cannot evaluate certificates: {}",
+            report.unknown_reasons().join("; ")
+        );
+        if args.prometheus.is_some() || args.webhook.is_some() {
+            line.push_str(" (no textfile written, no webhook sent)");
+        }
+        eprintln!("{line}");
+        return Ok(Exit::Unknown);
+    }
+    if let Some(path) = &args.prometheus {
+        prometheus::write_textfile(&report, path)?;
+        tracing::info!("wrote the certificate metrics to {}", path.display());
+    }
+    if let Some(url) = &args.webhook {
+        let alerts = webhook::alerts(&report, &webhook::hostname());
+        let sent = webhook::post_alerts(url, &alerts, args.webhook_timeout).await?;
+        if sent > 0 {
+            tracing::info!("posted {sent} certificate alert(s) to the webhook");
+        }
+    }
+    Ok(report.verdict.into())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// The first cell of a row: the name, or kubeadm's `!MISSING! <name>` (and `!ERROR! <name>` for a
+/// file that could not be read).
+fn row_name(s: &CertStatus) -> Option<String> {
+    match s.status {
+        CertState::Missing => Some(format!("!MISSING! {}", s.name)),
+        CertState::Error if s.expiration_date.is_none() => Some(format!("!ERROR! {}", s.name)),
+        _ => None,
+    }
+}
+
+impl Render for CheckReport {
+    fn table(&self) -> String {
+        let mut t = Table::new([
+            "CERTIFICATE",
+            "EXPIRES",
+            "RESIDUAL TIME",
+            "CERTIFICATE AUTHORITY",
+            "EXTERNALLY MANAGED",
+        ]);
+        for c in &self.certificates {
+            match (row_name(c), c.expiration_date) {
+                (None, Some(exp)) => t.row([
+                    c.name.clone(),
+                    kubeadm_date(exp),
+                    short_human_duration(c.residual_time),
+                    c.ca_name.clone().unwrap_or_default(),
+                    yes_no(c.externally_managed).to_string(),
+                ]),
+                (name, _) => t.row([
+                    name.unwrap_or_else(|| c.name.clone()),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]),
+            }
+        }
+        let mut s = t.render();
+        s.push('\n');
+        let mut t = Table::new([
+            "CERTIFICATE AUTHORITY",
+            "EXPIRES",
+            "RESIDUAL TIME",
+            "EXTERNALLY MANAGED",
+        ]);
+        for c in &self.certificate_authorities {
+            match (row_name(c), c.expiration_date) {
+                (None, Some(exp)) => t.row([
+                    c.name.clone(),
+                    kubeadm_date(exp),
+                    short_human_duration(c.residual_time),
+                    yes_no(c.externally_managed).to_string(),
+                ]),
+                (name, _) => t.row([
+                    name.unwrap_or_else(|| c.name.clone()),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]),
+            }
+        }
+        s.push_str(&t.render());
+        let sa = &self.service_account;
+        s.push_str(&format!(
+            "\nservice-account key pair ({}, {}): {}\n",
+            sa.key_path,
+            sa.public_key_path,
+            match (sa.status, sa.key_matches) {
+                (_, Some(true)) => format!(
+                    "keys match ({})",
+                    sa.key_algorithm.clone().unwrap_or_default()
+                ),
+                (_, Some(false)) => "KEYS DO NOT MATCH".to_string(),
+                (st, None) => st.as_str().to_string(),
+            }
+        ));
+        s.push_str(&format!("VERDICT: {}\n", self.verdict.as_str()));
+        if !self.findings.is_empty() {
+            s.push_str("\nREASONS\n");
+            for f in &self.findings {
+                s.push_str(&format!("  {:<8}  {}\n", f.severity.as_str(), f.message));
+            }
+        }
+        s
+    }
+}
