@@ -8,7 +8,6 @@
 mod cache;
 pub mod check;
 pub mod crc32c;
-mod direct;
 pub mod element;
 pub mod error;
 pub mod etcd;

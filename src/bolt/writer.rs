@@ -41,13 +41,12 @@
 //! etcd's biggest bucket, `key`, only grows at its right edge and shrinks at compaction.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::mem;
 use std::os::unix::fs::FileExt;
 
 use thiserror::Error;
 
-use super::direct::PageOut;
 use super::element::{
     BRANCH_ELEMENT_SIZE, BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, LEAF_ELEMENT_SIZE,
 };
@@ -243,7 +242,7 @@ fn len32(n: usize) -> Result<u32, WriteError> {
 
 /// The sequential page stream: pages get consecutive ids in the order they are written.
 struct Pages {
-    out: PageOut,
+    out: BufWriter<File>,
     page_size: u64,
     /// Id of the next page written; at the end, the high-water mark.
     next: u64,
@@ -600,7 +599,7 @@ impl std::fmt::Debug for Pages {
 impl BoltWriter {
     /// Starts a new database in `file`, which is truncated: it must be a new file, open for writing
     /// (not in append mode). Nothing in it is a valid bbolt file until [`BoltWriter::finish`].
-    pub fn create(file: File, options: WriterOptions) -> Result<Self, WriteError> {
+    pub fn create(mut file: File, options: WriterOptions) -> Result<Self, WriteError> {
         let page_size = options.page_size;
         if !page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
             return Err(WriteError::PageSize(page_size));
@@ -614,8 +613,10 @@ impl BoltWriter {
         // must hold none.
         file.set_len(0).map_err(io_error("truncating it"))?;
         let ps = u64::from(page_size);
+        file.seek(SeekFrom::Start(FREELIST_PGID * ps))
+            .map_err(io_error("seeking past the meta pages"))?;
         let mut pages = Pages {
-            out: PageOut::new(file, FREELIST_PGID * ps, WRITE_BUFFER_BYTES, true),
+            out: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
             page_size: ps,
             next: FREELIST_PGID,
         };
@@ -777,7 +778,7 @@ impl BoltWriter {
             .pages
             .out
             .into_inner()
-            .map_err(io_error("flushing the last pages"))?;
+            .map_err(|e| io_error("flushing the last pages")(e.into_error()))?;
         // Data first: metas pointing at pages not yet on disk would make a crash look like a valid
         // file with garbage in it.
         file.sync_data()
@@ -825,12 +826,7 @@ mod tests {
         // As `create` leaves it, but over a file that refuses writes.
         let mut w = BoltWriter {
             pages: Pages {
-                out: PageOut::new(
-                    File::open(&path).unwrap(),
-                    3 * 4096,
-                    WRITE_BUFFER_BYTES,
-                    false,
-                ),
+                out: BufWriter::with_capacity(WRITE_BUFFER_BYTES, File::open(&path).unwrap()),
                 page_size: 4096,
                 next: 3,
             },
