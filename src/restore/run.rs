@@ -583,14 +583,20 @@ fn rewrite_and_verify(
     let file = secret_file(out)?;
     let started = std::time::Instant::now();
     let report = rewrite(&db, file, options)?;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "db rewritten and synced");
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "db rewritten and synced"
+    );
     let started = std::time::Instant::now();
     let written = File::open(out).map_err(|e| RestoreError::io("open", out, e))?;
     let written = Db::open(written)
         .map_err(|e| corrupt(out, format!("the restored db does not read back: {e}")))?;
     let status = bolt::status(&written)
         .map_err(|e| corrupt(out, format!("the restored db fails its check: {e}")))?;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "db read back and checked");
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "db read back and checked"
+    );
     if status.revision != report.revision || status.total_key != report.keys {
         return Err(corrupt(
             out,
