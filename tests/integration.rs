@@ -42,3 +42,6 @@ mod drill;
 
 #[path = "integration/certs_check.rs"]
 mod certs_check;
+
+#[path = "integration/certs_renew.rs"]
+mod certs_renew;

@@ -104,6 +104,7 @@ pub enum Scheme {
 
 /// A health endpoint, as a `livenessProbe.httpGet` describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Probe {
     pub scheme: Scheme,
     pub host: String,
@@ -142,6 +143,7 @@ pub enum ProbeOrigin {
 
 /// One component to restart.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RestartStep {
     pub component: Component,
     pub manifest: PathBuf,
@@ -177,6 +179,7 @@ impl RestartOptions {
 
 /// What one restart did.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Restarted {
     pub component: Component,
     pub endpoint: String,
@@ -422,7 +425,7 @@ async fn restart_one(
             break;
         }
         if started.elapsed() >= opts.wait_timeout {
-            let back = put_back(step);
+            let back = put_back(step).unwrap_or_else(|e| e);
             return Err((
                 format!(
                     "the old pod did not stop within {} of moving its manifest: {} still accepts connections",
@@ -435,10 +438,7 @@ async fn restart_one(
         tokio::time::sleep(opts.poll_interval).await;
     }
     let stopped_seconds = started.elapsed().as_secs_f64();
-    let back = put_back(step);
-    if !step.manifest.exists() {
-        return Err(("cannot put the manifest back".to_string(), back));
-    }
+    put_back(step).map_err(|state| ("cannot put the manifest back".to_string(), state))?;
     tracing::info!(component = name, endpoint = %endpoint, "the old pod is gone and the manifest is back; waiting for the component to become healthy");
     let started = Instant::now();
     loop {
@@ -477,27 +477,29 @@ async fn restart_one(
     }
 }
 
-/// Puts a parked manifest back (refusing to replace one that appeared meanwhile) and says where
-/// it is.
-fn put_back(step: &RestartStep) -> String {
+/// Puts a parked manifest back (refusing to replace one that appeared meanwhile); says where it is.
+fn put_back(step: &RestartStep) -> Result<String, String> {
     if step.manifest.exists() {
-        return format!(
+        return Err(format!(
             "{} appeared meanwhile; the manifest cpkeep moved is still at {}",
             step.manifest.display(),
             step.parked.display()
-        );
+        ));
     }
     match std::fs::rename(&step.parked, &step.manifest) {
         Ok(()) => {
             sync_parents(&step.manifest, &step.parked);
-            format!("its manifest is back at {}", step.manifest.display())
+            Ok(format!(
+                "its manifest is back at {}",
+                step.manifest.display()
+            ))
         }
-        Err(e) => format!(
+        Err(e) => Err(format!(
             "the manifest could not be put back ({}): move it back with mv {} {}",
             super::error::io_reason(&e),
             step.parked.display(),
             step.manifest.display()
-        ),
+        )),
     }
 }
 

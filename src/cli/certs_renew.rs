@@ -246,7 +246,14 @@ impl Render for DryRun<'_> {
         if p.renew.is_empty() {
             out.push_str("Nothing to renew.\n");
         } else {
-            let mut t = Table::new(["CERTIFICATE", "CA", "EXPIRES", "RENEWED UNTIL", "KEY", "WHY"]);
+            let mut t = Table::new([
+                "CERTIFICATE",
+                "CA",
+                "EXPIRES",
+                "RENEWED UNTIL",
+                "KEY",
+                "WHY",
+            ]);
             for c in &p.renew {
                 let why = match c.selected {
                     Selected::Named => "named",
@@ -307,7 +314,14 @@ impl Render for RenewReport {
         if self.renewed.is_empty() {
             out.push_str("Nothing renewed.\n");
         } else {
-            let mut t = Table::new(["CERTIFICATE", "CA", "VALID UNTIL", "KEY", "SERIAL", "VERIFIED"]);
+            let mut t = Table::new([
+                "CERTIFICATE",
+                "CA",
+                "VALID UNTIL",
+                "KEY",
+                "SERIAL",
+                "VERIFIED",
+            ]);
             for c in &self.renewed {
                 t.row([
                     c.name.clone(),
