@@ -1,10 +1,12 @@
 //! `cpkeep demo`: the main job on a laptop. Starts a local 3-member TLS etcd sandbox (kubeadm-layout
 //! PKI, one loopback address per member), shows its health, backs it up, reads the backup back,
 //! kills a member and shows the degraded verdict, then writes past the backup, stops the cluster,
-//! restores all three members natively from the store, boots them and shows the data is back —
-//! and cleans up. Each capability of cpkeep adds its step here.
+//! restores all three members natively from the store, boots them and shows the data is back; then
+//! generates a kubeadm node PKI whose etcd certificates expire in 5 days, checks it (CRITICAL), renews
+//! what expires within 30 days and checks again (OK) — and cleans up. Each capability of cpkeep adds
+//! its step here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,7 +15,12 @@ use serde::Serialize;
 
 use super::exit::ExitError;
 use super::output::{Render, Renderer};
+use super::table::Table;
 use super::Exit;
+use crate::certs::check::{kubeadm_date, short_human_duration};
+use crate::certs::renew::{self, ApplyOptions, RenewOptions, RenewReport};
+use crate::certs::testpki::{TestPki, TestPkiOptions};
+use crate::certs::{check, CaId, CertState, CheckOptions, CheckReport, PkiLayout};
 use crate::etcd::{connect, evaluate, probe_cluster, HealthOptions, HealthReport, Verdict};
 use crate::restore::{self, RestoreReport, RestoreSource};
 use crate::sandbox::{etcd_version, locate_etcd, Sandbox, SandboxOptions};
@@ -26,6 +33,12 @@ use etcd_client::GetOptions;
 
 /// Written after the backup: the restore must not bring it back.
 const AFTER_BACKUP_KEY: &str = "/registry/demo/written-after-the-backup";
+
+/// The certificates step makes these expire in 5 days (kubeadm's names, as in `MANAGED_CERTS`, in its
+/// order): `certs check` must name exactly them, `certs renew --within 30d` must renew exactly them.
+const EXPIRING_CERTS: [&str; 3] = ["etcd-healthcheck-client", "etcd-peer", "etcd-server"];
+/// `certs renew --within` in the certificates step.
+const RENEW_WITHIN_DAYS: i64 = 30;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -56,6 +69,7 @@ struct DemoReport {
     stored_snapshots: usize,
     verify: VerifyReport,
     restore: DemoRestore,
+    certs: DemoCerts,
 }
 
 /// The restore step: every member rebuilt from the stored snapshot and booted.
@@ -69,6 +83,28 @@ struct DemoRestore {
     written_after_backup_gone: bool,
     revision: i64,
     health: DemoStep,
+}
+
+/// The certificates step: a kubeadm node PKI in the sandbox whose etcd leaves expire in 5 days,
+/// `certs check`, `certs renew --within 30d`, `certs check` again.
+#[derive(Debug, Serialize)]
+struct DemoCerts {
+    /// `<sandbox>/node/etc/kubernetes` (the kubeconfigs, `pki/` under it).
+    node_dir: String,
+    /// The certificates re-issued to expire in 5 days.
+    made_expiring: Vec<String>,
+    elapsed_ms: u128,
+    /// The rows (certificates, CAs, service-account key pair) that were not OK before the renewal.
+    not_ok_before: Vec<String>,
+    before: CheckReport,
+    /// The certificates `certs renew --within 30d` renewed.
+    renewed: Vec<String>,
+    /// Files found in the renewal's backup directory afterwards (the journal aside).
+    backed_up_files: usize,
+    renew: RenewReport,
+    /// The rows not OK after the renewal (none).
+    not_ok_after: Vec<String>,
+    after: CheckReport,
 }
 
 impl Render for DemoReport {
@@ -148,8 +184,190 @@ impl Render for DemoReport {
             r.health.title, r.health.elapsed_ms
         )));
         s.push_str(&r.health.health.table());
+        let c = &self.certs;
+        s.push_str(&heading(&format!(
+            "a kubeadm node PKI in {}, {} re-issued to expire in 5 days: `cpkeep certs check`",
+            c.node_dir,
+            c.made_expiring.join(", ")
+        )));
+        s.push_str(&etcd_cert_rows(&c.before));
+        s.push_str(&heading(&format!(
+            "`cpkeep certs renew --within {RENEW_WITHIN_DAYS}d`: re-signed by their own CA, old files backed up ({} ms for the whole certificates step)",
+            c.elapsed_ms
+        )));
+        if c.renew.renewed.is_empty() {
+            s.push_str("Nothing renewed.\n");
+        } else {
+            let mut t = Table::new(["RENEWED", "CA", "VALID UNTIL", "KEY", "VERIFIED"]);
+            for r in &c.renew.renewed {
+                t.row([
+                    r.name.clone(),
+                    r.ca.name().to_string(),
+                    kubeadm_date(r.not_after),
+                    format!(
+                        "{} {}",
+                        if r.new_key { "new" } else { "kept" },
+                        r.key_algorithm
+                    ),
+                    if r.verified { "yes" } else { "no" }.to_string(),
+                ]);
+            }
+            s.push_str(&t.render());
+        }
+        s.push_str(&format!(
+            "{} other certificate(s) not renewed (not expiring within {RENEW_WITHIN_DAYS}d or not cpkeep's to renew)\n",
+            c.renew.skipped.len()
+        ));
+        match &c.renew.backup_dir {
+            Some(dir) => s.push_str(&format!(
+                "{} old file(s) backed up in {}\n",
+                c.backed_up_files,
+                dir.display()
+            )),
+            None => s.push_str("NO BACKUP DIRECTORY\n"),
+        }
+        s.push_str(&heading("`cpkeep certs check` again"));
+        s.push_str(&etcd_cert_rows(&c.after));
         s
     }
+}
+
+/// The check's rows for the certificates etcd's CA signed, a line for everything else, the verdict.
+fn etcd_cert_rows(r: &CheckReport) -> String {
+    let mut t = Table::new([
+        "CERTIFICATE",
+        "EXPIRES",
+        "RESIDUAL TIME",
+        "CERTIFICATE AUTHORITY",
+        "STATUS",
+    ]);
+    let etcd_ca = CaId::EtcdCa.name();
+    let mut others = 0;
+    for c in &r.certificates {
+        if c.ca_name.as_deref() != Some(etcd_ca) {
+            others += 1;
+            continue;
+        }
+        t.row([
+            c.name.clone(),
+            c.expiration_date.map(kubeadm_date).unwrap_or_default(),
+            short_human_duration(c.residual_time),
+            etcd_ca.to_string(),
+            c.status.as_str().to_string(),
+        ]);
+    }
+    let mut s = t.render();
+    let not_ok = not_ok(r);
+    let elsewhere: Vec<&String> = not_ok
+        .iter()
+        .filter(|n| {
+            !r.certificates
+                .iter()
+                .any(|c| &c.name == *n && c.ca_name.as_deref() == Some(etcd_ca))
+        })
+        .collect();
+    s.push_str(&format!(
+        "{others} other certificate(s), {} CA(s), the service-account key pair: {}\n",
+        r.certificate_authorities.len(),
+        if elsewhere.is_empty() {
+            "OK".to_string()
+        } else {
+            format!(
+                "NOT OK: {}",
+                elsewhere
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    ));
+    s.push_str(&format!("VERDICT: {}", r.verdict.as_str()));
+    if !not_ok.is_empty() {
+        s.push_str(&format!(" ({})", not_ok.join(", ")));
+    }
+    s.push('\n');
+    s
+}
+
+/// The names of the rows of a check that are not OK: certificates, CAs, the service-account key pair.
+fn not_ok(r: &CheckReport) -> Vec<String> {
+    let mut names: Vec<String> = r
+        .all()
+        .filter(|c| c.status != CertState::Ok)
+        .map(|c| c.name.clone())
+        .collect();
+    if r.service_account.status != CertState::Ok {
+        names.push(r.service_account.name.clone());
+    }
+    names
+}
+
+/// Generates a complete kubeadm-layout node PKI under `<root>/node/etc/kubernetes` (ECDSA P-256:
+/// no RSA key generation), re-issues etcd's leaves to expire in 5 days, then checks, renews what
+/// expires within 30 days (as `cpkeep certs renew --within 30d` does) and checks again.
+async fn certs_step(root: &Path) -> anyhow::Result<DemoCerts> {
+    let started = Instant::now();
+    let node_dir = root.join("node").join("etc").join("kubernetes");
+    let layout = PkiLayout::new(node_dir.join("pki"), &node_dir);
+    let pki = TestPki::generate(&layout, TestPkiOptions::default())
+        .context("cannot generate the demo's node PKI")?;
+    let now = time::OffsetDateTime::now_utc();
+    for name in EXPIRING_CERTS {
+        // A minute past 5 days, so that the check's residual time reads 5d rather than 4d.
+        pki.reissue(
+            name,
+            now - time::Duration::minutes(5),
+            now + time::Duration::days(5) + time::Duration::minutes(1),
+        )
+        .with_context(|| format!("cannot re-issue the demo's {name}"))?;
+    }
+    let before = check(&CheckOptions::new(layout.clone())).context("demo certs check failed")?;
+
+    let mut opts = RenewOptions::new(layout.clone());
+    opts.names = vec!["all".to_string()];
+    opts.within = Some(chrono::Duration::days(RENEW_WITHIN_DAYS));
+    let plan = renew::plan(&opts).context("demo certs renew could not plan")?;
+    let renewed = renew::apply(&plan, &ApplyOptions::default())
+        .await
+        .context("demo certs renew failed")?;
+    let backed_up_files = renewed
+        .backup_dir
+        .as_deref()
+        .map(count_backed_up)
+        .unwrap_or(0);
+
+    let after = check(&CheckOptions::new(layout)).context("demo certs check (after) failed")?;
+    Ok(DemoCerts {
+        node_dir: node_dir.display().to_string(),
+        made_expiring: EXPIRING_CERTS.iter().map(|n| n.to_string()).collect(),
+        elapsed_ms: started.elapsed().as_millis(),
+        not_ok_before: not_ok(&before),
+        before,
+        renewed: renewed.renewed.iter().map(|c| c.name.clone()).collect(),
+        backed_up_files,
+        renew: renewed,
+        not_ok_after: not_ok(&after),
+        after,
+    })
+}
+
+/// The regular files under a renewal's backup directory, its journal aside.
+fn count_backed_up(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => count_backed_up(&path),
+                Ok(t) if t.is_file() && e.file_name() != renew::JOURNAL_FILE => 1,
+                _ => 0,
+            }
+        })
+        .sum()
 }
 
 pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
@@ -270,6 +488,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
             health: back,
         },
     };
+    let certs = certs_step(sandbox.root()).await?;
 
     let report = DemoReport {
         etcd: etcd.display().to_string(),
@@ -281,6 +500,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         stored_snapshots,
         verify,
         restore,
+        certs,
     };
     out.print(&report)?;
     sandbox.stop();
@@ -302,6 +522,31 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
                 report.restore.health.health.verdict,
                 report.restore.sample_keys_back,
                 report.restore.written_after_backup_gone
+            ),
+        }
+        .into());
+    }
+    let c = &report.certs;
+    if c.before.verdict != Verdict::Critical
+        || c.not_ok_before != EXPIRING_CERTS
+        || c.renewed != EXPIRING_CERTS
+        || c.renew.backup_dir.is_none()
+        || c.backed_up_files == 0
+        || c.backed_up_files != c.renew.files_written.len()
+        || c.after.verdict != Verdict::Ok
+        || !c.not_ok_after.is_empty()
+    {
+        return Err(ExitError {
+            code: Exit::Warning,
+            message: format!(
+                "demo certificates: check {:?} naming {:?}, renewed {:?} with {} file(s) backed up in {:?}, then check {:?} naming {:?}; expected CRITICAL naming {EXPIRING_CERTS:?}, those renewed and backed up, then OK",
+                c.before.verdict,
+                c.not_ok_before,
+                c.renewed,
+                c.backed_up_files,
+                c.renew.backup_dir,
+                c.after.verdict,
+                c.not_ok_after
             ),
         }
         .into());

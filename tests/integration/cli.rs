@@ -98,6 +98,59 @@ async fn demo_runs_start_to_finish() {
         run.stdout
     );
     assert_eq!(run.stdout.matches("old data moved to").count(), 3);
+    // The certificates step, after the restore: a kubeadm node PKI whose etcd leaves expire in 5
+    // days is CRITICAL naming exactly those three, `certs renew --within 30d` renews exactly them
+    // (old files backed up), and the check is OK again.
+    let etcd_leaves = ["etcd-healthcheck-client", "etcd-peer", "etcd-server"];
+    let certs = restored + healthy_again;
+    let critical = certs
+        + run.stdout[certs..]
+            .find("VERDICT: CRITICAL (etcd-healthcheck-client, etcd-peer, etcd-server)\n")
+            .expect("certs check before the renewal: CRITICAL naming the three etcd leaves");
+    let renewed = critical
+        + run.stdout[critical..]
+            .find("`cpkeep certs renew --within 30d`")
+            .expect("certs renew step");
+    let ok_again = renewed
+        + run.stdout[renewed..]
+            .find("`cpkeep certs check` again")
+            .expect("certs check after the renewal");
+    let row = |section: &str, name: &str| -> Vec<String> {
+        section
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} row in:\n{section}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let before = &run.stdout[certs..critical];
+    let renew = &run.stdout[renewed..ok_again];
+    let after = &run.stdout[ok_again..];
+    for name in etcd_leaves {
+        let r = row(before, name);
+        assert_eq!(r[r.len() - 3..], ["5d", "etcd-ca", "CRITICAL"], "{before}");
+        let r = row(renew, name);
+        assert_eq!(r[1], "etcd-ca", "{renew}");
+        assert_eq!(r.last().map(String::as_str), Some("yes"), "{renew}");
+        let r = row(after, name);
+        assert_eq!(r[r.len() - 2..], ["etcd-ca", "OK"], "{after}");
+    }
+    // apiserver-etcd-client, signed by etcd's CA too, was never near expiry: OK and not renewed.
+    assert_eq!(row(before, "apiserver-etcd-client").last().unwrap(), "OK");
+    assert!(!renew.contains("apiserver-etcd-client"), "{renew}");
+    assert_eq!(
+        renew.lines().filter(|l| l.contains(" etcd-ca ")).count(),
+        3,
+        "{renew}"
+    );
+    assert!(
+        renew.contains("6 old file(s) backed up in ")
+            && renew.contains("/node/etc/kubernetes/pki-backup/"),
+        "{renew}"
+    );
+    assert!(after.contains("\nVERDICT: OK\n"), "{after}");
+    assert!(!after.contains("CRITICAL"), "{after}");
     // The sandbox is gone afterwards: no etcd of ours left listening on the demo's endpoints.
     let first = run
         .stdout
