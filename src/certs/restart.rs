@@ -11,11 +11,12 @@
 //!    next component is touched.
 //!
 //! The health endpoint is the container's `livenessProbe.httpGet` (host, port — a number or a named
-//! container port —, path, scheme), as the kubelet would probe it; kubeadm's defaults when the
-//! manifest has none. An HTTP endpoint is healthy when it answers 2xx or 3xx, as the kubelet judges.
-//! An HTTPS endpoint is healthy when it completes the server side of a TLS 1.2 hello (cpkeep carries
-//! no HTTPS client): the server certificate it presents is compared with the renewed one when the
-//! component serves a renewed certificate (kube-apiserver, `apiserver.crt`).
+//! container port —, path, scheme, httpHeaders), as the kubelet would probe it; kubeadm's defaults
+//! when the manifest has none. Each probe is a GET of the path, over HTTP or HTTPS, healthy when it
+//! answers 2xx or 3xx, as the kubelet judges. Like the kubelet's, the HTTPS probe does not verify
+//! the server certificate (and presents none); the leaf certificate the endpoint presents is
+//! compared with the renewed one when the component serves a renewed certificate (kube-apiserver,
+//! `apiserver.crt`).
 //!
 //! A component that does not stop, or does not come back in time, ends the run with its manifest
 //! back in place and says which components were not restarted. This module never edits a manifest
@@ -23,13 +24,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use saphyr::{LoadableYamlNode, Yaml};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
+use tokio_rustls::rustls;
 
+use super::webhook::{http_exchange, HttpFailure};
 use crate::fsx;
 
 /// Where kubeadm writes the static pod manifests.
@@ -91,6 +94,7 @@ impl Component {
             host: "127.0.0.1".to_string(),
             port,
             path: path.to_string(),
+            http_headers: Vec::new(),
         }
     }
 }
@@ -110,6 +114,17 @@ pub struct Probe {
     pub host: String,
     pub port: u16,
     pub path: String,
+    /// `httpHeaders`, sent as the kubelet sends them: a `Host` header replaces the `host:port` one,
+    /// a `User-Agent` or `Accept` header replaces cpkeep's (an empty `Accept` removes it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_headers: Vec<HttpHeader>,
+}
+
+/// One of a probe's `httpHeaders`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpHeader {
+    pub name: String,
+    pub value: String,
 }
 
 impl Probe {
@@ -122,7 +137,7 @@ impl Probe {
     }
 
     /// `host:port`, with an IPv6 host in brackets.
-    fn address(&self) -> String {
+    pub fn address(&self) -> String {
         if self.host.contains(':') && !self.host.starts_with('[') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -189,7 +204,7 @@ pub struct Restarted {
     pub stopped_seconds: f64,
     /// Seconds from putting the manifest back to the first healthy answer.
     pub healthy_seconds: f64,
-    /// What the health endpoint answered (`HTTP 200`, `TLS handshake`).
+    /// What the health endpoint answered (`HTTP 200`).
     pub health: String,
     /// For HTTPS endpoints serving a renewed certificate: whether the certificate presented is
     /// the renewed one.
@@ -353,6 +368,40 @@ pub fn probe_from_manifest(text: &str, component: Component) -> Result<Option<Pr
     } else {
         format!("/{path}")
     };
+    let mut http_headers = Vec::new();
+    if let Some(list) = http.as_mapping_get("httpHeaders").map(untag) {
+        let bad = || {
+            format!(
+                "the {} container's livenessProbe.httpGet.httpHeaders is not a list of name/value pairs",
+                component.name()
+            )
+        };
+        for h in list.as_sequence().ok_or_else(bad)?.iter().map(untag) {
+            let name = h
+                .as_mapping_get("name")
+                .map(untag)
+                .and_then(scalar)
+                .ok_or_else(bad)?;
+            let value = h
+                .as_mapping_get("value")
+                .map(untag)
+                .and_then(scalar)
+                .unwrap_or_default();
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err(format!(
+                    "the {} container's livenessProbe header name {name:?} is not an HTTP header name",
+                    component.name()
+                ));
+            }
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(format!(
+                    "the {} container's livenessProbe header {name} has a line break in its value",
+                    component.name()
+                ));
+            }
+            http_headers.push(HttpHeader { name, value });
+        }
+    }
     Ok(Some(Probe {
         scheme,
         // The kubelet probes the pod IP when no host is given: the node's own address for a
@@ -360,7 +409,13 @@ pub fn probe_from_manifest(text: &str, component: Component) -> Result<Option<Pr
         host: get_str(http, "host").unwrap_or("127.0.0.1").to_string(),
         port,
         path,
+        http_headers,
     }))
+}
+
+/// An RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Restarts the components of `steps` one at a time. `serving` holds, per component, the renewed
@@ -523,12 +578,14 @@ async fn accepts(p: &Probe, within: Duration) -> bool {
 /// A healthy answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
+    /// `HTTP 200`.
     pub summary: String,
-    /// The certificate an HTTPS endpoint presented (DER), when it sent one in the clear (TLS 1.2).
+    /// The leaf certificate an HTTPS endpoint presented (DER).
     pub certificate: Option<Vec<u8>>,
 }
 
-/// Probes once: an HTTP GET (2xx/3xx is healthy), or for HTTPS the server side of a TLS hello.
+/// Probes once, as the kubelet does: a GET of the probe's path over HTTP or HTTPS (the server
+/// certificate is not verified), healthy when the answer is 2xx or 3xx.
 pub async fn probe(p: &Probe, within: Duration) -> Result<Answer, String> {
     match tokio::time::timeout(within, probe_inner(p)).await {
         Ok(r) => r,
@@ -543,196 +600,147 @@ async fn probe_inner(p: &Probe) -> Result<Answer, String> {
     let mut stream = tokio::net::TcpStream::connect(p.address())
         .await
         .map_err(|e| super::error::io_reason(&e))?;
-    match p.scheme {
-        Scheme::Http => {
-            let request = format!(
-                "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: cpkeep/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-                p.path,
-                p.address(),
-                crate::VERSION
-            );
-            stream
-                .write_all(request.as_bytes())
-                .await
-                .map_err(|e| super::error::io_reason(&e))?;
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 8192 {
-                let n = stream
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| super::error::io_reason(&e))?;
-                if n == 0 {
-                    break;
-                }
-                head.extend_from_slice(&buf[..n]);
-            }
-            let line = String::from_utf8_lossy(&head);
-            let status = line
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix("HTTP/1."))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|c| c.parse::<u16>().ok())
-                .ok_or_else(|| "not an HTTP answer".to_string())?;
-            if (200..400).contains(&status) {
-                Ok(Answer {
-                    summary: format!("HTTP {status}"),
-                    certificate: None,
-                })
-            } else {
-                Err(format!("HTTP {status}"))
-            }
-        }
+    let head = request_head(p);
+    let (status, certificate) = match p.scheme {
+        Scheme::Http => (http_exchange(&mut stream, &head, b"").await, None),
         Scheme::Https => {
-            stream
-                .write_all(&tls::client_hello())
+            let host = p.host.trim_start_matches('[').trim_end_matches(']');
+            let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                .map_err(|_| format!("{host:?} is not a TLS server name"))?;
+            let mut tls = tokio_rustls::TlsConnector::from(kubelet_tls_config()?)
+                .connect(name, stream)
                 .await
-                .map_err(|e| super::error::io_reason(&e))?;
-            tls::read_server_hello(&mut stream).await
+                .map_err(|e| format!("TLS handshake failed: {}", super::error::io_reason(&e)))?;
+            let certificate = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(<[_]>::first)
+                .map(|c| c.as_ref().to_vec());
+            (http_exchange(&mut tls, &head, b"").await, certificate)
         }
+    };
+    let status = status.map_err(|f| match f {
+        HttpFailure::Send(e) => format!("cannot send the request: {}", super::error::io_reason(&e)),
+        HttpFailure::Receive(e) => format!("no answer: {}", super::error::io_reason(&e)),
+        HttpFailure::NotHttp => "not an HTTP answer".to_string(),
+    })?;
+    if (200..400).contains(&status) {
+        Ok(Answer {
+            summary: format!("HTTP {status}"),
+            certificate,
+        })
+    } else {
+        Err(format!("HTTP {status}"))
     }
 }
 
-/// Just enough TLS to see a server answer a hello: a TLS 1.2 ClientHello, and the server's first
-/// flight read until its Certificate message (sent in the clear in TLS 1.2).
-mod tls {
-    use tokio::io::AsyncReadExt;
-
-    use super::Answer;
-
-    const HANDSHAKE: u8 = 0x16;
-    const ALERT: u8 = 0x15;
-
-    /// A TLS 1.2 ClientHello offering the ECDHE-GCM and CHACHA20 suites Go servers accept, the
-    /// x25519/P-256/P-384 groups and RSA/ECDSA signatures.
-    pub fn client_hello() -> Vec<u8> {
-        let suites: &[u8] = &[
-            0xc0, 0x2f, 0xc0, 0x2b, 0xc0, 0x30, 0xc0, 0x2c, 0xcc, 0xa8, 0xcc, 0xa9, 0x00, 0x9c,
-            0x00, 0x2f,
-        ];
-        let mut ext = Vec::new();
-        // supported_groups: x25519, secp256r1, secp384r1
-        ext.extend_from_slice(&[
-            0x00, 0x0a, 0x00, 0x08, 0x00, 0x06, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x18,
-        ]);
-        // ec_point_formats: uncompressed
-        ext.extend_from_slice(&[0x00, 0x0b, 0x00, 0x02, 0x01, 0x00]);
-        // signature_algorithms
-        let sigs: &[u8] = &[
-            0x04, 0x03, 0x05, 0x03, 0x08, 0x04, 0x08, 0x05, 0x08, 0x06, 0x04, 0x01, 0x05, 0x01,
-            0x06, 0x01,
-        ];
-        ext.extend_from_slice(&[0x00, 0x0d]);
-        ext.extend_from_slice(&u16_be(sigs.len() + 2));
-        ext.extend_from_slice(&u16_be(sigs.len()));
-        ext.extend_from_slice(sigs);
-        // extended_master_secret, renegotiation_info
-        ext.extend_from_slice(&[0x00, 0x17, 0x00, 0x00, 0xff, 0x01, 0x00, 0x01, 0x00]);
-
-        let mut body = vec![0x03, 0x03];
-        let seed = chrono::Utc::now()
-            .timestamp_nanos_opt()
-            .unwrap_or_default()
-            .to_be_bytes();
-        body.extend((0..32).map(|i| seed[i % 8] ^ (i as u8).wrapping_mul(37)));
-        body.push(0); // session id
-        body.extend_from_slice(&u16_be(suites.len()));
-        body.extend_from_slice(suites);
-        body.extend_from_slice(&[0x01, 0x00]); // compression: null
-        body.extend_from_slice(&u16_be(ext.len()));
-        body.extend_from_slice(&ext);
-
-        let mut hs = vec![0x01];
-        hs.extend_from_slice(&u24_be(body.len()));
-        hs.extend_from_slice(&body);
-        let mut record = vec![HANDSHAKE, 0x03, 0x01];
-        record.extend_from_slice(&u16_be(hs.len()));
-        record.extend_from_slice(&hs);
-        record
+/// The GET the kubelet sends: its Host, User-Agent and Accept headers unless `httpHeaders` replace
+/// them, then the other `httpHeaders`; one request per connection.
+fn request_head(p: &Probe) -> String {
+    let given = |name: &str| {
+        p.http_headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+    };
+    let host = given("host").map_or_else(|| p.address(), |h| h.value.clone());
+    let mut head = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\n",
+        request_target(&p.path)
+    );
+    if given("user-agent").is_none() {
+        head.push_str(&format!("User-Agent: cpkeep/{}\r\n", crate::VERSION));
     }
-
-    /// Reads the server's answer: a ServerHello (and its certificate, when sent), or an alert
-    /// (a TLS server that is up but refuses this hello, e.g. TLS 1.3 only).
-    pub async fn read_server_hello<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<Answer, String> {
-        let mut handshake = Vec::new();
-        let mut saw_hello = false;
-        let mut total = 0usize;
-        loop {
-            let mut header = [0u8; 5];
-            if let Err(e) = r.read_exact(&mut header).await {
-                return if saw_hello {
-                    Ok(hello(None))
-                } else {
-                    Err(format!(
-                        "no TLS answer ({})",
-                        super::super::error::io_reason(&e)
-                    ))
-                };
-            }
-            let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-            total += len;
-            if total > 256 * 1024 || header[1] != 0x03 {
-                return Err("not a TLS answer".to_string());
-            }
-            let mut payload = vec![0u8; len];
-            r.read_exact(&mut payload)
-                .await
-                .map_err(|e| super::super::error::io_reason(&e))?;
-            match header[0] {
-                ALERT => {
-                    return Ok(Answer {
-                        summary: "TLS answered (with an alert to cpkeep's TLS 1.2 hello)"
-                            .to_string(),
-                        certificate: None,
-                    })
-                }
-                HANDSHAKE => handshake.extend_from_slice(&payload),
-                _ => return Ok(hello(None)),
-            }
-            // Walk the complete handshake messages gathered so far.
-            let mut at = 0;
-            while handshake.len() >= at + 4 {
-                let kind = handshake[at];
-                let mlen = usize::from(handshake[at + 1]) << 16
-                    | usize::from(handshake[at + 2]) << 8
-                    | usize::from(handshake[at + 3]);
-                let Some(msg) = handshake.get(at + 4..at + 4 + mlen) else {
-                    break;
-                };
-                match kind {
-                    0x02 => saw_hello = true,
-                    0x0b => return Ok(hello(first_certificate(msg))),
-                    0x0e => return Ok(hello(None)),
-                    _ => {}
-                }
-                at += 4 + mlen;
-            }
+    if given("accept").is_none() {
+        head.push_str("Accept: */*\r\n");
+    }
+    for h in &p.http_headers {
+        let skip = ["host", "connection", "content-length", "transfer-encoding"]
+            .iter()
+            .any(|n| h.name.eq_ignore_ascii_case(n))
+            || (h.name.eq_ignore_ascii_case("accept") && h.value.is_empty());
+        if !skip {
+            head.push_str(&format!("{}: {}\r\n", h.name, h.value));
         }
     }
+    head.push_str("Connection: close\r\n\r\n");
+    head
+}
 
-    fn hello(certificate: Option<Vec<u8>>) -> Answer {
-        Answer {
-            summary: "TLS handshake".to_string(),
-            certificate,
+/// The path (and query) as a request target: spaces, control and non-ASCII bytes percent-encoded.
+fn request_target(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b <= b' ' || b >= 0x7f {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(char::from(b));
         }
     }
+    out
+}
 
-    /// The leaf of a TLS 1.2 Certificate message.
-    fn first_certificate(msg: &[u8]) -> Option<Vec<u8>> {
-        let len = |b: &[u8]| usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]);
-        let list = msg.get(3..)?;
-        let first = list.get(..3).map(len)?;
-        list.get(3..3 + first).map(<[u8]>::to_vec)
+/// TLS as the kubelet's HTTPS probe uses it: TLS 1.2 or 1.3, no client certificate, and no
+/// verification of the server certificate (the handshake signatures are still checked against
+/// the certificate presented). No session resumption: every probe sees the certificate served now.
+fn kubelet_tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// Accepts any server certificate (the kubelet's probes set `InsecureSkipVerify`).
+#[derive(Debug)]
+struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
 
-    fn u16_be(n: usize) -> [u8; 2] {
-        (n as u16).to_be_bytes()
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
-    fn u24_be(n: usize) -> [u8; 3] {
-        let b = (n as u32).to_be_bytes();
-        [b[1], b[2], b[3]]
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -760,6 +768,8 @@ fn scalar(y: &Yaml<'_>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
     const APISERVER: &str = "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - command:\n    - kube-apiserver\n    livenessProbe:\n      failureThreshold: 8\n      httpGet:\n        host: 192.168.28.10\n        path: /healthz\n        port: 6443\n        scheme: HTTPS\n    name: kube-apiserver\n";
@@ -789,6 +799,7 @@ mod tests {
             host: "::1".into(),
             port: 1,
             path: "/".into(),
+            http_headers: Vec::new(),
         };
         assert_eq!(v6.url(), "http://[::1]:1/");
     }
@@ -841,6 +852,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
             path: "/health".into(),
+            http_headers: Vec::new(),
         };
         let ok = probe(&p, Duration::from_secs(3)).await.unwrap();
         assert_eq!(ok.summary, "HTTP 200");
@@ -850,30 +862,131 @@ mod tests {
         );
     }
 
+    /// An HTTPS server with a self-signed certificate that answers 200 to `GET /livez` carrying
+    /// `X-Probe: yes`, 500 to anything else; it hands each request head to `heads`.
+    async fn https_server(heads: tokio::sync::mpsc::UnboundedSender<String>) -> (u16, Vec<u8>) {
+        use rustls_pki_types::pem::PemObject;
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["not-this-host.example".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = cert.der().to_vec();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
+                .unwrap(),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let ok = head.starts_with("GET /livez HTTP/1.1\r\n")
+                    && head.contains("\r\nX-Probe: yes\r\n");
+                let _ = heads.send(head);
+                let status = if ok {
+                    "200 OK"
+                } else {
+                    "500 Internal Server Error"
+                };
+                s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok").as_bytes())
+                    .await
+                    .unwrap();
+                let _ = s.shutdown().await;
+            }
+        });
+        (port, der)
+    }
+
     #[tokio::test]
-    async fn tls_probe_reads_the_certificate_of_a_tls12_flight() {
-        // ServerHello, then Certificate with one 3-byte "certificate", split over two records.
-        let mut hs = vec![0x02, 0, 0, 2, 0x03, 0x03];
-        hs.extend_from_slice(&[0x0b, 0, 0, 9, 0, 0, 6, 0, 0, 3, 0xaa, 0xbb, 0xcc]);
-        let (a, b) = hs.split_at(8);
-        let mut wire = Vec::new();
-        for part in [a, b] {
-            wire.extend_from_slice(&[0x16, 0x03, 0x03, 0, part.len() as u8]);
-            wire.extend_from_slice(part);
-        }
-        let answer = tls::read_server_hello(&mut wire.as_slice()).await.unwrap();
-        assert_eq!(answer.certificate, Some(vec![0xaa, 0xbb, 0xcc]));
-        let alert = [0x15, 0x03, 0x03, 0, 2, 2, 70];
-        let a = tls::read_server_hello(&mut alert.as_slice()).await.unwrap();
-        assert!(a.summary.contains("alert"));
-        assert!(tls::read_server_hello(&mut &b"HTTP/1.1 400"[..])
-            .await
-            .is_err());
-        let hello = tls::client_hello();
-        assert_eq!(hello[0], 0x16);
+    async fn https_probe_gets_the_path_without_verifying_the_certificate() {
+        let (tx, mut heads) = tokio::sync::mpsc::unbounded_channel();
+        let (port, der) = https_server(tx).await;
+        let mut p = Probe {
+            scheme: Scheme::Https,
+            host: "127.0.0.1".into(),
+            port,
+            path: "/livez".into(),
+            http_headers: vec![
+                HttpHeader {
+                    name: "X-Probe".into(),
+                    value: "yes".into(),
+                },
+                HttpHeader {
+                    name: "Host".into(),
+                    value: "kubernetes".into(),
+                },
+            ],
+        };
+        let ok = probe(&p, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(ok.summary, "HTTP 200");
+        assert_eq!(ok.certificate, Some(der));
+        let head = heads.recv().await.unwrap();
+        assert!(head.contains("\r\nHost: kubernetes\r\n"), "{head}");
+        assert!(head.contains("\r\nAccept: */*\r\n"), "{head}");
+        // The TLS handshake alone is not health: another path answers 500.
+        p.path = "/healthz".into();
         assert_eq!(
-            usize::from(u16::from_be_bytes([hello[3], hello[4]])),
-            hello.len() - 5
+            probe(&p, Duration::from_secs(5)).await.unwrap_err(),
+            "HTTP 500"
         );
+        assert!(heads.recv().await.unwrap().starts_with("GET /healthz "));
+        p.path = "/livez".into();
+        p.http_headers.clear();
+        assert_eq!(
+            probe(&p, Duration::from_secs(5)).await.unwrap_err(),
+            "HTTP 500"
+        );
+        let head = heads.recv().await.unwrap();
+        assert!(
+            head.contains(&format!("\r\nHost: 127.0.0.1:{port}\r\n")),
+            "{head}"
+        );
+        // Plain HTTP to a TLS port is not an HTTP answer.
+        p.scheme = Scheme::Http;
+        assert!(probe(&p, Duration::from_secs(5)).await.is_err());
+    }
+
+    #[test]
+    fn http_headers_from_manifests() {
+        let m = "spec:\n  containers:\n  - name: kube-apiserver\n    livenessProbe:\n      httpGet:\n        path: /livez?verbose\n        port: 6443\n        scheme: HTTPS\n        httpHeaders:\n        - name: Accept\n          value: \"\"\n        - name: X-N\n          value: 1\n";
+        let p = probe_from_manifest(m, Component::KubeApiserver)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.http_headers.len(), 2);
+        let head = request_head(&p);
+        assert!(
+            head.starts_with("GET /livez?verbose HTTP/1.1\r\nHost: 127.0.0.1:6443\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("Accept"), "{head}");
+        assert!(head.contains("\r\nX-N: 1\r\n") && head.ends_with("Connection: close\r\n\r\n"));
+        let bad = m.replace("name: X-N", "name: \"X N\"");
+        assert!(probe_from_manifest(&bad, Component::KubeApiserver)
+            .unwrap_err()
+            .contains("header name"));
+        assert_eq!(request_target("/a b\u{e9}"), "/a%20b%C3%A9");
     }
 }

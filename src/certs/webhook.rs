@@ -245,33 +245,15 @@ impl Target {
             crate::VERSION,
             body.len()
         );
-        let io =
-            |e: std::io::Error| self.error(format!("send failed: {}", super::error::io_reason(&e)));
-        stream.write_all(head.as_bytes()).await.map_err(io)?;
-        stream.write_all(body).await.map_err(io)?;
-        stream.flush().await.map_err(io)?;
-        // Only the status line matters; read until it is complete (bounded).
-        let mut buf = Vec::with_capacity(256);
-        let mut chunk = [0u8; 256];
-        while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 8192 {
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| self.error(format!("no answer: {}", super::error::io_reason(&e))))?;
-            if n == 0 {
-                break;
+        match http_exchange(&mut stream, &head, body).await {
+            Ok(code) => Ok(code),
+            Err(HttpFailure::Send(e)) => {
+                Err(self.error(format!("send failed: {}", super::error::io_reason(&e))))
             }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let line = String::from_utf8_lossy(&buf);
-        let line = line.lines().next().unwrap_or("");
-        let mut parts = line.split_whitespace();
-        match (
-            parts.next(),
-            parts.next().and_then(|c| c.parse::<u16>().ok()),
-        ) {
-            (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
-            _ => Err(self.error("the answer is not HTTP".to_string())),
+            Err(HttpFailure::Receive(e)) => {
+                Err(self.error(format!("no answer: {}", super::error::io_reason(&e))))
+            }
+            Err(HttpFailure::NotHttp) => Err(self.error("the answer is not HTTP".to_string())),
         }
     }
 
@@ -281,6 +263,56 @@ impl Target {
         } else {
             self.host.clone()
         }
+    }
+}
+
+/// How an [`http_exchange`] failed.
+#[derive(Debug)]
+pub(super) enum HttpFailure {
+    /// Writing the request failed.
+    Send(std::io::Error),
+    /// Reading the answer failed.
+    Receive(std::io::Error),
+    /// The answer does not start with an HTTP status line.
+    NotHttp,
+}
+
+/// One HTTP/1.1 exchange on a connected (plain or TLS) stream: writes `head` (request line and
+/// headers, each ending in CRLF, then the blank line) and `body`, and reads the answer only up to
+/// its status line (bounded at 8 KiB). Returns the status code. Shared by the webhook and the
+/// `--restart` health probes.
+pub(super) async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    head: &str,
+    body: &[u8],
+) -> Result<u16, HttpFailure> {
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(HttpFailure::Send)?;
+    stream.write_all(body).await.map_err(HttpFailure::Send)?;
+    stream.flush().await.map_err(HttpFailure::Send)?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 8192 {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(HttpFailure::Receive)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(&buf);
+    let line = line.lines().next().unwrap_or("");
+    let mut parts = line.split_whitespace();
+    match (
+        parts.next(),
+        parts.next().and_then(|c| c.parse::<u16>().ok()),
+    ) {
+        (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
+        _ => Err(HttpFailure::NotHttp),
     }
 }
 

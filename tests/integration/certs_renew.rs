@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -1281,23 +1281,21 @@ async fn a_real_etcd_runs_with_the_renewed_certificates() {
         served_cert(client),
         std::fs::read_to_string(set.pki.join("etcd/server.crt")).unwrap()
     );
-    // What `--restart` sees of an HTTPS health endpoint: the TLS 1.2 server hello of a real Go TLS
-    // server, with the certificate it serves (the renewed one).
+    // What `--restart` sees of a real Go HTTPS server: like the kubelet's probe, it sends the GET
+    // without verifying the server certificate and presents no client certificate, which etcd's
+    // client port (--client-cert-auth) refuses (that is why kubeadm probes etcd's plain-HTTP metrics
+    // port).
     let p = cpkeep::certs::restart::Probe {
         scheme: cpkeep::certs::restart::Scheme::Https,
         host: "127.0.0.1".into(),
         port: client,
-        path: "/livez".into(),
+        path: "/health".into(),
+        http_headers: Vec::new(),
     };
-    let answer = cpkeep::certs::restart::probe(&p, Duration::from_secs(5))
+    let refused = cpkeep::certs::restart::probe(&p, Duration::from_secs(5))
         .await
-        .unwrap();
-    assert_eq!(answer.summary, "TLS handshake");
-    let served = cpkeep::certs::pem::parse_certificate_pem(
-        &std::fs::read(set.pki.join("etcd/server.crt")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(answer.certificate, Some(served.der));
+        .unwrap_err();
+    assert!(refused.contains("CertificateRequired"), "{refused}");
     let _ = etcd.kill();
     let _ = etcd.wait();
 }
@@ -1543,4 +1541,214 @@ async fn a_component_that_does_not_come_back_stops_the_run_with_its_manifest_res
         &set.pki.join("etcd/ca.crt"),
         &set.pki.join("etcd/server.crt"),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// --restart with an HTTPS health endpoint
+// ---------------------------------------------------------------------------------------------
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A fake kubelet running a fake kube-apiserver while its manifest exists: an HTTPS server on
+/// `port` with the `apiserver.crt` and `apiserver.key` on disk when it starts, answering 200 to
+/// `GET /livez` carrying `X-Probe: yes`, 500 to anything else (a TLS handshake alone is not health).
+struct FakeApiserver {
+    _watch: AbortOnDrop,
+    starts: Arc<AtomicUsize>,
+    /// Every request head it received.
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeApiserver {
+    fn start(manifest: PathBuf, pki: PathBuf, port: u16) -> Self {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (starts2, heads2) = (starts.clone(), heads.clone());
+        let watch = tokio::spawn(async move {
+            let mut server: Option<AbortOnDrop> = None;
+            loop {
+                let present = manifest.is_file();
+                if !present {
+                    server = None;
+                } else if server.is_none() {
+                    if let Ok(listener) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                        let acceptor = apiserver_tls(&pki);
+                        let heads = heads2.clone();
+                        server = Some(AbortOnDrop(tokio::spawn(serve(listener, acceptor, heads))));
+                        starts2.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        FakeApiserver {
+            _watch: AbortOnDrop(watch),
+            starts,
+            heads,
+        }
+    }
+
+    fn starts(&self) -> usize {
+        self.starts.load(Ordering::SeqCst)
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn apiserver_tls(pki: &Path) -> tokio_rustls::TlsAcceptor {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let chain = CertificateDer::pem_file_iter(pki.join("apiserver.crt"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(pki.join("apiserver.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    heads: Arc<Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        // cpkeep's "is the old pod gone" checks connect and hang up without a TLS hello.
+        let Ok(Ok(mut s)) =
+            tokio::time::timeout(Duration::from_secs(2), acceptor.accept(tcp)).await
+        else {
+            continue;
+        };
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        let healthy =
+            head.starts_with("GET /livez HTTP/1.1\r\n") && head.contains("\r\nX-Probe: yes\r\n");
+        heads.lock().unwrap().push(head);
+        let status = if healthy {
+            "200 OK"
+        } else {
+            "500 Internal Server Error"
+        };
+        let _ = s
+            .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok").as_bytes())
+            .await;
+        let _ = s.shutdown().await;
+    }
+}
+
+/// kubeadm's kube-apiserver manifest shape, with an HTTPS liveness probe of `path` and one header.
+fn apiserver_manifest(port: u16, path: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --secure-port={port}\n    image: registry.k8s.io/kube-apiserver:v1.31.0\n    livenessProbe:\n      failureThreshold: 8\n      httpGet:\n        host: 127.0.0.1\n        path: {path}\n        port: {port}\n        scheme: HTTPS\n        httpHeaders:\n        - name: X-Probe\n          value: \"yes\"\n      initialDelaySeconds: 10\n    name: kube-apiserver\n  hostNetwork: true\nstatus: {{}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_gets_the_https_health_path_and_sees_the_renewed_serving_cert() {
+    let set = Set::build(Alg::P256, Form::Traditional, |_| 100);
+    let manifests = set.root.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let manifest = manifests.join("kube-apiserver.yaml");
+    let port = free_port();
+    let text = apiserver_manifest(port, "/livez");
+    std::fs::write(&manifest, &text).unwrap();
+    let old = std::fs::read(set.pki.join("apiserver.crt")).unwrap();
+    let apiserver = FakeApiserver::start(manifest.clone(), set.pki.clone(), port);
+    let run = set
+        .renew(&[
+            "apiserver",
+            "--restart",
+            "--manifests-dir",
+            manifests.to_str().unwrap(),
+            "--wait-timeout",
+            "30s",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}", show(&run));
+    let j = run.json();
+    let r = &j["restarted"][0];
+    assert_eq!(r["component"], "kube-apiserver");
+    assert_eq!(r["endpoint"], format!("https://127.0.0.1:{port}/livez"));
+    assert_eq!(r["wasRunning"], true);
+    assert_eq!(r["health"], "HTTP 200");
+    // The restarted server presents the renewed apiserver.crt (not verified, but compared).
+    assert_ne!(std::fs::read(set.pki.join("apiserver.crt")).unwrap(), old);
+    assert_eq!(r["servesRenewedCert"], true);
+    assert_eq!(apiserver.starts(), 2);
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), text);
+    let heads = apiserver.heads();
+    let probe = heads.last().expect("the health GET");
+    assert!(probe.starts_with("GET /livez HTTP/1.1\r\n"), "{probe}");
+    assert!(
+        probe.contains(&format!("\r\nHost: 127.0.0.1:{port}\r\n"))
+            && probe.contains("\r\nX-Probe: yes\r\n"),
+        "{probe}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_fails_when_the_https_health_path_does_not_answer_2xx() {
+    let set = Set::build(Alg::P256, Form::Traditional, |_| 100);
+    let manifests = set.root.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let manifest = manifests.join("kube-apiserver.yaml");
+    let port = free_port();
+    // The server completes every TLS handshake but answers 500 to /healthz.
+    let text = apiserver_manifest(port, "/healthz");
+    std::fs::write(&manifest, &text).unwrap();
+    let apiserver = FakeApiserver::start(manifest.clone(), set.pki.clone(), port);
+    let run = set
+        .renew(&[
+            "apiserver",
+            "--restart",
+            "--manifests-dir",
+            manifests.to_str().unwrap(),
+            "--wait-timeout",
+            "3s",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "{}", show(&run));
+    let line = run.assert_one_clear_line();
+    for want in [
+        "kube-apiserver: not healthy within 3s",
+        &format!("https://127.0.0.1:{port}/healthz: HTTP 500"),
+        "its manifest is back at",
+    ] {
+        assert!(line.contains(want), "{want:?} not in {line}");
+    }
+    assert_eq!(apiserver.starts(), 2);
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), text);
+    assert!(!set.root.join("kube-apiserver.yaml.cpkeep-renew").exists());
+    assert!(apiserver
+        .heads()
+        .iter()
+        .any(|h| h.starts_with("GET /healthz HTTP/1.1\r\n")));
 }
