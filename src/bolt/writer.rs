@@ -246,6 +246,66 @@ struct Pages {
     page_size: u64,
     /// Id of the next page written; at the end, the high-water mark.
     next: u64,
+    /// Starts writeback while pages are still being produced (see [`EarlySync`]).
+    early: Option<EarlySync>,
+    /// Page id at the last early sync request.
+    synced_to: u64,
+}
+
+/// Bytes written between two early writeback requests.
+const EARLY_SYNC_BYTES: u64 = 64 << 20;
+
+/// A thread that fsyncs the file while the writer keeps producing pages, so that the final fsync
+/// finds most of a large file already on disk instead of writing it all back at the end. Requests
+/// coalesce. The file description is shared with the writer, and Linux reports a writeback error
+/// to the first fsync that sees it only: the thread keeps the first error and the writer returns
+/// it, so no error is swallowed.
+struct EarlySync {
+    poke: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl EarlySync {
+    fn start(file: &File) -> Option<EarlySync> {
+        let file = file.try_clone().ok()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("bolt-writeback".into())
+            .spawn(move || {
+                for () in rx {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+            .ok()?;
+        Some(EarlySync {
+            poke: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn request(&self) {
+        if let Some(tx) = &self.poke {
+            // Full: a sync is already pending, which will cover these pages too.
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// Stops the thread; its first error, if any.
+    fn stop(&mut self) -> io::Result<()> {
+        self.poke.take();
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the writeback thread failed")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for EarlySync {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
 }
 
 impl Pages {
@@ -281,6 +341,12 @@ impl Pages {
             pad -= n;
         }
         self.next = next;
+        if let Some(early) = &self.early {
+            if (self.next - self.synced_to) * self.page_size >= EARLY_SYNC_BYTES {
+                self.synced_to = self.next;
+                early.request();
+            }
+        }
         Ok(id)
     }
 }
@@ -615,10 +681,13 @@ impl BoltWriter {
         let ps = u64::from(page_size);
         file.seek(SeekFrom::Start(FREELIST_PGID * ps))
             .map_err(io_error("seeking past the meta pages"))?;
+        let early = EarlySync::start(&file);
         let mut pages = Pages {
             out: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
             page_size: ps,
             next: FREELIST_PGID,
+            early,
+            synced_to: FREELIST_PGID,
         };
         pages.write(FREELIST_PAGE_FLAG, 0, &[])?;
         Ok(BoltWriter {
@@ -779,6 +848,9 @@ impl BoltWriter {
             .out
             .into_inner()
             .map_err(|e| io_error("flushing the last pages")(e.into_error()))?;
+        if let Some(mut early) = self.pages.early.take() {
+            early.stop().map_err(io_error("syncing the data pages"))?;
+        }
         // Data first: metas pointing at pages not yet on disk would make a crash look like a valid
         // file with garbage in it.
         file.sync_data()
@@ -829,6 +901,8 @@ mod tests {
                 out: BufWriter::with_capacity(WRITE_BUFFER_BYTES, File::open(&path).unwrap()),
                 page_size: 4096,
                 next: 3,
+                early: None,
+                synced_to: 3,
             },
             page_size: 4096,
             budget: 4096,
