@@ -250,9 +250,9 @@ fn meta1_at(prefix: &[u8], offset: usize) -> Result<Meta, MetaDefect> {
     Ok(m)
 }
 
-/// Encodes a meta page (header + meta with its checksum) into `page`, which must be at least
-/// `META_PAGE_USED` long. For tests and, later, the writer.
-#[cfg(test)]
+/// Encodes a meta page (header + meta with its checksum; `m.checksum` is ignored) into `page`,
+/// which must be at least `META_PAGE_USED` long. Used by the writer and by tests that lay out
+/// files by hand.
 pub(crate) fn encode_meta_page(page: &mut [u8], id: u64, m: &Meta) {
     use super::page::META_PAGE_FLAG;
     page[..8].copy_from_slice(&id.to_le_bytes());

@@ -50,10 +50,10 @@ use thiserror::Error;
 use super::element::{
     BRANCH_ELEMENT_SIZE, BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, LEAF_ELEMENT_SIZE,
 };
-use super::meta::{fnv1a64, MAGIC, META_PAGE_USED, VERSION};
+use super::meta::{encode_meta_page, Meta, META_PAGE_USED};
 use super::page::{
-    BRANCH_PAGE_FLAG, FREELIST_PAGE_FLAG, LEAF_PAGE_FLAG, MAX_PAGE_SIZE, META_PAGE_FLAG,
-    MIN_PAGE_SIZE, PAGE_HEADER_SIZE,
+    BRANCH_PAGE_FLAG, FREELIST_PAGE_FLAG, LEAF_PAGE_FLAG, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
+    PAGE_HEADER_SIZE,
 };
 
 /// bbolt's `MaxKeySize`: the longest key (and, here, bucket name) bbolt accepts.
@@ -607,22 +607,18 @@ fn leaf_element(
 
 /// A meta page's used bytes (header + meta), fields in the order of the table in meta.rs.
 fn meta_page(id: u64, page_size: u32, root: u64, high_water: u64, txid: u64) -> Vec<u8> {
-    let mut p = Vec::with_capacity(META_PAGE_USED);
-    p.extend_from_slice(&id.to_le_bytes());
-    p.extend_from_slice(&META_PAGE_FLAG.to_le_bytes());
-    p.extend_from_slice(&0u16.to_le_bytes()); // count
-    p.extend_from_slice(&0u32.to_le_bytes()); // overflow
-    p.extend_from_slice(&MAGIC.to_le_bytes());
-    p.extend_from_slice(&VERSION.to_le_bytes());
-    p.extend_from_slice(&page_size.to_le_bytes());
-    p.extend_from_slice(&0u32.to_le_bytes()); // flags
-    p.extend_from_slice(&root.to_le_bytes());
-    p.extend_from_slice(&0u64.to_le_bytes()); // root bucket's sequence
-    p.extend_from_slice(&FREELIST_PGID.to_le_bytes());
-    p.extend_from_slice(&high_water.to_le_bytes());
-    p.extend_from_slice(&txid.to_le_bytes());
-    let checksum = fnv1a64(p.get(PAGE_HEADER_SIZE..).unwrap_or_default());
-    p.extend_from_slice(&checksum.to_le_bytes());
+    let mut p = vec![0u8; META_PAGE_USED];
+    let meta = Meta {
+        page_size,
+        flags: 0,
+        root,
+        sequence: 0,
+        freelist_pgid: FREELIST_PGID,
+        high_water,
+        txid,
+        checksum: 0,
+    };
+    encode_meta_page(&mut p, id, &meta);
     p
 }
 

@@ -56,16 +56,21 @@ pub fn one_line(err: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
-/// Maps a snapshot failure to its exit code: 1 failed, 2 refused (quorum lost), 3 could not start.
-pub fn snapshot_failure(e: crate::snapshot::SnapshotError) -> anyhow::Error {
+/// The exit code of a failure class: 1 failed, 2 refused (quorum lost, something in the way),
+/// 3 could not start.
+pub fn class_code(class: crate::snapshot::FailureClass) -> Exit {
     use crate::snapshot::FailureClass;
-    let code = match e.class() {
+    match class {
         FailureClass::Failed => Exit::Warning,
         FailureClass::Refused => Exit::Critical,
         FailureClass::Unusable => Exit::Unknown,
-    };
+    }
+}
+
+/// Maps a snapshot failure to its exit code ([`class_code`]).
+pub fn snapshot_failure(e: crate::snapshot::SnapshotError) -> anyhow::Error {
     ExitError {
-        code,
+        code: class_code(e.class()),
         message: e.to_string(),
     }
     .into()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::exit::{snapshot_failure, Exit, ExitError};
+use super::exit::{class_code, snapshot_failure, Exit, ExitError};
 use super::output::{Render, Renderer};
 use super::store_args::StoreArgs;
 use crate::restore::kubeadm::{
@@ -19,7 +19,7 @@ use crate::restore::kubeadm::{
 use crate::restore::{
     self, Bump, RestoreError, RestoreOptions, RestorePlan, RestoreReport, RestoreSource,
 };
-use crate::snapshot::{catalog, load_identities, FailureClass};
+use crate::snapshot::{catalog, load_identities};
 use crate::store::ObjectStore;
 use crate::units::human_bytes;
 
@@ -183,14 +183,6 @@ fn restore_code(e: &RestoreError) -> Exit {
             Exit::Warning
         }
         _ => Exit::Unknown,
-    }
-}
-
-fn class_code(class: FailureClass) -> Exit {
-    match class {
-        FailureClass::Failed => Exit::Warning,
-        FailureClass::Refused => Exit::Critical,
-        FailureClass::Unusable => Exit::Unknown,
     }
 }
 
