@@ -12,6 +12,7 @@ pub mod fsx;
 pub mod restore;
 pub mod sandbox;
 pub mod snapshot;
+pub mod staticpod;
 pub mod store;
 pub mod units;
 

@@ -274,19 +274,9 @@ pub fn plan(
 
 /// `<manifests dir>/../<file>.cpkeep-renew`: beside the manifests directory, never inside it.
 pub fn parked_path(manifest: &Path) -> Result<PathBuf, String> {
-    let file = manifest
-        .file_name()
-        .ok_or_else(|| "not a file path".to_string())?;
-    let outer = manifest
-        .parent()
-        .and_then(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty())
-        .ok_or_else(|| {
-            "the manifests directory needs a parent directory to park a manifest in".to_string()
-        })?;
-    let mut name = file.to_os_string();
-    name.push(PARKED_SUFFIX);
-    Ok(outer.join(name))
+    crate::staticpod::parked_path(manifest, PARKED_SUFFIX).ok_or_else(|| {
+        "not a file in a manifests directory that has a parent directory to park it in".to_string()
+    })
 }
 
 /// The `livenessProbe.httpGet` of the component's container, or `None` when it has none.

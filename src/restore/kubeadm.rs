@@ -561,22 +561,12 @@ pub async fn apply(
 
 /// `<manifests dir>/../<file>.cpkeep-restore`: beside the manifests directory, never inside it.
 pub fn parked_path(manifest: &Path) -> Result<PathBuf, KubeadmError> {
-    let file = manifest
-        .file_name()
-        .ok_or_else(|| KubeadmError::Usage(format!("{} is not a file path", manifest.display())))?;
-    let outer = manifest
-        .parent()
-        .and_then(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty())
-        .ok_or_else(|| {
-            KubeadmError::Usage(format!(
-                "{}: the manifest must be in the kubelet's manifests directory, which needs a parent directory to park it in",
-                manifest.display()
-            ))
-        })?;
-    let mut name = file.to_os_string();
-    name.push(PARKED_SUFFIX);
-    Ok(outer.join(name))
+    crate::staticpod::parked_path(manifest, PARKED_SUFFIX).ok_or_else(|| {
+        KubeadmError::Usage(format!(
+            "{}: the manifest must be in the kubelet's manifests directory, which needs a parent directory to park it in",
+            manifest.display()
+        ))
+    })
 }
 
 /// Quotes one argument for a POSIX shell (only when it needs it).
