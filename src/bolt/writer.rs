@@ -13,8 +13,8 @@
 //! - leave a file that looks valid but is not: the metas are written last, after the data pages are
 //!   on disk, so a crash or an error at any earlier point leaves a file that no bbolt opens;
 //! - hold a bucket in memory: it keeps one partly filled page per tree level (the leaf being filled,
-//!   one branch page per level above it), and a value too big for a page is written straight from
-//!   the caller's slice;
+//!   at most 16 pages, one branch page per level above it), and a value bigger than that is written
+//!   straight from the caller's slice;
 //! - write nested buckets: etcd has none, and the caller refuses them in its source.
 //!
 //! Layout (see docs/FORMAT.md, "Writing a fresh file"):
@@ -36,8 +36,10 @@
 //! file (etcd's NoFreelistSync included) reads one page instead of walking every tree to rebuild the
 //! freelist. etcd frees page 2 on its first commit and stops storing a freelist from then on.
 //!
-//! Pages are filled to [`WriterOptions::fill`] of a page (default: all of it). A fresh file is as
-//! compact as bbolt can read; bbolt splits any page it later modifies to its own fill percent, and
+//! Pages are filled to [`WriterOptions::fill`] of a page (default: all of it). An entry bigger than a
+//! page starts a leaf with overflow pages, and the next entries join it while that takes fewer pages
+//! than apart (two 6 KiB objects: 3 pages, not 4), so the file is never bigger than its source's
+//! live data laid out by bbolt. A fresh file is as compact as bbolt can read; bbolt splits any page it later modifies to its own fill percent, and
 //! etcd's biggest bucket, `key`, only grows at its right edge and shrinks at compaction.
 
 use std::fs::File;
@@ -74,6 +76,9 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 const MAX_ELEMENTS: usize = u16::MAX as usize;
 /// bbolt inlines a bucket whose leaf takes at most this fraction of a page (`maxInlineBucketSize`).
 const INLINE_DIVISOR: usize = 4;
+/// Pages a leaf may span: an entry bigger than that gets a leaf of its own, written without a copy,
+/// and smaller entries that overflow a page share leaves only up to it.
+const HUGE_LEAF_PAGES: usize = 16;
 /// Children a branch page gets before it may be closed (bbolt's `minKeysPerPage`).
 const MIN_BRANCH_CHILDREN: usize = 2;
 /// Branch and leaf elements are the same size; the layout arithmetic below relies on it.
@@ -89,8 +94,8 @@ pub struct WriterOptions {
     /// will open the file runs with (the OS page size; [`DEFAULT_PAGE_SIZE`] on amd64).
     pub page_size: u32,
     /// Fraction of a page, from [`MIN_FILL`] to [`MAX_FILL`], that a leaf or branch page is filled
-    /// to before a new one is started. A single entry bigger than that gets a page (with overflow
-    /// pages) of its own.
+    /// to before a new one is started. Entries bigger than that get pages with overflow, shared by
+    /// the next entries while sharing saves pages.
     pub fill: f64,
 }
 
@@ -393,6 +398,22 @@ impl Pending {
         n >= MAX_ELEMENTS || (n >= min && self.size_with(bytes) > budget)
     }
 
+    /// Whether a leaf element carrying `bytes` should join this leaf although it outgrows the
+    /// budget: the leaf already spans overflow pages (or the entry needs them), and together they
+    /// take fewer pages than apart (this fills an overflow page's slack whatever the fill). Entries bigger than a page (common in etcd: objects of a few
+    /// KiB) would otherwise get a leaf each and waste most of its last page; bbolt itself puts at
+    /// least two per page. A joined leaf stays within [`HUGE_LEAF_PAGES`].
+    fn shares_overflow(&self, bytes: usize, page_size: usize) -> bool {
+        let alone = PAGE_HEADER_SIZE + ELEMENT_SIZE + bytes;
+        let together = self.size_with(bytes);
+        let pages = |b: usize| b.div_ceil(page_size);
+        !self.is_empty()
+            && self.slots.len() < MAX_ELEMENTS
+            && (self.size() > page_size || alone > page_size)
+            && together <= HUGE_LEAF_PAGES * page_size
+            && pages(together) < pages(self.size()) + pages(alone)
+    }
+
     /// Bytes of the page as it stands.
     fn size(&self) -> usize {
         PAGE_HEADER_SIZE + self.slots.len() * ELEMENT_SIZE + self.data.len()
@@ -491,16 +512,19 @@ impl Tree {
         value: &[u8],
     ) -> Result<(), WriteError> {
         let bytes = key.len() + value.len();
-        if PAGE_HEADER_SIZE + ELEMENT_SIZE + bytes > budget {
-            // Too big to share a page: its own leaf, written from the caller's slices so that a
-            // huge value is never copied.
+        let page_size = usize::try_from(pages.page_size).unwrap_or(usize::MAX);
+        let alone = PAGE_HEADER_SIZE + ELEMENT_SIZE + bytes;
+        if alone > HUGE_LEAF_PAGES.saturating_mul(page_size) {
+            // Its own leaf, written from the caller's slices so that a huge value is never copied.
             self.write_leaf(pages, budget)?;
             let element = leaf_element(flags, len32(ELEMENT_SIZE)?, key, value)?;
             let id = pages.write(LEAF_PAGE_FLAG, 1, &[&element, key, value])?;
             self.leaves_written += 1;
             return self.add_child(pages, budget, 0, key, id);
         }
-        if self.leaf.must_close_for(bytes, budget, 1) {
+        if self.leaf.must_close_for(bytes, budget, 1)
+            && !self.leaf.shares_overflow(bytes, page_size)
+        {
             self.write_leaf(pages, budget)?;
         }
         self.leaf.push(flags, key, value, 0);
