@@ -383,61 +383,6 @@ async fn build(
         mark(w)?;
     }
     let incoming = snap_dir.join("db.incoming");
-    // The db to rewrite: the input itself when it is a raw file, else its decoded copy. A raw
-    // file's sha256 is computed on another thread while it is rewritten (nothing is published
-    // before both are done and agree).
-    let (db_path, source_kind, hash) = match source {
-        RestoreSource::File { path, identities } => {
-            let encoding = snapshot::detect_encoding(&path)?;
-            if encoding == FileEncoding::Raw {
-                let hash = if options.skip_hash_check {
-                    Hash::Done(None)
-                } else {
-                    let len = std::fs::metadata(&path)
-                        .map_err(|e| RestoreError::io("read", &path, e))?
-                        .len();
-                    if len % 512 != 32 {
-                        return Err(no_trailer(&path));
-                    }
-                    let p = path.clone();
-                    Hash::Running(std::thread::spawn(move || snapshot::trailer_of_file(&p)))
-                };
-                (path, "raw".to_string(), hash)
-            } else {
-                let mut out = secret_file(&incoming)?;
-                let (path2, incoming2) = (path.clone(), incoming.clone());
-                let (enc, outcome) = tokio::task::spawn_blocking(move || {
-                    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut out);
-                    let r = snapshot::decode_file(&path2, identities.as_deref(), &mut w);
-                    use std::io::Write;
-                    w.flush()
-                        .map_err(|e| RestoreError::io("write", &incoming2, e))?;
-                    Ok::<_, RestoreError>(r?)
-                })
-                .await
-                .map_err(|e| RestoreError::Snapshot(format!("decode task failed: {e}")))??;
-                let kind = if enc.encrypted() { "age" } else { "zstd" };
-                let outcome = Some(outcome).filter(|_| !options.skip_hash_check);
-                // Judged now: a decoded file with a bad trailer is not worth rewriting.
-                judge(outcome.as_ref(), &path)?;
-                (incoming.clone(), kind.to_string(), Hash::Done(outcome))
-            }
-        }
-        RestoreSource::Stored {
-            store,
-            manifest,
-            identities,
-        } => {
-            let out = secret_file(&incoming)?;
-            // The manifest's sha256s and etcd's trailer are checked while streaming.
-            snapshot::fetch_into(store, &manifest, identities, out, &incoming).await?;
-            (
-                incoming.clone(),
-                format!("stored:{}", manifest.id),
-                Hash::Verified,
-            )
-        }
-    };
     let (membership, updates_for) = (plan.membership.clone(), plan.member_id);
     let mut updates = membership.db_updates();
     if options.disable_auth {
@@ -453,29 +398,37 @@ async fn build(
         clear_alarms: options.clear_alarms,
     };
     let out_path = snap_dir.join("db");
-    // Without a hash to vouch for it, the source's structure is checked before it is rewritten.
-    let check_source = matches!(hash, Hash::Done(None));
-    let (db_path2, out_path2) = (db_path.clone(), out_path.clone());
-    let rewritten = tokio::task::spawn_blocking(move || {
-        rewrite_and_verify(&db_path2, &out_path2, &rewrite_options, check_source)
-    })
-    .await
-    .map_err(|e| RestoreError::Snapshot(format!("rewrite task failed: {e}")))?;
-    // A bad hash explains a failed rewrite better than the rewrite's own error: judge it first.
-    let hash_checked = match hash {
-        Hash::Verified => true,
-        Hash::Done(outcome) => judge(outcome.as_ref(), &db_path)?,
-        Hash::Running(job) => {
-            let outcome = tokio::task::spawn_blocking(move || job.join())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .ok_or_else(|| RestoreError::Snapshot("the sha256 thread failed".into()))??;
-            judge(Some(&outcome), &db_path)?
+    let (source_kind, hash_checked, report) = match source {
+        RestoreSource::File { path, identities } => {
+            let (kind, checked, report) = rewrite_file(
+                &path,
+                identities,
+                &incoming,
+                &out_path,
+                rewrite_options,
+                options.skip_hash_check,
+            )
+            .await?;
+            (kind.to_string(), checked, report)
+        }
+        RestoreSource::Stored {
+            store,
+            manifest,
+            identities,
+        } => {
+            let report = rewrite_stored(
+                store,
+                &manifest,
+                identities,
+                &incoming,
+                &out_path,
+                rewrite_options,
+            )
+            .await?;
+            (format!("stored:{}", manifest.id), true, report)
         }
     };
-    let report = rewritten?;
-    if db_path == incoming {
+    if incoming.exists() {
         std::fs::remove_file(&incoming).map_err(|e| RestoreError::io("remove", &incoming, e))?;
     }
     let snap_file = raftsnap::write_snap(&snap_dir, &membership)?;
@@ -493,10 +446,105 @@ async fn build(
     Ok((source_kind, hash_checked, report, wal.path, snap_file))
 }
 
+type Identities = Option<Vec<Box<dyn age::Identity + Send + Sync>>>;
+
+/// Rewrites a local snapshot file into `out`: a raw file in place, an encoded one (zstd, age)
+/// decoded into `incoming` first. Returns the input's kind and whether its hash was checked.
+async fn rewrite_file(
+    path: &Path,
+    identities: Identities,
+    incoming: &Path,
+    out: &Path,
+    rewrite_options: RewriteOptions,
+    skip_hash_check: bool,
+) -> Result<(&'static str, bool, RewriteReport), RestoreError> {
+    let encoding = snapshot::detect_encoding(path)?;
+    // A raw file's sha256 is computed on another thread while it is rewritten (nothing is
+    // published before both are done and agree).
+    let (db_path, kind, hash) = if encoding == FileEncoding::Raw {
+        let hash = if skip_hash_check {
+            Hash::Done(None)
+        } else {
+            let len = std::fs::metadata(path)
+                .map_err(|e| RestoreError::io("read", path, e))?
+                .len();
+            if len % 512 != 32 {
+                return Err(no_trailer(path));
+            }
+            let p = path.to_path_buf();
+            Hash::Running(std::thread::spawn(move || snapshot::trailer_of_file(&p)))
+        };
+        (path.to_path_buf(), "raw", hash)
+    } else {
+        let mut file = secret_file(incoming)?;
+        let (path2, incoming2) = (path.to_path_buf(), incoming.to_path_buf());
+        let (enc, outcome) = tokio::task::spawn_blocking(move || {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);
+            let r = snapshot::decode_file(&path2, identities.as_deref(), &mut w);
+            use std::io::Write;
+            w.flush()
+                .map_err(|e| RestoreError::io("write", &incoming2, e))?;
+            Ok::<_, RestoreError>(r?)
+        })
+        .await
+        .map_err(|e| RestoreError::Snapshot(format!("decode task failed: {e}")))??;
+        let kind = if enc.encrypted() { "age" } else { "zstd" };
+        let outcome = Some(outcome).filter(|_| !skip_hash_check);
+        // Judged now: a decoded file with a bad trailer is not worth rewriting.
+        judge(outcome.as_ref(), path)?;
+        (incoming.to_path_buf(), kind, Hash::Done(outcome))
+    };
+    // Without a hash to vouch for it, the source's structure is checked before it is rewritten.
+    let check_source = matches!(hash, Hash::Done(None));
+    let (db_path2, out2) = (db_path.clone(), out.to_path_buf());
+    let rewritten = tokio::task::spawn_blocking(move || {
+        let input = File::open(&db_path2).map_err(|e| RestoreError::io("open", &db_path2, e))?;
+        rewrite_and_verify(input, &db_path2, &out2, &rewrite_options, check_source)
+    })
+    .await
+    .map_err(|e| RestoreError::Snapshot(format!("rewrite task failed: {e}")))?;
+    // A bad hash explains a failed rewrite better than the rewrite's own error: judge it first.
+    let hash_checked = match hash {
+        Hash::Done(outcome) => judge(outcome.as_ref(), &db_path)?,
+        Hash::Running(job) => {
+            let outcome = tokio::task::spawn_blocking(move || job.join())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(|| RestoreError::Snapshot("the sha256 thread failed".into()))??;
+            judge(Some(&outcome), &db_path)?
+        }
+    };
+    Ok((kind, hash_checked, rewritten?))
+}
+
+/// Rewrites a stored snapshot into `out`: downloaded and decoded into `incoming` (the manifest's
+/// sha256s and etcd's trailer checked while it streams), then rewritten from there. The rewrite
+/// needs random access, and bbolt's copy-on-write puts the pages it reads first (the roots) near
+/// the end of the file, so it cannot start before the download ends.
+async fn rewrite_stored(
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+    identities: Identities,
+    incoming: &Path,
+    out: &Path,
+    rewrite_options: RewriteOptions,
+) -> Result<RewriteReport, RestoreError> {
+    let file = std::io::BufWriter::with_capacity(1 << 20, secret_file(incoming)?);
+    let file = snapshot::fetch_into(store, manifest, identities, file, incoming).await?;
+    let file = file
+        .into_inner()
+        .map_err(|e| RestoreError::io("write", incoming, e.into_error()))?;
+    let (incoming2, out2) = (incoming.to_path_buf(), out.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        rewrite_and_verify(file, &incoming2, &out2, &rewrite_options, false)
+    })
+    .await
+    .map_err(|e| RestoreError::Snapshot(format!("rewrite task failed: {e}")))?
+}
+
 /// How the snapshot's integrity is (being) established.
 enum Hash {
-    /// Checked while streaming from the store, against the manifest and the trailer.
-    Verified,
     /// Known: the trailer's outcome, or `None` with --skip-hash-check.
     Done(Option<crate::snapshot::TrailerOutcome>),
     /// Being computed on another thread.
@@ -550,10 +598,11 @@ fn secret_file(path: &Path) -> Result<File, RestoreError> {
         .map_err(|e| RestoreError::io("create", path, e))
 }
 
-/// Rewrites `src` into `out` and proves the result: the reader opens it, the structural check
+/// Rewrites `input` (read from `src`) into `out` and proves the result: the reader opens it, the structural check
 /// passes, and etcd's view of it (revision, pairs) is what was written. With `check_source`, the
 /// source's structure is checked first (no trailer vouched for it).
-fn rewrite_and_verify(
+fn rewrite_and_verify<S: bolt::PageSource>(
+    input: S,
     src: &Path,
     out: &Path,
     options: &RewriteOptions,
@@ -562,7 +611,6 @@ fn rewrite_and_verify(
     let corrupt = |what: &Path, reason: String| {
         RestoreError::Snapshot(format!("{}: {reason}", what.display()))
     };
-    let input = File::open(src).map_err(|e| RestoreError::io("open", src, e))?;
     let db = Db::open(input).map_err(|e| corrupt(src, e.to_string()))?;
     if check_source {
         let report = bolt::check(&db);

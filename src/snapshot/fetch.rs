@@ -185,16 +185,16 @@ fn decode_into(
     Ok(())
 }
 
-/// Streams a stored snapshot's plaintext into `file` (from its current position), checked against
-/// its manifest and etcd's trailer; returns the file, flushed but not synced. For restore, which
-/// reads the db back from a file it owns.
-pub async fn fetch_into(
+/// Streams a stored snapshot's plaintext into `out`, checked against its manifest and etcd's
+/// trailer while it passes; returns `out`, flushed but not synced. On any error `out` is dropped
+/// unfinished. For restore, which reads the db back while it arrives (`path` names it in errors).
+pub async fn fetch_into<W: Write + Send + 'static>(
     store: &dyn ObjectStore,
     manifest: &Manifest,
     identities: Option<Vec<Box<dyn age::Identity + Send + Sync>>>,
-    file: std::fs::File,
+    out: W,
     path: &Path,
-) -> Result<std::fs::File, SnapshotError> {
+) -> Result<W, SnapshotError> {
     if manifest.encrypted() && identities.is_none() {
         return Err(SnapshotError::Usage(format!(
             "snapshot {} is encrypted: pass --identity FILE",
@@ -204,18 +204,15 @@ pub async fn fetch_into(
     let reader = store.open(&manifest.object_key).await?;
     let bridge = SyncIoBridge::new(reader);
     let (m, path) = (manifest.clone(), path.to_path_buf());
-    tokio::task::spawn_blocking(move || -> Result<std::fs::File, SnapshotError> {
-        let io_err = |e: io::Error| SnapshotError::BadFile {
+    tokio::task::spawn_blocking(move || -> Result<W, SnapshotError> {
+        let mut out = out;
+        decode_into(Box::new(bridge), &m, identities.as_deref(), &mut out)?;
+        out.flush().map_err(|e| SnapshotError::BadFile {
             what: "output file",
             path: path.clone(),
             reason: e.to_string(),
-        };
-        let mut file = file;
-        let mut w = io::BufWriter::with_capacity(1024 * 1024, &mut file);
-        decode_into(Box::new(bridge), &m, identities.as_deref(), &mut w)?;
-        w.flush().map_err(io_err)?;
-        drop(w);
-        Ok(file)
+        })?;
+        Ok(out)
     })
     .await
     .map_err(|e| SnapshotError::Encode(format!("download task failed: {e}")))?
