@@ -3,8 +3,8 @@
 # saved to a local file and one backed up to a SeaweedFS S3 store (zstd, streamed); then side by side
 # in one run: `etcdutl snapshot restore` of the local file, `cpkeep restore` of the same file, and
 # `cpkeep restore latest --store s3://…` (download → zstd → db, streamed, no compressed copy on disk).
-# Median of 3 wall times and the peak RSS of each; every run restores into a fresh directory on the
-# same disk.
+# Median of 5 wall times (taking turns) and the peak RSS of each; every run restores into a fresh
+# directory on the same disk.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 size=${1:-1024}
@@ -30,26 +30,36 @@ target/release/cpkeep snapshot save -q "$work/snap.db" $conn >/dev/null
 # shellcheck disable=SC2086
 target/release/cpkeep backup -q $conn $store >/dev/null
 ls -l "$work/snap.db" | awk '{printf "snapshot: %.0f MiB\n", $5/1048576}'
-echo "| tool | wall s (median of 3) | peak RSS MiB |"
+rounds=${CPKEEP_BENCH_ROUNDS:-5}
+echo "| tool | wall s (median of $rounds) | peak RSS MiB |"
 echo "|---|---|---|"
+# The three tools take turns (round-robin), each run after a sync, so that the disk's slow spells and
+# the writeback of an earlier run fall on all three alike rather than on whichever runs next.
+labels=("etcdutl snapshot restore (local file)" "cpkeep restore (local file)" "cpkeep restore latest --store s3 (zstd, streamed)")
+# shellcheck disable=SC2206
+commands=(
+  "$CPKEEP_ETCD35_DIR/etcdutl snapshot restore $work/snap.db --data-dir @DIR@"
+  "target/release/cpkeep restore -q $work/snap.db --data-dir @DIR@"
+  "target/release/cpkeep restore -q latest $store --data-dir @DIR@"
+)
+declare -A walls rss
 n=0
-row() {
-  local label=$1; shift
-  local walls=() rss=0 out
-  for _ in 1 2 3; do
+for _ in $(seq 1 "$rounds"); do
+  for i in 0 1 2; do
     n=$((n + 1))
-    local dir="$work/restored-$n"
-    # shellcheck disable=SC2046
-    out=$(python3 bench/measure.py $(printf '%s\n' "$@" | sed "s#@DIR@#$dir#g") 2>/dev/null | tail -1)
-    walls+=("$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["wall_s"])')")
-    rss=$(echo "$out" | python3 -c "import json,sys; print(max($rss, json.load(sys.stdin)['maxrss_mib']))")
-    test -f "$dir/member/snap/db" || { echo "$label: no db restored in $dir" >&2; exit 1; }
+    dir="$work/restored-$n"
+    sync
+    # shellcheck disable=SC2046,SC2086
+    out=$(python3 bench/measure.py $(echo ${commands[$i]} | sed "s#@DIR@#$dir#g") 2>/dev/null | tail -1)
+    test -f "$dir/member/snap/db" || { echo "${labels[$i]}: no db restored in $dir" >&2; exit 1; }
     rm -rf "$dir"
+    walls[$i]+="$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["wall_s"])') "
+    rss[$i]=$(echo "$out" | python3 -c "import json,sys; print(max(${rss[$i]:-0}, json.load(sys.stdin)['maxrss_mib']))")
   done
-  med=$(printf '%s\n' "${walls[@]}" | sort -n | sed -n 2p)
-  echo "| $label | $med | $rss |"
-}
-row "etcdutl snapshot restore (local file)" "$CPKEEP_ETCD35_DIR/etcdutl" snapshot restore "$work/snap.db" --data-dir @DIR@
-row "cpkeep restore (local file)" target/release/cpkeep restore -q "$work/snap.db" --data-dir @DIR@
-# shellcheck disable=SC2086
-row "cpkeep restore latest --store s3 (zstd, streamed)" target/release/cpkeep restore -q latest $store --data-dir @DIR@
+done
+for i in 0 1 2; do
+  # shellcheck disable=SC2086
+  med=$(printf '%s\n' ${walls[$i]} | sort -n | sed -n "$(((rounds + 1) / 2))p")
+  echo "| ${labels[$i]} | $med | ${rss[$i]} |"
+  echo "  ${labels[$i]}: ${walls[$i]}" >&2
+done

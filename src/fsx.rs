@@ -2,6 +2,9 @@
 //! written with its final mode from the start (keys are never readable by others, not even briefly),
 //! fsynced, renamed over the target, and the directory fsynced so the rename survives a crash.
 //!
+//! Also: early writeback for big sequential writes ([`EarlySync`], [`EarlyWriter`]), so their final
+//! fsync does not start from a whole file of dirty pages.
+//!
 //! This module never prints and never deletes anything but its own temp file.
 
 use std::fs::{self, File, OpenOptions};
@@ -55,6 +58,110 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 pub fn create_dir_all_mode(dir: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new().recursive(true).mode(mode).create(dir)
+}
+
+/// A thread that fsyncs a file while its writer keeps producing data, so that the final fsync
+/// finds most of a large file already on disk instead of writing it all back at the end. Requests
+/// coalesce. The file description is shared with the writer, and Linux reports a writeback error
+/// to the first fsync that sees it only: the thread keeps the first error and the writer returns
+/// it, so no error is swallowed.
+pub struct EarlySync {
+    poke: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl EarlySync {
+    pub fn start(file: &File) -> Option<EarlySync> {
+        let file = file.try_clone().ok()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("bolt-writeback".into())
+            .spawn(move || {
+                for () in rx {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+            .ok()?;
+        Some(EarlySync {
+            poke: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn request(&self) {
+        if let Some(tx) = &self.poke {
+            // Full: a sync is already pending, which will cover these pages too.
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// Stops the thread; its first error, if any.
+    pub fn stop(&mut self) -> io::Result<()> {
+        self.poke.take();
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the writeback thread failed")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for EarlySync {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Bytes an [`EarlyWriter`] writes between two writeback requests.
+pub const EARLY_SYNC_BYTES: u64 = 64 << 20;
+
+/// A buffered writer of a big file that starts writeback every [`EARLY_SYNC_BYTES`] (see
+/// [`EarlySync`]). [`EarlyWriter::finish`] flushes, waits for the writeback and returns the file,
+/// not yet synced.
+pub struct EarlyWriter {
+    out: io::BufWriter<File>,
+    early: Option<EarlySync>,
+    unsynced: u64,
+}
+
+impl EarlyWriter {
+    pub fn new(file: File) -> EarlyWriter {
+        let early = EarlySync::start(&file);
+        EarlyWriter {
+            out: io::BufWriter::with_capacity(1 << 20, file),
+            early,
+            unsynced: 0,
+        }
+    }
+
+    /// The file, flushed; the first writeback error, if any.
+    pub fn finish(mut self) -> io::Result<File> {
+        self.out.flush()?;
+        if let Some(mut early) = self.early.take() {
+            early.stop()?;
+        }
+        self.out.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+impl Write for EarlyWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= EARLY_SYNC_BYTES {
+            // What is still in the buffer goes with the next request.
+            self.unsynced = 0;
+            if let Some(early) = &self.early {
+                early.request();
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 #[cfg(test)]

@@ -678,6 +678,9 @@ pub struct EtcdStatus {
     /// unparsable (etcdutl 3.6 prints ""; etcdutl 3.5 has no such field).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Entries per top-level bucket, in name order (not in etcdutl's output).
+    #[serde(skip)]
+    pub bucket_keys: Vec<(String, u64)>,
 }
 
 /// Computes what `etcdutl snapshot status` computes, the same way:
@@ -722,6 +725,7 @@ pub fn status<S: PageSource>(db: &Db<S>) -> Result<EtcdStatus, EtcdError> {
         crc,
         revision,
         total_key,
+        bucket_keys,
         ..
     } = hash;
     Ok(EtcdStatus {
@@ -730,6 +734,7 @@ pub fn status<S: PageSource>(db: &Db<S>) -> Result<EtcdStatus, EtcdError> {
         total_key,
         total_size: db.data_size(),
         version,
+        bucket_keys,
     })
 }
 
@@ -742,6 +747,7 @@ struct StatusHash {
     in_key_bucket: bool,
     revision: i64,
     total_key: u64,
+    bucket_keys: Vec<(String, u64)>,
     error: Option<EtcdError>,
 }
 
@@ -756,6 +762,8 @@ impl Visitor for StatusHash {
                 }
                 self.crc.update(e.key);
                 self.in_key_bucket = e.key == KEY_BUCKET;
+                self.bucket_keys
+                    .push((String::from_utf8_lossy(e.key).into_owned(), 0));
             }
             1 => {
                 self.crc.update(e.key);
@@ -773,6 +781,9 @@ impl Visitor for StatusHash {
                     }
                 }
                 self.total_key += 1;
+                if let Some((_, n)) = self.bucket_keys.last_mut() {
+                    *n += 1;
+                }
             }
             _ => {}
         }

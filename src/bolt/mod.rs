@@ -33,4 +33,4 @@ pub use etcd::{status, EtcdError, EtcdStatus};
 pub use reader::{Bucket, Cursor, Db, DbInfo, Entry, Iter, OpenOptions};
 pub use source::PageSource;
 pub use stream::{SnapshotFacts, SnapshotScanner};
-pub use writer::{BoltWriter, WriteError, WriteSummary, WriterOptions};
+pub use writer::{AppendTo, BoltWriter, Spine, WriteError, WriteSummary, WriterOptions};

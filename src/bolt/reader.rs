@@ -571,6 +571,43 @@ impl<'db, S: PageSource> Bucket<'db, S> {
         }
         Err(node.fault(Fault::new(Defect::TooDeep, 0)))
     }
+
+    /// The rightmost path of a tree bucket, from its last leaf up to its root (for a commit that
+    /// appends after its last key); `None` for an inline bucket.
+    pub fn spine(&self) -> Result<Option<super::writer::Spine>, BoltError> {
+        let Root::Tree { pgid, from } = &self.root else {
+            return Ok(None);
+        };
+        let mut node = self.db.tree_node(*pgid, *from)?;
+        let mut branches = Vec::new();
+        for _ in 0..MAX_DEPTH {
+            match node.kind {
+                NodeKind::Branch => {
+                    let mut children = Vec::with_capacity(node.count);
+                    for i in 0..node.count {
+                        let (key, child, _) = node.child(i)?;
+                        children.push((key.to_vec(), child));
+                    }
+                    let Some(last) = node.count.checked_sub(1) else {
+                        return Err(node.fault(Fault::new(Defect::EmptyBranch, 0)));
+                    };
+                    let (_, child, from) = node.child(last)?;
+                    branches.push(children);
+                    node = self.db.tree_node(child, from)?;
+                }
+                NodeKind::Leaf => {
+                    let mut leaf = Vec::with_capacity(node.count);
+                    for i in 0..node.count {
+                        let e = node.entry(i)?;
+                        leaf.push((e.flags, e.key.to_vec(), e.value.to_vec()));
+                    }
+                    branches.reverse();
+                    return Ok(Some(super::writer::Spine { leaf, branches }));
+                }
+            }
+        }
+        Err(node.fault(Fault::new(Defect::TooDeep, 0)))
+    }
 }
 
 /// One bit per page below the high-water mark.

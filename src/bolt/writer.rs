@@ -57,6 +57,7 @@ use super::page::{
     BRANCH_PAGE_FLAG, FREELIST_PAGE_FLAG, LEAF_PAGE_FLAG, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
     PAGE_HEADER_SIZE,
 };
+use crate::fsx::{EarlySync, EARLY_SYNC_BYTES};
 
 /// bbolt's `MaxKeySize`: the longest key (and, here, bucket name) bbolt accepts.
 pub const MAX_KEY_SIZE: usize = 32768;
@@ -67,6 +68,9 @@ pub const DEFAULT_PAGE_SIZE: u32 = 4096;
 /// bbolt's bounds on a bucket's `FillPercent`, used for [`WriterOptions::fill`].
 pub const MIN_FILL: f64 = 0.1;
 pub const MAX_FILL: f64 = 1.0;
+
+mod append;
+pub use append::{AppendTo, Spine};
 
 /// Where the empty freelist goes: right after the metas, as in a file bbolt creates itself.
 const FREELIST_PGID: u64 = 2;
@@ -255,62 +259,6 @@ struct Pages {
     early: Option<EarlySync>,
     /// Page id at the last early sync request.
     synced_to: u64,
-}
-
-/// Bytes written between two early writeback requests.
-const EARLY_SYNC_BYTES: u64 = 64 << 20;
-
-/// A thread that fsyncs the file while the writer keeps producing pages, so that the final fsync
-/// finds most of a large file already on disk instead of writing it all back at the end. Requests
-/// coalesce. The file description is shared with the writer, and Linux reports a writeback error
-/// to the first fsync that sees it only: the thread keeps the first error and the writer returns
-/// it, so no error is swallowed.
-struct EarlySync {
-    poke: Option<std::sync::mpsc::SyncSender<()>>,
-    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
-}
-
-impl EarlySync {
-    fn start(file: &File) -> Option<EarlySync> {
-        let file = file.try_clone().ok()?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("bolt-writeback".into())
-            .spawn(move || {
-                for () in rx {
-                    file.sync_data()?;
-                }
-                Ok(())
-            })
-            .ok()?;
-        Some(EarlySync {
-            poke: Some(tx),
-            thread: Some(thread),
-        })
-    }
-
-    fn request(&self) {
-        if let Some(tx) = &self.poke {
-            // Full: a sync is already pending, which will cover these pages too.
-            let _ = tx.try_send(());
-        }
-    }
-
-    /// Stops the thread; its first error, if any.
-    fn stop(&mut self) -> io::Result<()> {
-        self.poke.take();
-        match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(io::Error::other("the writeback thread failed")),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for EarlySync {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
 }
 
 impl Pages {
@@ -671,6 +619,15 @@ pub struct BoltWriter {
     buckets: u64,
     keys: u64,
     broken: bool,
+    /// A fresh file, or a commit appended to an existing one (see [`append`]).
+    mode: Mode,
+}
+
+/// What [`BoltWriter::finish`] completes.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Fresh,
+    Append(AppendTo),
 }
 
 impl std::fmt::Debug for Pages {
@@ -720,6 +677,7 @@ impl BoltWriter {
             buckets: 0,
             keys: 0,
             broken: false,
+            mode: Mode::Fresh,
         })
     }
 
@@ -742,6 +700,18 @@ impl BoltWriter {
     /// ascending (bytewise) across the file, and the previous bucket ended.
     pub fn begin_bucket(&mut self, name: &[u8], sequence: u64) -> Result<(), WriteError> {
         self.usable()?;
+        self.check_bucket_name(name)?;
+        self.bucket = Some(OpenBucket {
+            name: name.to_vec(),
+            sequence,
+            tree: Tree::default(),
+            last_key: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// A top-level bucket may be started as `name`: no bucket open, a valid name, after the last.
+    fn check_bucket_name(&self, name: &[u8]) -> Result<(), WriteError> {
         if let Some(open) = &self.bucket {
             return Err(WriteError::BucketStillOpen {
                 open: open.name.clone(),
@@ -760,12 +730,6 @@ impl BoltWriter {
                 previous: previous.to_vec(),
             });
         }
-        self.bucket = Some(OpenBucket {
-            name: name.to_vec(),
-            sequence,
-            tree: Tree::default(),
-            last_key: Vec::new(),
-        });
         Ok(())
     }
 
@@ -860,6 +824,9 @@ impl BoltWriter {
             return Err(WriteError::UnfinishedBucket(b.name));
         }
         let root = mem::take(&mut self.root).finish(&mut self.pages, self.budget)?;
+        if let Mode::Append(at) = self.mode {
+            return self.commit_appended(at, root);
+        }
         let high_water = self.pages.next;
         let ps = u64::from(self.page_size);
         let bytes = high_water.checked_mul(ps).ok_or(WriteError::TooManyPages)?;
@@ -932,6 +899,7 @@ mod tests {
             buckets: 0,
             keys: 0,
             broken: false,
+            mode: Mode::Fresh,
         };
         w.begin_bucket(b"key", 0).unwrap();
         w.put(b"a", b"small: buffered").unwrap();

@@ -282,9 +282,12 @@ impl Render for RestoreReport {
             db.keys,
             human_bytes(db.db_size),
             if self.hash_checked {
-                "sha256 verified, rewritten, checked"
+                format!("sha256 verified, {}, checked", db.written.describe())
             } else {
-                "NO sha256 check (--skip-hash-check), structure checked, rewritten, checked"
+                format!(
+                    "NO sha256 check (--skip-hash-check), structure checked, {}, checked",
+                    db.written.describe()
+                )
             }
         ));
         if db.alarms.is_empty() {

@@ -16,6 +16,7 @@ pub mod drill;
 pub mod error;
 pub mod fuzz_targets;
 pub mod ids;
+pub mod inplace;
 pub mod kubeadm;
 pub mod manifest;
 pub mod membership;

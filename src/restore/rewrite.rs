@@ -15,7 +15,7 @@ use super::membership::DbUpdates;
 use crate::bolt::etcd::Alarm;
 use crate::bolt::schema::{KEY_BUCKET, META_BUCKET};
 use crate::bolt::writer::{BoltWriter, WriterOptions};
-use crate::bolt::{Db, PageSource};
+use crate::bolt::{Bucket, Db, PageSource};
 
 /// The `meta` key etcd reads at boot to finish a compaction it had scheduled.
 pub const SCHEDULED_COMPACT_KEY: &[u8] = b"scheduledCompactRev";
@@ -62,6 +62,26 @@ pub struct RewriteReport {
     pub buckets: Vec<BucketCount>,
     pub keys: u64,
     pub db_size: u64,
+    pub written: DbWrite,
+}
+
+/// How the restored db was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DbWrite {
+    /// A fresh, compact file with every pair copied (a local snapshot file).
+    Rewritten,
+    /// The downloaded snapshot with one commit appended (a snapshot from a store).
+    EditedInPlace,
+}
+
+impl DbWrite {
+    pub fn describe(self) -> &'static str {
+        match self {
+            DbWrite::Rewritten => "rewritten",
+            DbWrite::EditedInPlace => "edited in place",
+        }
+    }
 }
 
 /// Copies `src` into `out` (a new, empty file) with `options` applied.
@@ -80,41 +100,14 @@ pub fn rewrite<S: PageSource>(
     )
     .map_err(RestoreError::Write)?;
 
-    // Puts grouped per bucket, in key order; buckets to create even if the snapshot lacks them.
-    let mut puts: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>> = BTreeMap::new();
-    for p in &options.updates.puts {
-        puts.entry(p.bucket.to_vec())
-            .or_default()
-            .insert(p.key.clone(), p.value.clone());
-    }
-    let cleared: BTreeSet<Vec<u8>> = options
-        .updates
-        .cleared_buckets
-        .iter()
-        .map(|b| b.to_vec())
-        .collect();
-
-    let mut names: BTreeSet<Vec<u8>> = src.buckets().map_err(bolt)?.into_iter().collect();
-    names.extend(puts.keys().cloned());
-    names.extend(cleared.iter().cloned());
-    if options.bump.is_some() {
-        // The bumped revision goes into `key`, its compaction into `meta`, which sorts after it:
-        // the latest revision is known by the time `meta` is written.
-        names.insert(KEY_BUCKET.to_vec());
-        names.insert(META_BUCKET.to_vec());
-    }
+    let Changes {
+        mut puts,
+        cleared,
+        names,
+        compaction_floor,
+    } = changes(src, options)?;
     let mut latest = 0i64;
     let mut bumped = None;
-    let compaction_floor = match options.bump {
-        Some(_) => crate::bolt::etcd::meta(src)
-            .map(|m| {
-                m.finished_compact_revision
-                    .unwrap_or(0)
-                    .max(m.scheduled_compact_revision.unwrap_or(0))
-            })
-            .unwrap_or(0),
-        None => 0,
-    };
 
     let mut buckets = Vec::new();
     let mut alarms = Vec::new();
@@ -124,55 +117,23 @@ pub fn rewrite<S: PageSource>(
         writer
             .begin_bucket(name, source.as_ref().map_or(0, |b| b.sequence()))
             .map_err(RestoreError::Write)?;
-        let mut extra = puts.remove(name).unwrap_or_default().into_iter().peekable();
-        let mut written = 0u64;
-        let mut put = |w: &mut BoltWriter, k: &[u8], v: &[u8]| -> Result<(), RestoreError> {
-            written += 1;
-            w.put(k, v).map_err(RestoreError::Write)
-        };
-        if let (Some(bucket), false) = (&source, cleared.contains(name)) {
-            let mut cursor = bucket.cursor();
-            while let Some(entry) = cursor.next_entry() {
-                let entry = entry.map_err(bolt)?;
-                if entry.is_bucket() {
-                    return Err(RestoreError::Snapshot(format!(
-                        "bucket {shown:?} holds a nested bucket {:?}: not an etcd snapshot",
-                        String::from_utf8_lossy(entry.key)
-                    )));
-                }
-                if name == ALARM_BUCKET {
-                    alarms.push(match Alarm::decode(entry.key) {
-                        Ok(a) => format!("{} on member {:x}", a.name(), a.member_id),
-                        Err(_) => format!("undecodable alarm {}", hex::encode(entry.key)),
-                    });
-                    if options.clear_alarms {
-                        continue;
-                    }
-                }
-                while let Some((k, v)) = extra.next_if(|(k, _)| k.as_slice() < entry.key) {
-                    put(&mut writer, &k, &v)?;
-                }
-                if name == KEY_BUCKET {
-                    latest = revision_main(entry.key).unwrap_or(latest);
-                }
-                if let Some((k, v)) = extra.next_if(|(k, _)| k.as_slice() == entry.key) {
-                    put(&mut writer, &k, &v)?;
-                } else {
-                    put(&mut writer, entry.key, entry.value)?;
-                }
-            }
-        }
-        for (k, v) in extra {
-            put(&mut writer, &k, &v)?;
-        }
+        let extra = puts.remove(name).unwrap_or_default();
+        let from = source.as_ref().filter(|_| !cleared.contains(name));
+        let mut written = copy_pairs(
+            &mut writer,
+            name,
+            from,
+            extra,
+            options.clear_alarms,
+            &mut alarms,
+            &mut latest,
+        )?;
         if let (Some(b), true) = (options.bump, name == KEY_BUCKET) {
-            // Above every revision in the snapshot, so it is the last key.
-            // etcd boots at the higher of the last key's revision and the compaction's (a
-            // compacted delete at the head leaves no key at the head revision); bumping from the
-            // last key alone (as etcdutl does) could land at or below where etcd already is.
-            let base = latest.max(compaction_floor);
-            let rev = base.saturating_add(i64::try_from(b.by).unwrap_or(i64::MAX));
-            put(&mut writer, &revision_key(rev), &[])?;
+            let rev = bumped_revision(latest, compaction_floor, b);
+            writer
+                .put(&revision_key(rev), &[])
+                .map_err(RestoreError::Write)?;
+            written += 1;
             bumped = Some(rev);
             if b.mark_compacted {
                 puts.entry(META_BUCKET.to_vec())
@@ -196,17 +157,144 @@ pub fn rewrite<S: PageSource>(
         buckets,
         keys: summary.keys,
         db_size: summary.bytes,
+        written: DbWrite::Rewritten,
     })
 }
 
+/// Puts bucket `name`'s pairs into the writer's open bucket, in key order: those of `source`
+/// (`None`: a new or cleared bucket) with `extra` merged in (an equal key takes `extra`'s value).
+/// Alarms are noted in `alarms` (and dropped with `clear_alarms`), the last revision of `key` in
+/// `latest`; a nested bucket is refused. Returns the pairs written.
+pub(super) fn copy_pairs<S: PageSource>(
+    writer: &mut BoltWriter,
+    name: &[u8],
+    source: Option<&Bucket<'_, S>>,
+    extra: BTreeMap<Vec<u8>, Vec<u8>>,
+    clear_alarms: bool,
+    alarms: &mut Vec<String>,
+    latest: &mut i64,
+) -> Result<u64, RestoreError> {
+    let bolt = |e: crate::bolt::BoltError| RestoreError::Snapshot(format!("{e}"));
+    let shown = String::from_utf8_lossy(name);
+    let mut extra = extra.into_iter().peekable();
+    let mut written = 0u64;
+    let mut put = |w: &mut BoltWriter, k: &[u8], v: &[u8]| -> Result<(), RestoreError> {
+        written += 1;
+        w.put(k, v).map_err(RestoreError::Write)
+    };
+    if let Some(bucket) = source {
+        let mut cursor = bucket.cursor();
+        while let Some(entry) = cursor.next_entry() {
+            let entry = entry.map_err(bolt)?;
+            if entry.is_bucket() {
+                return Err(RestoreError::Snapshot(format!(
+                    "bucket {shown:?} holds a nested bucket {:?}: not an etcd snapshot",
+                    String::from_utf8_lossy(entry.key)
+                )));
+            }
+            if name == ALARM_BUCKET {
+                alarms.push(match Alarm::decode(entry.key) {
+                    Ok(a) => format!("{} on member {:x}", a.name(), a.member_id),
+                    Err(_) => format!("undecodable alarm {}", hex::encode(entry.key)),
+                });
+                if clear_alarms {
+                    continue;
+                }
+            }
+            while let Some((k, v)) = extra.next_if(|(k, _)| k.as_slice() < entry.key) {
+                put(writer, &k, &v)?;
+            }
+            if name == KEY_BUCKET {
+                *latest = revision_main(entry.key).unwrap_or(*latest);
+            }
+            if let Some((k, v)) = extra.next_if(|(k, _)| k.as_slice() == entry.key) {
+                put(writer, &k, &v)?;
+            } else {
+                put(writer, entry.key, entry.value)?;
+            }
+        }
+    }
+    for (k, v) in extra {
+        put(writer, &k, &v)?;
+    }
+    Ok(written)
+}
+
+/// What a restore changes in a snapshot's db, whichever way it is written.
+pub(super) struct Changes {
+    /// Puts grouped per bucket, in key order.
+    pub puts: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Buckets whose pairs are all dropped (then the puts land in them).
+    pub cleared: BTreeSet<Vec<u8>>,
+    /// Every top-level bucket of the result, in name order: the snapshot's and those to create.
+    pub names: BTreeSet<Vec<u8>>,
+    /// The revision etcd boots at besides the last key's: the finished or scheduled compaction
+    /// (only read for a bump).
+    pub compaction_floor: i64,
+}
+
+pub(super) fn changes<S: PageSource>(
+    src: &Db<S>,
+    options: &RewriteOptions,
+) -> Result<Changes, RestoreError> {
+    let bolt = |e: crate::bolt::BoltError| RestoreError::Snapshot(format!("{e}"));
+    let mut puts: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>> = BTreeMap::new();
+    for p in &options.updates.puts {
+        puts.entry(p.bucket.to_vec())
+            .or_default()
+            .insert(p.key.clone(), p.value.clone());
+    }
+    let cleared: BTreeSet<Vec<u8>> = options
+        .updates
+        .cleared_buckets
+        .iter()
+        .map(|b| b.to_vec())
+        .collect();
+    let mut names: BTreeSet<Vec<u8>> = src.buckets().map_err(bolt)?.into_iter().collect();
+    names.extend(puts.keys().cloned());
+    names.extend(cleared.iter().cloned());
+    if options.bump.is_some() {
+        // The bumped revision goes into `key`, its compaction into `meta`, which sorts after it:
+        // the latest revision is known by the time `meta` is written.
+        names.insert(KEY_BUCKET.to_vec());
+        names.insert(META_BUCKET.to_vec());
+    }
+    let compaction_floor = match options.bump {
+        Some(_) => crate::bolt::etcd::meta(src)
+            .map(|m| {
+                m.finished_compact_revision
+                    .unwrap_or(0)
+                    .max(m.scheduled_compact_revision.unwrap_or(0))
+            })
+            .unwrap_or(0),
+        None => 0,
+    };
+    Ok(Changes {
+        puts,
+        cleared,
+        names,
+        compaction_floor,
+    })
+}
+
+/// The revision a bump starts the restored member at: above every revision in the snapshot, so
+/// its key is the last one. etcd boots at the higher of the last key's revision and the
+/// compaction's (a compacted delete at the head leaves no key at the head revision); bumping
+/// from the last key alone (as etcdutl does) could land at or below where etcd already is.
+pub(super) fn bumped_revision(latest: i64, compaction_floor: i64, bump: Bump) -> i64 {
+    latest
+        .max(compaction_floor)
+        .saturating_add(i64::try_from(bump.by).unwrap_or(i64::MAX))
+}
+
 /// The main part of a revision key (`None` if too short to be one).
-fn revision_main(key: &[u8]) -> Option<i64> {
+pub(super) fn revision_main(key: &[u8]) -> Option<i64> {
     let main: [u8; 8] = key.get(..8)?.try_into().ok()?;
     Some(i64::from_be_bytes(main))
 }
 
 /// etcd's 17-byte revision key: main (8 bytes big-endian), `_`, sub 0.
-fn revision_key(main: i64) -> Vec<u8> {
+pub(super) fn revision_key(main: i64) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.extend_from_slice(&main.to_be_bytes());
     k.push(b'_');

@@ -20,7 +20,7 @@ use super::error::RestoreError;
 use super::ids::id_hex;
 use super::membership::{InitialCluster, Membership};
 use super::rewrite::{rewrite, Bump, RewriteOptions, RewriteReport};
-use super::{raftsnap, wal};
+use super::{inplace, raftsnap, wal};
 use crate::bolt::{self, Db};
 use crate::fsx;
 use crate::snapshot::{self, FileEncoding, Manifest};
@@ -109,7 +109,7 @@ pub struct RestorePlan {
     /// first.
     pub leftovers: Vec<PathBuf>,
     #[serde(skip)]
-    membership: Membership,
+    pub(crate) membership: Membership,
 }
 
 /// One member of the restored cluster.
@@ -416,15 +416,8 @@ async fn build(
             manifest,
             identities,
         } => {
-            let report = rewrite_stored(
-                store,
-                &manifest,
-                identities,
-                &incoming,
-                &out_path,
-                rewrite_options,
-            )
-            .await?;
+            let report =
+                restore_stored(store, &manifest, identities, &out_path, rewrite_options).await?;
             (format!("stored:{}", manifest.id), true, report)
         }
     };
@@ -518,29 +511,35 @@ async fn rewrite_file(
     Ok((kind, hash_checked, rewritten?))
 }
 
-/// Rewrites a stored snapshot into `out`: downloaded and decoded into `incoming` (the manifest's
-/// sha256s and etcd's trailer checked while it streams), then rewritten from there. The rewrite
-/// needs random access, and bbolt's copy-on-write puts the pages it reads first (the roots) near
-/// the end of the file, so it cannot start before the download ends.
-async fn rewrite_stored(
+/// Restores a stored snapshot into `out`: downloaded and decoded straight into it (the manifest's
+/// sha256s and etcd's trailer checked while it streams, writeback started as it lands), then the
+/// restore's changes committed to it in place. The db is written once: a rewrite would need it
+/// whole on disk first anyway (it reads in key order, and bbolt's copy-on-write puts the roots it
+/// starts from near the end of the file), and then write it all a second time.
+async fn restore_stored(
     store: &dyn ObjectStore,
     manifest: &Manifest,
     identities: Identities,
-    incoming: &Path,
     out: &Path,
     rewrite_options: RewriteOptions,
 ) -> Result<RewriteReport, RestoreError> {
-    let file = std::io::BufWriter::with_capacity(1 << 20, secret_file(incoming)?);
-    let file = snapshot::fetch_into(store, manifest, identities, file, incoming).await?;
-    let file = file
-        .into_inner()
-        .map_err(|e| RestoreError::io("write", incoming, e.into_error()))?;
-    let (incoming2, out2) = (incoming.to_path_buf(), out.to_path_buf());
+    let landing = fsx::EarlyWriter::new(secret_file(out)?);
+    let landing = snapshot::fetch_into(store, manifest, identities, landing, out).await?;
+    let file = landing
+        .finish()
+        .map_err(|e| RestoreError::io("write", out, e))?;
+    let out = out.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        rewrite_and_verify(file, &incoming2, &out2, &rewrite_options, false)
+        let started = Instant::now();
+        let report = inplace::edit_in_place(file, &out, &rewrite_options);
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            "db edited in place, synced and checked"
+        );
+        report
     })
     .await
-    .map_err(|e| RestoreError::Snapshot(format!("rewrite task failed: {e}")))?
+    .map_err(|e| RestoreError::Snapshot(format!("restore task failed: {e}")))?
 }
 
 /// How the snapshot's integrity is (being) established.

@@ -1,0 +1,231 @@
+//! A copy-on-write commit appended to an existing bbolt file, as bbolt's own commit makes one: new
+//! pages go past the old high-water mark (every page below it stays as it was), and a single meta
+//! with the next txid points at the new root bucket. The root bucket is rewritten whole; each
+//! top-level bucket in it is kept as it was (its entry copied), rewritten from pairs, or extended
+//! past its last key by copying its rightmost path.
+//!
+//! It never writes below the old high-water mark except the one meta page that bbolt's next commit
+//! would overwrite (the one with the older txid), and it writes that last, after the new pages
+//! are synced. No freelist is stored (bbolt and etcd rebuild it on open, as for etcd's own files);
+//! the pages the commit replaced become free that way.
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+
+use super::{
+    io_error, BoltWriter, Mode, Pages, Pending, Tree, WriteError, WriteSummary, MAX_KEY_SIZE,
+    MAX_PAGE_SIZE, MAX_VALUE_SIZE, MIN_PAGE_SIZE,
+};
+use crate::bolt::element::BUCKET_LEAF_FLAG;
+use crate::bolt::meta::{encode_meta_page, Meta, META_PAGE_USED, NO_FREELIST};
+use crate::bolt::page::{BRANCH_PAGE_FLAG, LEAF_PAGE_FLAG};
+use crate::fsx::EarlySync;
+
+/// The existing database, from the meta it is opened with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendTo {
+    pub page_size: u32,
+    /// Its high-water mark: the new pages start here.
+    pub high_water: u64,
+    /// Its txid: the commit is `txid + 1`, in meta page `(txid + 1) % 2`.
+    pub txid: u64,
+    /// The root bucket's sequence, kept.
+    pub root_sequence: u64,
+    /// Its meta flags, kept.
+    pub flags: u32,
+}
+
+/// A bucket's rightmost path as read from the file: the last leaf's elements (flags, key, value),
+/// then each branch page above it up to the bucket's root, each as (first key, child page) pairs.
+/// `branches` is empty when the root is that leaf.
+#[derive(Debug, Clone, Default)]
+pub struct Spine {
+    pub leaf: Vec<(u32, Vec<u8>, Vec<u8>)>,
+    pub branches: Vec<Vec<(Vec<u8>, u64)>>,
+}
+
+impl BoltWriter {
+    /// Starts a commit on `file`, a database in the state `at` says (read from its meta by the
+    /// caller): pages are appended from `at.high_water`, and [`BoltWriter::finish`] writes the
+    /// meta. Every top-level bucket must then be given, in name order, by
+    /// [`BoltWriter::keep_bucket`], [`BoltWriter::append_to_bucket`] or `begin_bucket`/`put`/
+    /// `end_bucket`: the root bucket is written anew from them.
+    pub fn append(mut file: File, at: AppendTo) -> Result<BoltWriter, WriteError> {
+        if !at.page_size.is_power_of_two()
+            || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&at.page_size)
+        {
+            return Err(WriteError::PageSize(at.page_size));
+        }
+        let ps = u64::from(at.page_size);
+        if at.high_water < 2 {
+            return Err(WriteError::TooManyPages);
+        }
+        let start = at
+            .high_water
+            .checked_mul(ps)
+            .ok_or(WriteError::TooManyPages)?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(io_error("seeking to its high-water mark"))?;
+        let early = EarlySync::start(&file);
+        Ok(BoltWriter {
+            pages: Pages {
+                out: BufWriter::with_capacity(super::WRITE_BUFFER_BYTES, file),
+                page_size: ps,
+                next: at.high_water,
+                early,
+                synced_to: at.high_water,
+            },
+            page_size: at.page_size,
+            budget: at.page_size as usize,
+            root: Tree::default(),
+            bucket: None,
+            last_bucket: None,
+            buckets: 0,
+            keys: 0,
+            broken: false,
+            mode: Mode::Append(at),
+        })
+    }
+
+    /// Records top-level bucket `name` as it is: `value` is its entry in the old root bucket
+    /// (bucket header, and the inline page of an inline bucket), copied.
+    pub fn keep_bucket(&mut self, name: &[u8], value: &[u8]) -> Result<(), WriteError> {
+        self.usable()?;
+        self.check_bucket_name(name)?;
+        let r = self.record_raw(name, value);
+        self.noting(r)
+    }
+
+    /// Records top-level bucket `name` (sequence `sequence`) with `pairs` added after its last key:
+    /// the rightmost leaf is copied with the pairs appended (it may grow overflow pages; bbolt
+    /// splits it when it next writes it), and each branch page of `spine` is copied pointing at the
+    /// new page below it. The other pages of the tree are shared with the old root.
+    pub fn append_to_bucket(
+        &mut self,
+        name: &[u8],
+        sequence: u64,
+        spine: &Spine,
+        pairs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), WriteError> {
+        self.usable()?;
+        self.check_bucket_name(name)?;
+        let mut last = spine.leaf.last().map(|(_, k, _)| k.as_slice());
+        for (key, value) in pairs {
+            if key.is_empty() {
+                return Err(WriteError::EmptyKey {
+                    bucket: name.to_vec(),
+                });
+            }
+            if key.len() > MAX_KEY_SIZE {
+                return Err(WriteError::KeyTooLong {
+                    bucket: name.to_vec(),
+                    len: key.len(),
+                });
+            }
+            if value.len() > MAX_VALUE_SIZE {
+                return Err(WriteError::ValueTooLong {
+                    bucket: name.to_vec(),
+                    key: key.clone(),
+                    len: value.len(),
+                });
+            }
+            if let Some(previous) = last.filter(|p| key.as_slice() <= *p) {
+                return Err(WriteError::KeyOrder {
+                    bucket: name.to_vec(),
+                    key: key.clone(),
+                    previous: previous.to_vec(),
+                });
+            }
+            last = Some(key);
+        }
+        let r = self.copy_spine(name, sequence, spine, pairs);
+        self.noting(r)
+    }
+
+    fn copy_spine(
+        &mut self,
+        name: &[u8],
+        sequence: u64,
+        spine: &Spine,
+        pairs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), WriteError> {
+        let mut leaf = Pending::default();
+        for (flags, key, value) in &spine.leaf {
+            leaf.push(*flags, key, value, 0);
+        }
+        for (key, value) in pairs {
+            leaf.push(0, key, value, 0);
+        }
+        let mut id = leaf.write(&mut self.pages, LEAF_PAGE_FLAG)?;
+        for branch in &spine.branches {
+            let mut page = Pending::default();
+            let last = branch.len().saturating_sub(1);
+            for (i, (key, child)) in branch.iter().enumerate() {
+                page.push(0, key, &[], if i == last { id } else { *child });
+            }
+            id = page.write(&mut self.pages, BRANCH_PAGE_FLAG)?;
+        }
+        let mut value = Vec::with_capacity(16);
+        value.extend_from_slice(&id.to_le_bytes());
+        value.extend_from_slice(&sequence.to_le_bytes());
+        self.record_raw(name, &value)?;
+        self.keys += pairs.len() as u64;
+        Ok(())
+    }
+
+    fn record_raw(&mut self, name: &[u8], value: &[u8]) -> Result<(), WriteError> {
+        self.root
+            .put(&mut self.pages, self.budget, BUCKET_LEAF_FLAG, name, value)?;
+        self.last_bucket = Some(name.to_vec());
+        self.buckets += 1;
+        Ok(())
+    }
+
+    /// The end of an appended commit: new pages synced, then the meta, then synced again.
+    pub(super) fn commit_appended(
+        mut self,
+        at: AppendTo,
+        root: u64,
+    ) -> Result<WriteSummary, WriteError> {
+        let high_water = self.pages.next;
+        let ps = u64::from(self.page_size);
+        let bytes = high_water.checked_mul(ps).ok_or(WriteError::TooManyPages)?;
+        let file = self
+            .pages
+            .out
+            .into_inner()
+            .map_err(|e| io_error("flushing the last pages")(e.into_error()))?;
+        if let Some(mut early) = self.pages.early.take() {
+            early.stop().map_err(io_error("syncing the new pages"))?;
+        }
+        file.sync_data()
+            .map_err(io_error("syncing the new pages"))?;
+        let txid = at.txid.checked_add(1).ok_or(WriteError::TooManyPages)?;
+        let slot = txid % 2;
+        let mut page = vec![0u8; META_PAGE_USED];
+        let meta = Meta {
+            page_size: at.page_size,
+            flags: at.flags,
+            root,
+            sequence: at.root_sequence,
+            freelist_pgid: NO_FREELIST,
+            high_water,
+            txid,
+            checksum: 0,
+        };
+        encode_meta_page(&mut page, slot, &meta);
+        file.write_all_at(&page, slot * ps)
+            .map_err(io_error(format!("meta page {slot}")))?;
+        // Anything past the new pages (etcd's sha256 trailer of a downloaded snapshot) goes.
+        file.set_len(bytes)
+            .map_err(io_error("setting its length"))?;
+        file.sync_all().map_err(io_error("syncing it"))?;
+        Ok(WriteSummary {
+            pages: high_water,
+            bytes,
+            buckets: self.buckets,
+            keys: self.keys,
+        })
+    }
+}
