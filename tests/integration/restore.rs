@@ -870,15 +870,21 @@ async fn v35_matches_etcdutl_restore() {
 // 5. From a store: a directory, and S3 with age.
 
 async fn from_a_directory_store(v: Etcd) {
+    const BUMP: i64 = 1_000_000_000;
     let dir = tempfile::tempdir().unwrap();
     let sb = sandbox_with(v, 1, |o| o.tls = false).await;
     let mut c = member_client(&sb, 0).await;
     let w = populate(&mut c).await;
+    // Enough pairs for branch pages above `key`'s last leaf: a bump copies that path.
+    fill(&sb, 2000, 500).await;
+    let kvs = dump(&mut c).await;
+    let head = revision(&mut c).await;
     let store = dir.path().join("store").display().to_string();
     let mut a = args(&["backup", "--store", &store]);
     a.extend(conn_args(&sb, &sb.endpoints(), "5s"));
     let run = cpkeep(&a).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
+
     let mut solo = Solo::new(dir.path(), "fromstore", 11);
     let j = restore_ok(&restore_args(
         "latest",
@@ -887,10 +893,47 @@ async fn from_a_directory_store(v: Etcd) {
     ))
     .await;
     assert!(j["source"].as_str().unwrap().starts_with("stored:"), "{j}");
-    assert_eq!(j["revision"].as_i64(), Some(w.revision), "{j}");
+    assert_eq!(j["written"].as_str(), Some("edited_in_place"), "{j}");
+    assert_eq!(j["revision"].as_i64(), Some(head), "{j}");
     let mut c = solo.boot(v).await;
     assert_alone(&mut c, &solo).await;
-    assert_same_data(&mut c, &w, w.revision).await;
+    assert_eq!(
+        dump(&mut c).await,
+        kvs,
+        "keys after a restore from the store"
+    );
+    assert_eq!(revision(&mut c).await, head);
+    assert_lease(&mut c, &w).await;
+    solo.stop();
+
+    // Bumped and marked compacted, edited in place: what Kubernetes needs after a restore.
+    let mut bumped = Solo::new(dir.path(), "bumpedfromstore", 12);
+    let j = restore_ok(&restore_args(
+        "latest",
+        &bumped.options(),
+        &[
+            "--store",
+            &store,
+            "--bump-revision",
+            "1000000000",
+            "--mark-compacted",
+        ],
+    ))
+    .await;
+    assert_eq!(j["written"].as_str(), Some("edited_in_place"), "{j}");
+    assert_eq!(j["revision"].as_i64(), Some(head + BUMP), "{j}");
+    assert_eq!(j["compacted_at"].as_i64(), Some(head + BUMP), "{j}");
+    let mut c = bumped.boot(v).await;
+    assert_alone(&mut c, &bumped).await;
+    assert_eq!(dump(&mut c).await, kvs, "keys after a bump");
+    assert_eq!(revision(&mut c).await, head + BUMP);
+    let r = first_watch_answer(&mut c, head).await;
+    assert!(r.canceled(), "{r:?}");
+    assert_eq!(r.compact_revision(), head + BUMP, "{r:?}");
+    let put = c.put("/app/new", "x", None).await.unwrap();
+    assert_eq!(put.header().unwrap().revision(), head + BUMP + 1);
+    let got = c.get("/app/new", None).await.unwrap();
+    assert_eq!(got.kvs()[0].value(), b"x");
 }
 
 fn s3_flags(s3: &S3Sandbox, url: &str) -> Vec<String> {
