@@ -16,8 +16,9 @@ const MAX_ENTRIES: usize = 200_000;
 const MAX_NESTING: usize = 8;
 
 /// `bolt_open`: open the bytes as a bbolt file, check it, iterate every bucket (nested ones
-/// too) and read etcd's schema. When the check finds no problem, every key iterated must be
-/// found again by a point lookup, with the same value.
+/// too), read each one's rightmost path, and read etcd's schema. When the check finds no problem,
+/// every key iterated must be found again by a point lookup, with the same value, and the rightmost
+/// path must end at the last key.
 pub fn bolt_open(data: &[u8]) {
     let options = OpenOptions {
         cache_bytes: 1 << 20,
@@ -72,6 +73,12 @@ fn walk<S: PageSource>(bucket: &Bucket<'_, S>, sound: bool, depth: usize, budget
         }
         if e.is_bucket() && nested.len() < 64 {
             nested.push(e.key.to_vec());
+        }
+    }
+    // A bump copies the rightmost path: in a checked file it ends at the last key iterated.
+    if let Ok(Some(spine)) = bucket.spine() {
+        if let (true, Some((_, last, _))) = (sound, spine.leaf.last()) {
+            assert_eq!(Some(last), prev.as_ref(), "the rightmost leaf ends elsewhere");
         }
     }
     for (key, value) in checked {
