@@ -78,7 +78,11 @@ fn walk<S: PageSource>(bucket: &Bucket<'_, S>, sound: bool, depth: usize, budget
     // A bump copies the rightmost path: in a checked file it ends at the last key iterated.
     if let Ok(Some(spine)) = bucket.spine() {
         if let (true, Some((_, last, _))) = (sound, spine.leaf.last()) {
-            assert_eq!(Some(last), prev.as_ref(), "the rightmost leaf ends elsewhere");
+            assert_eq!(
+                Some(last),
+                prev.as_ref(),
+                "the rightmost leaf ends elsewhere"
+            );
         }
     }
     for (key, value) in checked {

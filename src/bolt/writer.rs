@@ -262,6 +262,20 @@ struct Pages {
 }
 
 impl Pages {
+    /// The file with every page written and synced (the metas come after).
+    fn into_synced(mut self) -> Result<File, WriteError> {
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| io_error("flushing the last pages")(e.into_error()))?;
+        if let Some(mut early) = self.early.take() {
+            early.stop().map_err(io_error("syncing the data pages"))?;
+        }
+        file.sync_data()
+            .map_err(io_error("syncing the data pages"))?;
+        Ok(file)
+    }
+
     /// Writes a page of kind `flags` holding `count` elements whose bytes after the header are
     /// `parts`, spanning as many pages as that takes, and returns its id.
     fn write(&mut self, flags: u16, count: usize, parts: &[&[u8]]) -> Result<u64, WriteError> {
@@ -562,6 +576,68 @@ impl Tree {
     }
 }
 
+/// A page size bbolt accepts: a power of two from 512 bytes to 1 MiB.
+fn check_page_size(page_size: u32) -> Result<(), WriteError> {
+    if page_size.is_power_of_two() && (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
+        Ok(())
+    } else {
+        Err(WriteError::PageSize(page_size))
+    }
+}
+
+/// Writes the meta pages (`(id, used bytes)`) over a file whose data pages are synced, sets its
+/// length to `bytes` and syncs it: the file is then a database.
+fn seal(
+    file: &File,
+    metas: &[(u64, Vec<u8>)],
+    page_size: u64,
+    bytes: u64,
+) -> Result<(), WriteError> {
+    for (id, meta) in metas {
+        file.write_all_at(meta, id * page_size)
+            .map_err(io_error(format!("meta page {id}")))?;
+    }
+    file.set_len(bytes)
+        .map_err(io_error("setting its length"))?;
+    file.sync_all().map_err(io_error("syncing it"))
+}
+
+/// bbolt's checks on a put into `bucket`: a key of 1 to [`MAX_KEY_SIZE`] bytes, after `previous`
+/// (keys arrive in order here), and a value of at most [`MAX_VALUE_SIZE`] bytes.
+fn check_pair(
+    bucket: &[u8],
+    key: &[u8],
+    value: &[u8],
+    previous: Option<&[u8]>,
+) -> Result<(), WriteError> {
+    if key.is_empty() {
+        return Err(WriteError::EmptyKey {
+            bucket: bucket.to_vec(),
+        });
+    }
+    if key.len() > MAX_KEY_SIZE {
+        return Err(WriteError::KeyTooLong {
+            bucket: bucket.to_vec(),
+            len: key.len(),
+        });
+    }
+    if value.len() > MAX_VALUE_SIZE {
+        return Err(WriteError::ValueTooLong {
+            bucket: bucket.to_vec(),
+            key: key.to_vec(),
+            len: value.len(),
+        });
+    }
+    if let Some(previous) = previous.filter(|p| key <= *p) {
+        return Err(WriteError::KeyOrder {
+            bucket: bucket.to_vec(),
+            key: key.to_vec(),
+            previous: previous.to_vec(),
+        });
+    }
+    Ok(())
+}
+
 /// A leaf element whose key lies `pos` bytes after its first byte.
 fn leaf_element(
     flags: u32,
@@ -642,33 +718,42 @@ impl std::fmt::Debug for Pages {
 impl BoltWriter {
     /// Starts a new database in `file`, which is truncated: it must be a new file, open for writing
     /// (not in append mode). Nothing in it is a valid bbolt file until [`BoltWriter::finish`].
-    pub fn create(mut file: File, options: WriterOptions) -> Result<Self, WriteError> {
-        let page_size = options.page_size;
-        if !page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
-            return Err(WriteError::PageSize(page_size));
-        }
+    pub fn create(file: File, options: WriterOptions) -> Result<Self, WriteError> {
+        check_page_size(options.page_size)?;
         if !(MIN_FILL..=MAX_FILL).contains(&options.fill) {
             return Err(WriteError::Fill(options.fill));
         }
         // Any budget works, however small: an entry bigger than it gets a page of its own.
-        let budget = (options.fill * f64::from(page_size)) as usize;
+        let budget = (options.fill * f64::from(options.page_size)) as usize;
         // Old bytes could include valid metas; the metas are written last, so until then the file
         // must hold none.
         file.set_len(0).map_err(io_error("truncating it"))?;
+        let mut w = Self::start(file, options.page_size, budget, FREELIST_PGID, Mode::Fresh)?;
+        w.pages.write(FREELIST_PAGE_FLAG, 0, &[])?;
+        Ok(w)
+    }
+
+    /// A writer whose first page is `first_page` of `file`.
+    fn start(
+        mut file: File,
+        page_size: u32,
+        budget: usize,
+        first_page: u64,
+        mode: Mode,
+    ) -> Result<Self, WriteError> {
         let ps = u64::from(page_size);
-        file.seek(SeekFrom::Start(FREELIST_PGID * ps))
-            .map_err(io_error("seeking past the meta pages"))?;
+        let offset = first_page.checked_mul(ps).ok_or(WriteError::TooManyPages)?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(io_error(format!("seeking to page {first_page}")))?;
         let early = EarlySync::start(&file);
-        let mut pages = Pages {
-            out: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
-            page_size: ps,
-            next: FREELIST_PGID,
-            early,
-            synced_to: FREELIST_PGID,
-        };
-        pages.write(FREELIST_PAGE_FLAG, 0, &[])?;
         Ok(BoltWriter {
-            pages,
+            pages: Pages {
+                out: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+                page_size: ps,
+                next: first_page,
+                early,
+                synced_to: first_page,
+            },
             page_size,
             budget,
             root: Tree::default(),
@@ -677,7 +762,7 @@ impl BoltWriter {
             buckets: 0,
             keys: 0,
             broken: false,
-            mode: Mode::Fresh,
+            mode,
         })
     }
 
@@ -742,31 +827,8 @@ impl BoltWriter {
                 action: "put a key",
             });
         };
-        if key.is_empty() {
-            return Err(WriteError::EmptyKey {
-                bucket: b.name.clone(),
-            });
-        }
-        if key.len() > MAX_KEY_SIZE {
-            return Err(WriteError::KeyTooLong {
-                bucket: b.name.clone(),
-                len: key.len(),
-            });
-        }
-        if value.len() > MAX_VALUE_SIZE {
-            return Err(WriteError::ValueTooLong {
-                bucket: b.name.clone(),
-                key: key.to_vec(),
-                len: value.len(),
-            });
-        }
-        if !b.last_key.is_empty() && key <= b.last_key.as_slice() {
-            return Err(WriteError::KeyOrder {
-                bucket: b.name.clone(),
-                key: key.to_vec(),
-                previous: b.last_key.clone(),
-            });
-        }
+        let previous = Some(b.last_key.as_slice()).filter(|k| !k.is_empty());
+        check_pair(&b.name, key, value, previous)?;
         let r = b.tree.put(&mut self.pages, self.budget, 0, key, value);
         if r.is_ok() {
             b.last_key.clear();
@@ -830,28 +892,13 @@ impl BoltWriter {
         let high_water = self.pages.next;
         let ps = u64::from(self.page_size);
         let bytes = high_water.checked_mul(ps).ok_or(WriteError::TooManyPages)?;
-        let file = self
-            .pages
-            .out
-            .into_inner()
-            .map_err(|e| io_error("flushing the last pages")(e.into_error()))?;
-        if let Some(mut early) = self.pages.early.take() {
-            early.stop().map_err(io_error("syncing the data pages"))?;
-        }
         // Data first: metas pointing at pages not yet on disk would make a crash look like a valid
         // file with garbage in it.
-        file.sync_data()
-            .map_err(io_error("syncing the data pages"))?;
+        let file = self.pages.into_synced()?;
         // Meta 1 gets the higher txid, as in bbolt's own init; both point at the same root, so
         // whichever bbolt picks (the higher txid), the database is the same.
-        for (id, txid) in [(0u64, 0u64), (1, 1)] {
-            let meta = meta_page(id, self.page_size, root, high_water, txid);
-            file.write_all_at(&meta, id * ps)
-                .map_err(io_error(format!("meta page {id}")))?;
-        }
-        file.set_len(bytes)
-            .map_err(io_error("setting its length"))?;
-        file.sync_all().map_err(io_error("syncing it"))?;
+        let metas = [0u64, 1].map(|id| (id, meta_page(id, self.page_size, root, high_water, id)));
+        seal(&file, &metas, ps, bytes)?;
         Ok(WriteSummary {
             pages: high_water,
             bytes,

@@ -12,10 +12,10 @@ use std::path::Path;
 
 use super::error::RestoreError;
 use super::rewrite::{
-    bumped_revision, changes, copy_pairs, revision_key, revision_main, BucketCount, Changes,
-    DbWrite, RewriteOptions, RewriteReport, ALARM_BUCKET, SCHEDULED_COMPACT_KEY,
+    changes, revision_main, BucketCount, Copied, DbWrite, RewriteOptions, RewriteReport,
+    ALARM_BUCKET,
 };
-use crate::bolt::schema::{KEY_BUCKET, META_BUCKET};
+use crate::bolt::schema::KEY_BUCKET;
 use crate::bolt::{self, AppendTo, BoltWriter, Db};
 
 /// Commits `options`' changes to the db in `file` (at `path`, for messages), then verifies it.
@@ -30,12 +30,7 @@ pub fn edit_in_place(
         .try_clone()
         .map_err(|e| RestoreError::io("open", path, e))?;
     let db = Db::open(reader).map_err(bolt)?;
-    let Changes {
-        mut puts,
-        cleared,
-        names,
-        compaction_floor,
-    } = changes(&db, options)?;
+    let mut changes = changes(&db, options)?;
     let meta = db.meta();
     let mut writer = BoltWriter::append(
         file,
@@ -70,7 +65,7 @@ pub fn edit_in_place(
         Some(b) => b.spine().map_err(bolt)?,
         None => None,
     };
-    let mut latest = match (&key_spine, &key_bucket) {
+    let latest = match (&key_spine, &key_bucket) {
         (Some(spine), _) => spine.leaf.last().and_then(|(_, k, _)| revision_main(k)),
         // Inline: a handful of pairs.
         (None, Some(b)) => b
@@ -81,70 +76,46 @@ pub fn edit_in_place(
         (None, None) => None,
     }
     .unwrap_or(0);
-    let mut bumped = None;
-    let mut alarms = Vec::new();
+    let mut copied = Copied {
+        latest,
+        ..Copied::default()
+    };
     let mut rewritten = Vec::new();
-    for name in &names {
+    for name in &changes.names.clone() {
         let source = db.bucket(name).map_err(bolt)?;
-        let sequence = source.as_ref().map_or(0, |b| b.sequence());
         let spine = key_spine.as_ref().filter(|_| name.as_slice() == KEY_BUCKET);
         if let (Some(spine), Some(bump)) = (spine, options.bump) {
             // `key` is big: only its rightmost path is copied, with the bump's key appended.
-            let rev = bumped_revision(latest, compaction_floor, bump);
+            let (rev, key) = changes.bump_key(latest, bump);
+            let sequence = source.as_ref().map_or(0, |b| b.sequence());
             writer
-                .append_to_bucket(name, sequence, spine, &[(revision_key(rev), Vec::new())])
+                .append_to_bucket(name, sequence, spine, &[(key, Vec::new())])
                 .map_err(RestoreError::Write)?;
-            bumped = Some(rev);
-            if bump.mark_compacted {
-                puts.entry(META_BUCKET.to_vec())
-                    .or_default()
-                    .insert(SCHEDULED_COMPACT_KEY.to_vec(), revision_key(rev));
-            }
+            copied.bumped = Some(rev);
             continue;
         }
         let has_alarms = name.as_slice() == ALARM_BUCKET
             && source.as_ref().is_some_and(|b| b.iter().next().is_some());
-        let changed = puts.contains_key(name)
-            || cleared.contains(name)
+        let changed = changes.puts.contains_key(name)
+            || changes.cleared.contains(name)
             || has_alarms
             || (name.as_slice() == KEY_BUCKET && options.bump.is_some());
-        let kept = entries.get(name).filter(|_| !changed);
-        if let Some(value) = kept {
-            writer
+        match entries.get(name).filter(|_| !changed) {
+            Some(value) => writer
                 .keep_bucket(name, value)
-                .map_err(RestoreError::Write)?;
-            continue;
-        }
-        // A small bucket (or a `key` small enough to be inline): rewritten whole.
-        writer
-            .begin_bucket(name, sequence)
-            .map_err(RestoreError::Write)?;
-        let from = source.as_ref().filter(|_| !cleared.contains(name));
-        let extra = puts.remove(name).unwrap_or_default();
-        let mut written = copy_pairs(
-            &mut writer,
-            name,
-            from,
-            extra,
-            options.clear_alarms,
-            &mut alarms,
-            &mut latest,
-        )?;
-        if let (Some(bump), true) = (options.bump, name.as_slice() == KEY_BUCKET) {
-            let rev = bumped_revision(latest, compaction_floor, bump);
-            writer
-                .put(&revision_key(rev), &[])
-                .map_err(RestoreError::Write)?;
-            written += 1;
-            bumped = Some(rev);
-            if bump.mark_compacted {
-                puts.entry(META_BUCKET.to_vec())
-                    .or_default()
-                    .insert(SCHEDULED_COMPACT_KEY.to_vec(), revision_key(rev));
+                .map_err(RestoreError::Write)?,
+            // A small bucket (or a `key` small enough to be inline): rewritten whole.
+            None => {
+                let written = changes.write_bucket(
+                    &mut writer,
+                    name,
+                    source.as_ref(),
+                    options,
+                    &mut copied,
+                )?;
+                rewritten.push((name.clone(), written));
             }
         }
-        writer.end_bucket().map_err(RestoreError::Write)?;
-        rewritten.push((name.clone(), written));
     }
     let summary = writer.finish().map_err(RestoreError::Write)?;
 
@@ -155,6 +126,11 @@ pub fn edit_in_place(
         .map_err(|e| corrupt(format!("the restored db does not read back: {e}")))?;
     let status = bolt::status(&written)
         .map_err(|e| corrupt(format!("the restored db fails its check: {e}")))?;
+    let Copied {
+        latest,
+        bumped,
+        alarms,
+    } = copied;
     let revision = bumped.unwrap_or(latest);
     if status.revision != revision {
         return Err(corrupt(format!(
@@ -199,28 +175,10 @@ mod tests {
     use super::*;
     use crate::restore::rewrite::{rewrite, Bump};
     use crate::restore::run::{plan, RestoreOptions};
+    use crate::restore::tests::contents;
 
     fn fixtures() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-    }
-
-    type Contents = Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)>;
-
-    /// Every top-level bucket with its pairs, in order.
-    fn contents(db: &Path) -> Contents {
-        let db = Db::open(File::open(db).unwrap()).unwrap();
-        db.buckets()
-            .unwrap()
-            .into_iter()
-            .map(|name| {
-                let b = db.bucket(&name).unwrap().unwrap();
-                let pairs = b
-                    .iter()
-                    .map(|e| e.map(|e| (e.key, e.value)).unwrap())
-                    .collect();
-                (name, pairs)
-            })
-            .collect()
     }
 
     fn options(bump: Option<Bump>) -> RewriteOptions {

@@ -100,54 +100,24 @@ pub fn rewrite<S: PageSource>(
     )
     .map_err(RestoreError::Write)?;
 
-    let Changes {
-        mut puts,
-        cleared,
-        names,
-        compaction_floor,
-    } = changes(src, options)?;
-    let mut latest = 0i64;
-    let mut bumped = None;
-
+    let mut changes = changes(src, options)?;
+    let mut copied = Copied::default();
     let mut buckets = Vec::new();
-    let mut alarms = Vec::new();
-    for name in &names {
+    for name in &changes.names.clone() {
         let source = src.bucket(name).map_err(bolt)?;
-        let shown = String::from_utf8_lossy(name).into_owned();
-        writer
-            .begin_bucket(name, source.as_ref().map_or(0, |b| b.sequence()))
-            .map_err(RestoreError::Write)?;
-        let extra = puts.remove(name).unwrap_or_default();
-        let from = source.as_ref().filter(|_| !cleared.contains(name));
-        let mut written = copy_pairs(
-            &mut writer,
-            name,
-            from,
-            extra,
-            options.clear_alarms,
-            &mut alarms,
-            &mut latest,
-        )?;
-        if let (Some(b), true) = (options.bump, name == KEY_BUCKET) {
-            let rev = bumped_revision(latest, compaction_floor, b);
-            writer
-                .put(&revision_key(rev), &[])
-                .map_err(RestoreError::Write)?;
-            written += 1;
-            bumped = Some(rev);
-            if b.mark_compacted {
-                puts.entry(META_BUCKET.to_vec())
-                    .or_default()
-                    .insert(SCHEDULED_COMPACT_KEY.to_vec(), revision_key(rev));
-            }
-        }
-        writer.end_bucket().map_err(RestoreError::Write)?;
+        let written =
+            changes.write_bucket(&mut writer, name, source.as_ref(), options, &mut copied)?;
         buckets.push(BucketCount {
-            name: shown,
+            name: String::from_utf8_lossy(name).into_owned(),
             keys: written,
         });
     }
     let summary = writer.finish().map_err(RestoreError::Write)?;
+    let Copied {
+        latest,
+        bumped,
+        alarms,
+    } = copied;
     Ok(RewriteReport {
         snapshot_revision: latest,
         revision: bumped.unwrap_or(latest),
@@ -165,7 +135,7 @@ pub fn rewrite<S: PageSource>(
 /// (`None`: a new or cleared bucket) with `extra` merged in (an equal key takes `extra`'s value).
 /// Alarms are noted in `alarms` (and dropped with `clear_alarms`), the last revision of `key` in
 /// `latest`; a nested bucket is refused. Returns the pairs written.
-pub(super) fn copy_pairs<S: PageSource>(
+fn copy_pairs<S: PageSource>(
     writer: &mut BoltWriter,
     name: &[u8],
     source: Option<&Bucket<'_, S>>,
@@ -277,11 +247,72 @@ pub(super) fn changes<S: PageSource>(
     })
 }
 
+/// What copying buckets has found so far.
+#[derive(Debug, Default)]
+pub(super) struct Copied {
+    /// The last revision of `key` (0 until it is copied, or when empty).
+    pub latest: i64,
+    /// The bump's revision, once `key` is written.
+    pub bumped: Option<i64>,
+    /// The alarms the snapshot carried.
+    pub alarms: Vec<String>,
+}
+
+impl Changes {
+    /// Writes top-level bucket `name` whole: `source`'s pairs (none if it is cleared) with the
+    /// puts merged in, and in `key` the bump's key. Returns the pairs written.
+    pub(super) fn write_bucket<S: PageSource>(
+        &mut self,
+        writer: &mut BoltWriter,
+        name: &[u8],
+        source: Option<&Bucket<'_, S>>,
+        options: &RewriteOptions,
+        copied: &mut Copied,
+    ) -> Result<u64, RestoreError> {
+        writer
+            .begin_bucket(name, source.map_or(0, |b| b.sequence()))
+            .map_err(RestoreError::Write)?;
+        let extra = self.puts.remove(name).unwrap_or_default();
+        let from = source.filter(|_| !self.cleared.contains(name));
+        let mut written = copy_pairs(
+            writer,
+            name,
+            from,
+            extra,
+            options.clear_alarms,
+            &mut copied.alarms,
+            &mut copied.latest,
+        )?;
+        if let (Some(bump), true) = (options.bump, name == KEY_BUCKET) {
+            let (rev, key) = self.bump_key(copied.latest, bump);
+            writer.put(&key, &[]).map_err(RestoreError::Write)?;
+            written += 1;
+            copied.bumped = Some(rev);
+        }
+        writer.end_bucket().map_err(RestoreError::Write)?;
+        Ok(written)
+    }
+
+    /// The bump's revision and its key (an empty value: etcd only reads the key's revision), with
+    /// `--mark-compacted` its compaction queued for `meta`, which sorts after `key` and so is
+    /// written later.
+    pub(super) fn bump_key(&mut self, latest: i64, bump: Bump) -> (i64, Vec<u8>) {
+        let rev = bumped_revision(latest, self.compaction_floor, bump);
+        if bump.mark_compacted {
+            self.puts
+                .entry(META_BUCKET.to_vec())
+                .or_default()
+                .insert(SCHEDULED_COMPACT_KEY.to_vec(), revision_key(rev));
+        }
+        (rev, revision_key(rev))
+    }
+}
+
 /// The revision a bump starts the restored member at: above every revision in the snapshot, so
 /// its key is the last one. etcd boots at the higher of the last key's revision and the
 /// compaction's (a compacted delete at the head leaves no key at the head revision); bumping
 /// from the last key alone (as etcdutl does) could land at or below where etcd already is.
-pub(super) fn bumped_revision(latest: i64, compaction_floor: i64, bump: Bump) -> i64 {
+fn bumped_revision(latest: i64, compaction_floor: i64, bump: Bump) -> i64 {
     latest
         .max(compaction_floor)
         .saturating_add(i64::try_from(bump.by).unwrap_or(i64::MAX))

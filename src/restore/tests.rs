@@ -13,10 +13,10 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/etcdutl-3.5.30-restore")
 }
 
-type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+pub(super) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Every top-level bucket with its pairs, in order.
-fn contents(db: &Path) -> Vec<(Vec<u8>, Pairs)> {
+pub(super) fn contents(db: &Path) -> Vec<(Vec<u8>, Pairs)> {
     let db = Db::open(File::open(db).unwrap()).unwrap();
     db.buckets()
         .unwrap()

@@ -10,17 +10,13 @@
 //! the pages the commit replaced become free that way.
 
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
 
 use super::{
-    io_error, BoltWriter, Mode, Pages, Pending, Tree, WriteError, WriteSummary, MAX_KEY_SIZE,
-    MAX_PAGE_SIZE, MAX_VALUE_SIZE, MIN_PAGE_SIZE,
+    check_page_size, check_pair, seal, BoltWriter, Mode, Pending, WriteError, WriteSummary,
 };
 use crate::bolt::element::BUCKET_LEAF_FLAG;
 use crate::bolt::meta::{encode_meta_page, Meta, META_PAGE_USED, NO_FREELIST};
 use crate::bolt::page::{BRANCH_PAGE_FLAG, LEAF_PAGE_FLAG};
-use crate::fsx::EarlySync;
 
 /// The existing database, from the meta it is opened with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,41 +47,20 @@ impl BoltWriter {
     /// meta. Every top-level bucket must then be given, in name order, by
     /// [`BoltWriter::keep_bucket`], [`BoltWriter::append_to_bucket`] or `begin_bucket`/`put`/
     /// `end_bucket`: the root bucket is written anew from them.
-    pub fn append(mut file: File, at: AppendTo) -> Result<BoltWriter, WriteError> {
-        if !at.page_size.is_power_of_two()
-            || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&at.page_size)
-        {
-            return Err(WriteError::PageSize(at.page_size));
-        }
-        let ps = u64::from(at.page_size);
+    pub fn append(file: File, at: AppendTo) -> Result<BoltWriter, WriteError> {
+        check_page_size(at.page_size)?;
         if at.high_water < 2 {
+            // Not even its metas: not a database.
             return Err(WriteError::TooManyPages);
         }
-        let start = at
-            .high_water
-            .checked_mul(ps)
-            .ok_or(WriteError::TooManyPages)?;
-        file.seek(SeekFrom::Start(start))
-            .map_err(io_error("seeking to its high-water mark"))?;
-        let early = EarlySync::start(&file);
-        Ok(BoltWriter {
-            pages: Pages {
-                out: BufWriter::with_capacity(super::WRITE_BUFFER_BYTES, file),
-                page_size: ps,
-                next: at.high_water,
-                early,
-                synced_to: at.high_water,
-            },
-            page_size: at.page_size,
-            budget: at.page_size as usize,
-            root: Tree::default(),
-            bucket: None,
-            last_bucket: None,
-            buckets: 0,
-            keys: 0,
-            broken: false,
-            mode: Mode::Append(at),
-        })
+        // Appended pages are filled as bbolt fills them: to the page.
+        Self::start(
+            file,
+            at.page_size,
+            at.page_size as usize,
+            at.high_water,
+            Mode::Append(at),
+        )
     }
 
     /// Records top-level bucket `name` as it is: `value` is its entry in the old root bucket
@@ -112,31 +87,7 @@ impl BoltWriter {
         self.check_bucket_name(name)?;
         let mut last = spine.leaf.last().map(|(_, k, _)| k.as_slice());
         for (key, value) in pairs {
-            if key.is_empty() {
-                return Err(WriteError::EmptyKey {
-                    bucket: name.to_vec(),
-                });
-            }
-            if key.len() > MAX_KEY_SIZE {
-                return Err(WriteError::KeyTooLong {
-                    bucket: name.to_vec(),
-                    len: key.len(),
-                });
-            }
-            if value.len() > MAX_VALUE_SIZE {
-                return Err(WriteError::ValueTooLong {
-                    bucket: name.to_vec(),
-                    key: key.clone(),
-                    len: value.len(),
-                });
-            }
-            if let Some(previous) = last.filter(|p| key.as_slice() <= *p) {
-                return Err(WriteError::KeyOrder {
-                    bucket: name.to_vec(),
-                    key: key.clone(),
-                    previous: previous.to_vec(),
-                });
-            }
+            check_pair(name, key, value, last)?;
             last = Some(key);
         }
         let r = self.copy_spine(name, sequence, spine, pairs);
@@ -184,23 +135,15 @@ impl BoltWriter {
 
     /// The end of an appended commit: new pages synced, then the meta, then synced again.
     pub(super) fn commit_appended(
-        mut self,
+        self,
         at: AppendTo,
         root: u64,
     ) -> Result<WriteSummary, WriteError> {
         let high_water = self.pages.next;
         let ps = u64::from(self.page_size);
         let bytes = high_water.checked_mul(ps).ok_or(WriteError::TooManyPages)?;
-        let file = self
-            .pages
-            .out
-            .into_inner()
-            .map_err(|e| io_error("flushing the last pages")(e.into_error()))?;
-        if let Some(mut early) = self.pages.early.take() {
-            early.stop().map_err(io_error("syncing the new pages"))?;
-        }
-        file.sync_data()
-            .map_err(io_error("syncing the new pages"))?;
+        let (buckets, keys) = (self.buckets, self.keys);
+        let file = self.pages.into_synced()?;
         let txid = at.txid.checked_add(1).ok_or(WriteError::TooManyPages)?;
         let slot = txid % 2;
         let mut page = vec![0u8; META_PAGE_USED];
@@ -215,17 +158,13 @@ impl BoltWriter {
             checksum: 0,
         };
         encode_meta_page(&mut page, slot, &meta);
-        file.write_all_at(&page, slot * ps)
-            .map_err(io_error(format!("meta page {slot}")))?;
         // Anything past the new pages (etcd's sha256 trailer of a downloaded snapshot) goes.
-        file.set_len(bytes)
-            .map_err(io_error("setting its length"))?;
-        file.sync_all().map_err(io_error("syncing it"))?;
+        seal(&file, &[(slot, page)], ps, bytes)?;
         Ok(WriteSummary {
             pages: high_water,
             bytes,
-            buckets: self.buckets,
-            keys: self.keys,
+            buckets,
+            keys,
         })
     }
 }
