@@ -934,6 +934,81 @@ async fn from_a_directory_store(v: Etcd) {
     assert_eq!(put.header().unwrap().revision(), head + BUMP + 1);
     let got = c.get("/app/new", None).await.unwrap();
     assert_eq!(got.kvs()[0].value(), b"x");
+    bumped.stop();
+
+    // A stored object changed or cut short after the backup: the download lands in the new
+    // member's db, so the checks at its end must leave nothing behind. One clear line each.
+    let object = largest_file(Path::new(&store));
+    let good = std::fs::read(&object).unwrap();
+    let target = dir.path().join("never");
+    let attempt = || {
+        let mut a = args(&["restore", "latest", "--store", &store, "--data-dir"]);
+        a.push(target.display().to_string());
+        a
+    };
+    let mut flipped = good.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x40;
+    std::fs::write(&object, &flipped).unwrap();
+    let run = cpkeep(&attempt()).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    // zstd's own checksum, or else the sha256 checks, catch it.
+    let line = run.assert_one_clear_line().to_lowercase();
+    assert!(
+        line.contains("corrupt") || line.contains("sha256"),
+        "{line}"
+    );
+    assert_nothing_written(&target);
+    // Cut short: the listing no longer counts it as complete (its size is not the manifest's).
+    std::fs::write(&object, &good[..good.len() - 100]).unwrap();
+    let run = cpkeep(&attempt()).await;
+    assert_fails(&run, 3, &["no complete snapshot"]);
+    assert_nothing_written(&target);
+    std::fs::write(&object, &good).unwrap();
+    // The object intact but its manifest's db sha256 wrong: the whole db has landed before the
+    // mismatch is known, and it must go.
+    let manifest = files_under(Path::new(&store))
+        .into_iter()
+        .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("\"db_sha256\"")))
+        .expect("a manifest");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let sha = j["db_sha256"].as_str().unwrap().to_string();
+    let wrong = format!(
+        "{}{}",
+        if sha.starts_with('0') { "1" } else { "0" },
+        &sha[1..]
+    );
+    std::fs::write(&manifest, text.replace(&sha, &wrong)).unwrap();
+    let run = cpkeep(&attempt()).await;
+    assert_fails(&run, 1, &["sha256"]);
+    assert_nothing_written(&target);
+    std::fs::write(&manifest, text).unwrap();
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files
+}
+
+/// The biggest file under `dir`: a store's snapshot object (its manifests are small).
+fn largest_file(dir: &Path) -> PathBuf {
+    files_under(dir)
+        .into_iter()
+        .max_by_key(|p| p.metadata().unwrap().len())
+        .expect("a stored object")
 }
 
 fn s3_flags(s3: &S3Sandbox, url: &str) -> Vec<String> {
