@@ -189,6 +189,8 @@ pub enum WriteError {
     PageTooLarge { bytes: u64 },
     #[error("the database needs more pages than bbolt can number")]
     TooManyPages,
+    #[error("cannot append to a database whose high-water mark is {0}: it has not even its metas")]
+    NotADatabase(u64),
     #[error("cannot write the new bbolt file ({what}): {source}")]
     Io {
         what: String,
@@ -850,6 +852,15 @@ impl BoltWriter {
         self.noting(r)
     }
 
+    /// Adds top-level bucket `name` to the root bucket with `value` as its entry.
+    fn record_raw(&mut self, name: &[u8], value: &[u8]) -> Result<(), WriteError> {
+        self.root
+            .put(&mut self.pages, self.budget, BUCKET_LEAF_FLAG, name, value)?;
+        self.last_bucket = Some(name.to_vec());
+        self.buckets += 1;
+        Ok(())
+    }
+
     fn record_bucket(&mut self, mut b: OpenBucket) -> Result<(), WriteError> {
         let limit = self.page_size as usize / INLINE_DIVISOR;
         // Bucket header (root page, 0 when inline; sequence), then the inline leaf, if any.
@@ -866,16 +877,7 @@ impl BoltWriter {
                 value.extend_from_slice(&b.sequence.to_le_bytes());
             }
         }
-        self.root.put(
-            &mut self.pages,
-            self.budget,
-            BUCKET_LEAF_FLAG,
-            &b.name,
-            &value,
-        )?;
-        self.last_bucket = Some(b.name);
-        self.buckets += 1;
-        Ok(())
+        self.record_raw(&b.name, &value)
     }
 
     /// Writes the root bucket's tree and the metas, and syncs the file; the caller syncs the

@@ -68,11 +68,13 @@ pub fn edit_in_place(
     let latest = match (&key_spine, &key_bucket) {
         (Some(spine), _) => spine.leaf.last().and_then(|(_, k, _)| revision_main(k)),
         // Inline: a handful of pairs.
-        (None, Some(b)) => b
-            .iter()
-            .filter_map(Result::ok)
-            .last()
-            .and_then(|e| revision_main(&e.key)),
+        (None, Some(b)) => {
+            let mut last = None;
+            for e in b.iter() {
+                last = Some(e.map_err(bolt)?.key);
+            }
+            last.and_then(|k| revision_main(&k))
+        }
         (None, None) => None,
     }
     .unwrap_or(0);

@@ -14,7 +14,6 @@ use std::fs::File;
 use super::{
     check_page_size, check_pair, seal, BoltWriter, Mode, Pending, WriteError, WriteSummary,
 };
-use crate::bolt::element::BUCKET_LEAF_FLAG;
 use crate::bolt::meta::{encode_meta_page, Meta, META_PAGE_USED, NO_FREELIST};
 use crate::bolt::page::{BRANCH_PAGE_FLAG, LEAF_PAGE_FLAG};
 
@@ -50,8 +49,7 @@ impl BoltWriter {
     pub fn append(file: File, at: AppendTo) -> Result<BoltWriter, WriteError> {
         check_page_size(at.page_size)?;
         if at.high_water < 2 {
-            // Not even its metas: not a database.
-            return Err(WriteError::TooManyPages);
+            return Err(WriteError::NotADatabase(at.high_water));
         }
         // Appended pages are filled as bbolt fills them: to the page.
         Self::start(
@@ -125,14 +123,6 @@ impl BoltWriter {
         Ok(())
     }
 
-    fn record_raw(&mut self, name: &[u8], value: &[u8]) -> Result<(), WriteError> {
-        self.root
-            .put(&mut self.pages, self.budget, BUCKET_LEAF_FLAG, name, value)?;
-        self.last_bucket = Some(name.to_vec());
-        self.buckets += 1;
-        Ok(())
-    }
-
     /// The end of an appended commit: new pages synced, then the meta, then synced again.
     pub(super) fn commit_appended(
         self,
@@ -166,5 +156,107 @@ impl BoltWriter {
             buckets,
             keys,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bolt::writer::WriterOptions;
+    use crate::bolt::Db;
+
+    /// A fresh file with bucket `a` (one pair) and `b` (pairs k00..k99), and its state.
+    fn base() -> (tempfile::TempDir, std::path::PathBuf, AppendTo) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut w =
+            BoltWriter::create(File::create(&path).unwrap(), WriterOptions::default()).unwrap();
+        w.begin_bucket(b"a", 7).unwrap();
+        w.put(b"x", b"1").unwrap();
+        w.end_bucket().unwrap();
+        w.begin_bucket(b"b", 0).unwrap();
+        for i in 0..100 {
+            w.put(format!("k{i:02}").as_bytes(), &[b'v'; 100]).unwrap();
+        }
+        w.end_bucket().unwrap();
+        w.finish().unwrap();
+        let db = Db::open(File::open(&path).unwrap()).unwrap();
+        let at = AppendTo {
+            page_size: db.page_size(),
+            high_water: db.high_water_mark(),
+            txid: db.meta().txid,
+            root_sequence: 0,
+            flags: 0,
+        };
+        (dir, path, at)
+    }
+
+    fn rw(path: &std::path::Path) -> File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_commit_keeps_a_bucket_and_extends_another() {
+        let (_dir, path, at) = base();
+        let db = Db::open(File::open(&path).unwrap()).unwrap();
+        let a = db
+            .root()
+            .cursor()
+            .next_entry()
+            .unwrap()
+            .unwrap()
+            .value
+            .to_vec();
+        let spine = db.bucket(b"b").unwrap().unwrap().spine().unwrap().unwrap();
+        assert!(
+            !spine.branches.is_empty(),
+            "100 pairs of 100 bytes span leaves"
+        );
+        let mut w = BoltWriter::append(rw(&path), at).unwrap();
+        w.keep_bucket(b"a", &a).unwrap();
+        w.append_to_bucket(b"b", 3, &spine, &[(b"k99z".to_vec(), b"new".to_vec())])
+            .unwrap();
+        w.finish().unwrap();
+        let db = Db::open(File::open(&path).unwrap()).unwrap();
+        assert_eq!(db.meta().txid, at.txid + 1);
+        assert!(crate::bolt::check(&db).is_ok());
+        let b = db.bucket(b"b").unwrap().unwrap();
+        assert_eq!((b.iter().count(), b.sequence()), (101, 3));
+        assert_eq!(b.get(b"k99z").unwrap().as_deref(), Some(&b"new"[..]));
+        assert_eq!(b.get(b"k00").unwrap().as_deref(), Some(&[b'v'; 100][..]));
+        let a = db.bucket(b"a").unwrap().unwrap();
+        assert_eq!(
+            (a.get(b"x").unwrap().as_deref(), a.sequence()),
+            (Some(&b"1"[..]), 7)
+        );
+    }
+
+    #[test]
+    fn misuse_is_refused() {
+        let (_dir, path, at) = base();
+        let db = Db::open(File::open(&path).unwrap()).unwrap();
+        let spine = db.bucket(b"b").unwrap().unwrap().spine().unwrap().unwrap();
+        let mut w = BoltWriter::append(rw(&path), at).unwrap();
+        // A key that is not after the last one.
+        let e = w
+            .append_to_bucket(b"b", 0, &spine, &[(b"k50".to_vec(), Vec::new())])
+            .unwrap_err();
+        assert!(matches!(e, WriteError::KeyOrder { .. }), "{e}");
+        w.keep_bucket(b"b", &[0u8; 16]).unwrap();
+        let e = w.keep_bucket(b"a", &[0u8; 16]).unwrap_err();
+        assert!(matches!(e, WriteError::BucketOrder { .. }), "{e}");
+        let e = BoltWriter::append(
+            rw(&path),
+            AppendTo {
+                high_water: 1,
+                ..at
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, WriteError::NotADatabase(1)), "{e}");
     }
 }
