@@ -1,8 +1,8 @@
 //! A restore from start to end: the plan (who the member is, where it goes, what is in the way),
-//! then its application — the snapshot brought in (read in place, or decoded/downloaded into the
-//! new data dir), checked, rewritten with the new membership, verified by the reader and the
-//! structural check, the raft snapshot and WAL written, everything fsynced, and the new data dir
-//! renamed into place last.
+//! then its application — the snapshot brought in and checked, its db given the new membership
+//! (a local file rewritten into a fresh db; a stored one downloaded as the new db and edited in
+//! place), verified by the reader and the structural check, the raft snapshot and WAL written,
+//! everything fsynced, and the new data dir renamed into place last.
 //!
 //! Everything is built in `<data-dir>.part` (and `<wal-dir>.part`): a crash or kill at any point
 //! leaves the old data dir untouched, or, after `--move-aside` renamed it, no data dir and the old

@@ -187,7 +187,8 @@ fn decode_into(
 
 /// Streams a stored snapshot's plaintext into `out`, checked against its manifest and etcd's
 /// trailer while it passes; returns `out`, flushed but not synced. On any error `out` is dropped
-/// unfinished. For restore, which reads the db back while it arrives (`path` names it in errors).
+/// unfinished. For restore, which lands the db straight in the new member's data dir (`path`
+/// names it in errors).
 pub async fn fetch_into<W: Write + Send + 'static>(
     store: &dyn ObjectStore,
     manifest: &Manifest,
