@@ -7,6 +7,9 @@
 #[path = "integration/harness.rs"]
 mod harness;
 
+#[path = "integration/kubelet.rs"]
+mod kubelet;
+
 #[path = "integration/health.rs"]
 mod health;
 

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use rcgen::{
 use time::OffsetDateTime;
 
 use crate::harness::{cpkeep, cpkeep_env, tool, Etcd, Run};
+use crate::kubelet::Kubelet;
 
 fn args(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
@@ -1300,88 +1301,6 @@ async fn a_real_etcd_runs_with_the_renewed_certificates() {
     let _ = etcd.wait();
 }
 
-/// A fake kubelet for one static pod manifest: runs etcd with the manifest's command while the file
-/// exists, kills it when the file goes away.
-struct Kubelet {
-    stop: Arc<AtomicBool>,
-    starts: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Kubelet {
-    fn start(manifest: PathBuf, log: PathBuf) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let starts = Arc::new(AtomicUsize::new(0));
-        let (stop2, starts2) = (stop.clone(), starts.clone());
-        let etcd = Etcd::V35.etcd();
-        let thread = std::thread::spawn(move || {
-            let mut child: Option<Child> = None;
-            while !stop2.load(Ordering::SeqCst) {
-                let present = manifest.is_file();
-                match child.as_mut() {
-                    Some(c) if !present => {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        child = None;
-                    }
-                    Some(c) => {
-                        if let Ok(Some(_)) = c.try_wait() {
-                            child = None;
-                        }
-                    }
-                    None if present => {
-                        if let Ok(text) = std::fs::read_to_string(&manifest) {
-                            let flags: Vec<String> = text
-                                .lines()
-                                .filter_map(|l| l.trim().strip_prefix("- --"))
-                                .map(|f| format!("--{f}"))
-                                .collect();
-                            let out = std::fs::OpenOptions::new()
-                                .create(true)
-                                .append(true)
-                                .open(&log)
-                                .unwrap();
-                            child = Some(
-                                Command::new(&etcd)
-                                    .args(&flags)
-                                    .stdout(out.try_clone().unwrap())
-                                    .stderr(out)
-                                    .spawn()
-                                    .unwrap(),
-                            );
-                            starts2.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                    None => {}
-                }
-                std::thread::sleep(Duration::from_millis(150));
-            }
-            if let Some(mut c) = child {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        });
-        Kubelet {
-            stop,
-            starts,
-            thread: Some(thread),
-        }
-    }
-
-    fn starts(&self) -> usize {
-        self.starts.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Kubelet {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// kubeadm's etcd manifest shape: the command's flags, and the liveness probe on the metrics URL.
 fn etcd_manifest(flags: &[String], metrics: u16) -> String {
     let mut text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n".to_string();
@@ -1407,7 +1326,7 @@ async fn restart_moves_the_etcd_manifest_out_and_back_and_waits_for_health() {
     );
     std::fs::write(&manifest, &text).unwrap();
     let log = set.root.join("etcd.log");
-    let kubelet = Kubelet::start(manifest.clone(), log.clone());
+    let kubelet = Kubelet::start(manifest.clone(), log.clone(), manifest_flags);
     wait_healthy(&set.pki, client, Duration::from_secs(30), &log).await;
     let old_served = served_cert(client);
     assert_eq!(kubelet.starts(), 1);
@@ -1751,4 +1670,12 @@ async fn restart_fails_when_the_https_health_path_does_not_answer_2xx() {
         .heads()
         .iter()
         .any(|h| h.starts_with("GET /healthz HTTP/1.1\r\n")));
+}
+
+/// etcd's flags from a manifest written by `etcd_manifest`: its `- --flag=value` lines.
+fn manifest_flags(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("- --"))
+        .map(|f| format!("--{f}"))
+        .collect()
 }

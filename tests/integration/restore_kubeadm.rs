@@ -3,9 +3,6 @@
 //! appears and kills it when the file disappears, as the kubelet does with static pods.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cpkeep::etcd::{ConnectionOptions, Endpoint, TlsFiles, TlsMaterial};
@@ -15,7 +12,8 @@ use cpkeep::restore::{Bump, RestoreSource};
 use cpkeep::sandbox::{EtcdPki, KeyAlgorithm};
 use saphyr::{LoadableYamlNode, Yaml};
 
-use crate::harness::{cpkeep, Etcd, Run};
+use crate::harness::{cpkeep, Run};
+use crate::kubelet::Kubelet;
 
 fn args(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
@@ -123,83 +121,6 @@ fn container_command(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// A fake kubelet for one static pod manifest.
-struct Kubelet {
-    stop: Arc<AtomicBool>,
-    starts: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Kubelet {
-    fn start(manifest: PathBuf, log: PathBuf) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let starts = Arc::new(AtomicUsize::new(0));
-        let (stop2, starts2) = (stop.clone(), starts.clone());
-        let etcd = Etcd::V35.etcd();
-        let thread = std::thread::spawn(move || {
-            let mut child: Option<Child> = None;
-            let mut last_exit = Instant::now() - Duration::from_secs(10);
-            while !stop2.load(Ordering::SeqCst) {
-                let present = manifest.is_file();
-                if let Some(c) = child.as_mut() {
-                    if !present {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        child = None;
-                    } else if let Ok(Some(_)) = c.try_wait() {
-                        // Crashed: the kubelet restarts it after a back-off.
-                        child = None;
-                        last_exit = Instant::now();
-                    }
-                } else if present && last_exit.elapsed() > Duration::from_secs(1) {
-                    if let Ok(text) = std::fs::read_to_string(&manifest) {
-                        let cmd = container_command(&text);
-                        let out = std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(&log)
-                            .unwrap();
-                        let err = out.try_clone().unwrap();
-                        child = Some(
-                            Command::new(&etcd)
-                                .args(&cmd[1..])
-                                .stdin(Stdio::null())
-                                .stdout(out)
-                                .stderr(err)
-                                .spawn()
-                                .expect("start etcd"),
-                        );
-                        starts2.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(150));
-            }
-            if let Some(mut c) = child {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        });
-        Kubelet {
-            stop,
-            starts,
-            thread: Some(thread),
-        }
-    }
-
-    fn starts(&self) -> usize {
-        self.starts.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Kubelet {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// One control-plane node: an /etc/kubernetes-like tree, a data dir and ports on its own loopback
 /// address.
 struct Node {
@@ -299,7 +220,9 @@ impl Node {
     }
 
     fn kubelet(&self) -> Kubelet {
-        Kubelet::start(self.manifest.clone(), self.root.join("etcd.log"))
+        Kubelet::start(self.manifest.clone(), self.root.join("etcd.log"), |text| {
+            container_command(text)[1..].to_vec()
+        })
     }
 
     fn etcd_log(&self) -> String {
