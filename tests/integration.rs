@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "integration/harness.rs"]
+#[macro_use]
 mod harness;
 
 #[path = "integration/kubelet.rs"]

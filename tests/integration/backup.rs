@@ -293,23 +293,6 @@ async fn quorum_lost_is_refused_unless_degraded_is_allowed(v: Etcd) {
     assert_eq!(list(&s, false).await.as_array().unwrap().len(), 1);
 }
 
-macro_rules! per_version {
-    ($($name:ident),* $(,)?) => {
-        mod v35 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(crate::harness::Etcd::V35).await }
-            )*
-        }
-        mod v34 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(crate::harness::Etcd::V34).await }
-            )*
-        }
-    };
-}
-
 per_version!(
     roundtrip_to_directory,
     encrypted_backup_decrypts_with_the_age_cli,

@@ -346,3 +346,22 @@ pub fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `per_version!(a, b)`: runs each `async fn a(v: Etcd)` once against etcd 3.5 (`v35::a`) and once
+/// against 3.4 (`v34::a`).
+macro_rules! per_version {
+    ($($name:ident),* $(,)?) => {
+        mod v35 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(crate::harness::Etcd::V35).await }
+            )*
+        }
+        mod v34 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(crate::harness::Etcd::V34).await }
+            )*
+        }
+    };
+}

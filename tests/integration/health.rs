@@ -252,23 +252,6 @@ async fn members_lists_voters_and_learners(v: Etcd) {
     assert!(run.stdout.contains("learner"));
 }
 
-macro_rules! per_version {
-    ($($name:ident),* $(,)?) => {
-        mod v35 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(crate::harness::Etcd::V35).await }
-            )*
-        }
-        mod v34 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(crate::harness::Etcd::V34).await }
-            )*
-        }
-    };
-}
-
 per_version!(
     all_healthy_is_ok,
     one_member_killed_is_warning_within_timeout,

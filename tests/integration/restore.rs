@@ -1275,23 +1275,6 @@ async fn killed_restore_leaves_only_its_part_and_a_rerun_replaces_it() {
     assert_eq!(n, 30_000 - 1);
 }
 
-macro_rules! per_version {
-    ($($name:ident),* $(,)?) => {
-        mod v35 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(crate::harness::Etcd::V35).await }
-            )*
-        }
-        mod v34 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(crate::harness::Etcd::V34).await }
-            )*
-        }
-    };
-}
-
 per_version!(
     three_members_get_everything_back,
     one_member_in_a_fresh_dir,
