@@ -325,29 +325,22 @@ fn judge_expiry(s: &mut CertStatus, cert: &CertInfo, opts: &CheckOptions) {
                 s.path
             ),
         );
-    } else if residual <= opts.critical {
+    } else if let Some((state, level, at)) = [
+        (CertState::Critical, "critical", opts.critical),
+        (CertState::Warning, "warning", opts.warn),
+    ]
+    .into_iter()
+    .find(|(_, _, at)| residual <= *at)
+    {
         raise(
             s,
-            CertState::Critical,
+            state,
             format!(
-                "{} expires in {}, on {} (critical at {}; {})",
+                "{} expires in {}, on {} ({level} at {}; {})",
                 s.name,
                 short_human_duration(residual.num_seconds()),
                 kubeadm_date(cert.not_after),
-                short_human_duration(opts.critical.num_seconds()),
-                s.path
-            ),
-        );
-    } else if residual <= opts.warn {
-        raise(
-            s,
-            CertState::Warning,
-            format!(
-                "{} expires in {}, on {} (warning at {}; {})",
-                s.name,
-                short_human_duration(residual.num_seconds()),
-                kubeadm_date(cert.not_after),
-                short_human_duration(opts.warn.num_seconds()),
+                short_human_duration(at.num_seconds()),
                 s.path
             ),
         );
