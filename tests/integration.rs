@@ -49,3 +49,6 @@ mod certs_check;
 
 #[path = "integration/certs_renew.rs"]
 mod certs_renew;
+
+#[path = "integration/bootstrap_lb.rs"]
+mod bootstrap_lb;

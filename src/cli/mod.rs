@@ -3,6 +3,7 @@
 //! documented exit codes. The only module that prints.
 
 mod backup;
+mod bootstrap;
 mod certs;
 mod certs_renew;
 mod cluster;
@@ -50,6 +51,9 @@ enum Command {
     /// kubeadm certificates: check expiry, chains and keys; alert through Prometheus or a webhook.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// Plan an HA control plane with kubeadm: inventory → verified bundle.
+    #[command(subcommand)]
+    Bootstrap(bootstrap::BootstrapCommand),
     /// Print cpkeep's version.
     Version,
     /// Run the demonstration on a local 3-member TLS etcd sandbox.
@@ -111,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Snapshot(cmd) => snapshot::run(cmd, &out, quiet).await,
         Command::Restore(args) => restore::run(*args, &out).await,
         Command::Certs(cmd) => certs::run(cmd, &out).await,
+        Command::Bootstrap(cmd) => bootstrap::run(cmd, &out).await,
         Command::Version => version::run(&out),
         Command::Demo(args) => demo::run(args, &out).await,
     }
