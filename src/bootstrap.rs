@@ -89,6 +89,24 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, BootstrapError> {
     if spec.cni.is_none() {
         notes.push("no cni.manifest: install a pod network right after init (the RUNBOOK says where); nodes stay NotReady without one".to_string());
     }
+    let (plan, files) = render_bundle(&spec, &pki, &secrets, opts.show_secrets)?;
+    let changes = bundle::write(&opts.out, &files)?;
+    Ok(PlanReport {
+        plan,
+        out: opts.out.clone(),
+        changes,
+        notes,
+        secrets: opts.show_secrets.then_some(secrets),
+    })
+}
+
+/// Every file of the bundle for `spec` with these CAs and secrets, `plan.json` last. Pure.
+pub fn render_bundle(
+    spec: &ClusterSpec,
+    pki: &Pki,
+    secrets: &Secrets,
+    show_secrets: bool,
+) -> Result<(Plan, Vec<BundleFile>), BootstrapError> {
     let mut files: Vec<BundleFile> = pki
         .files
         .iter()
@@ -108,7 +126,7 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, BootstrapError> {
         bytes: format!("{}\n", secrets.certificate_key.expose()).into_bytes(),
         mode: fsx::MODE_SECRET,
     });
-    for node in plan::nodes(&spec) {
+    for node in plan::nodes(spec) {
         let Some(n) = spec
             .control_plane
             .iter()
@@ -119,7 +137,7 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, BootstrapError> {
             continue;
         };
         if node.role != Role::LoadBalancer {
-            let text = kubeadm::render(&spec, n, node.role, &secrets, &pki.ca_cert_hash).map_err(
+            let text = kubeadm::render(spec, n, node.role, secrets, &pki.ca_cert_hash).map_err(
                 |reason| BootstrapError::Generate {
                     what: format!("{}'s kubeadm configuration", n.name),
                     reason,
@@ -131,7 +149,7 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, BootstrapError> {
                 mode: fsx::MODE_SECRET,
             });
         }
-        let lb_files = lb::host_files(&spec, n).map_err(|reason| BootstrapError::Generate {
+        let lb_files = lb::host_files(spec, n).map_err(|reason| BootstrapError::Generate {
             what: format!("{}'s load balancer files", n.name),
             reason,
         })?;
@@ -148,7 +166,7 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, BootstrapError> {
         }
     }
     let mut plan = plan::build(
-        &spec,
+        spec,
         plan::PlanInputs {
             ca_cert_hash: &pki.ca_cert_hash,
             cas: pki.cas.clone(),
@@ -158,13 +176,13 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, BootstrapError> {
     let runbook = runbook::render(
         &plan,
         &runbook::RunbookOptions {
-            show_secrets: opts.show_secrets.then_some(&secrets),
+            show_secrets: show_secrets.then_some(secrets),
         },
     );
     files.push(BundleFile {
         rel: "RUNBOOK.md".into(),
         bytes: runbook.into_bytes(),
-        mode: if opts.show_secrets {
+        mode: if show_secrets {
             fsx::MODE_SECRET
         } else {
             fsx::MODE_PUBLIC
@@ -189,14 +207,7 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, BootstrapError> {
         bytes: json,
         mode: fsx::MODE_PUBLIC,
     });
-    let changes = bundle::write(&opts.out, &files)?;
-    Ok(PlanReport {
-        plan,
-        out: opts.out.clone(),
-        changes,
-        notes,
-        secrets: opts.show_secrets.then_some(secrets),
-    })
+    Ok((plan, files))
 }
 
 /// The bundle's CAs: kept when the bundle has them (a new CA would orphan a running cluster),
@@ -292,3 +303,5 @@ fn bundle_secrets(
 }
 
 use crate::{certs, fsx};
+#[cfg(test)]
+mod tests;

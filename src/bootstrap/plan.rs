@@ -244,15 +244,19 @@ pub fn build(spec: &ClusterSpec, inputs: PlanInputs<'_>) -> Plan {
     }
 }
 
-/// The etcdctl invocation inside the first node's etcd static pod, authenticated as kubeadm's
-/// healthcheck client.
-fn etcdctl(spec: &ClusterSpec, args: &str) -> String {
+/// A runner-side shell function for etcdctl inside the first node's etcd static pod, authenticated
+/// as kubeadm's healthcheck client (defined in the kubectl step, used by every etcd check).
+fn etcdctl_function(spec: &ClusterSpec) -> String {
     format!(
-        "kubectl -n kube-system exec etcd-{} -- etcdctl --endpoints https://127.0.0.1:2379 \
+        "etcdctl() {{ kubectl -n kube-system exec etcd-{} -- etcdctl --endpoints https://127.0.0.1:2379 \
          --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt \
-         --key /etc/kubernetes/pki/etcd/healthcheck-client.key {args}",
+         --key /etc/kubernetes/pki/etcd/healthcheck-client.key \"$@\"; }}",
         spec.first().name
     )
+}
+
+fn etcdctl(_spec: &ClusterSpec, args: &str) -> String {
+    format!("etcdctl {args}")
 }
 
 fn pki_files(dir: &str, names: &[&str]) -> Vec<String> {
@@ -483,6 +487,10 @@ fn steps(spec: &ClusterSpec) -> Vec<Step> {
             ),
             "chmod 600 ./admin.conf".to_string(),
             "export KUBECONFIG=$PWD/admin.conf".to_string(),
+            format!(
+                "# the etcd checks below use this function:\n{}",
+                etcdctl_function(spec)
+            ),
         ],
         vec![format!(
             "kubectl get --raw /readyz prints ok (through {})",
@@ -531,7 +539,11 @@ fn steps(spec: &ClusterSpec) -> Vec<Step> {
             gate,
             vec![
                 format!("exactly {i} member(s), every one started (a name, no \"unstarted\") and none a learner: remove a leftover with `etcdctl member remove <id>` first"),
-                format!("every member healthy (quorum {} of {i} is met with room for the new member's catch-up)", i / 2 + 1),
+                format!(
+                    "every member healthy: with {} members quorum becomes {}, so no member may be down before the join",
+                    i + 1,
+                    (i + 1) / 2 + 1
+                ),
             ],
         );
         let mut join = Vec::new();
