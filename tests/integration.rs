@@ -50,5 +50,8 @@ mod certs_check;
 #[path = "integration/certs_renew.rs"]
 mod certs_renew;
 
+#[path = "integration/bootstrap.rs"]
+mod bootstrap;
+
 #[path = "integration/bootstrap_lb.rs"]
 mod bootstrap_lb;

@@ -54,7 +54,10 @@ controlPlane:
   - {name: cp3, address: 192.168.1.12}
 ";
 
-const INVENTORIES: [(&str, &str); 2] = [("on-control-plane", ON_CONTROL_PLANE), ("dedicated", DEDICATED)];
+const INVENTORIES: [(&str, &str); 2] = [
+    ("on-control-plane", ON_CONTROL_PLANE),
+    ("dedicated", DEDICATED),
+];
 
 fn spec(text: &str) -> ClusterSpec {
     let inv = inventory::parse(text).unwrap_or_else(|e| panic!("inventory does not parse: {e}"));
@@ -65,7 +68,7 @@ fn spec(text: &str) -> ClusterSpec {
     validate(&inv, &opts).unwrap_or_else(|r| panic!("inventory is refused: {r:?}"))
 }
 
-/// `haproxy.cfg` with `from` replaced by `to`, failing when `from` is not in it.
+/// `text` with `from` replaced by `to`, failing when `from` is not in it.
 fn edit(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "{from:?} not in:\n{text}");
     text.replace(from, to)
@@ -112,7 +115,10 @@ fn haproxy_checks_every_generated_config() {
         );
         for n in &spec.control_plane {
             assert!(
-                cfg.contains(&format!("\n    server {} {}:{APISERVER_BIND_PORT}\n", n.name, n.address)),
+                cfg.contains(&format!(
+                    "\n    server {} {}:{APISERVER_BIND_PORT}\n",
+                    n.name, n.address
+                )),
                 "{} missing from the {label} config:\n{cfg}",
                 n.name
             );
@@ -121,14 +127,24 @@ fn haproxy_checks_every_generated_config() {
 
     // The check bites: an unknown keyword is an error, and so (with -dW) is a mere warning.
     let cfg = haproxy::render(&spec(ON_CONTROL_PLANE));
-    let unknown = edit(&cfg, "    balance roundrobin\n", "    balance roundrobin\n    frobnicate on\n");
+    let unknown = edit(
+        &cfg,
+        "    balance roundrobin\n",
+        "    balance roundrobin\n    frobnicate on\n",
+    );
     let (ok, said) = haproxy_check(dir.path(), "unknown-keyword.cfg", &unknown);
     assert!(!ok, "haproxy -c accepts an unknown keyword:\n{said}");
     assert!(said.contains("unknown keyword 'frobnicate'"), "{said}");
     let untimed = edit(&cfg, "    timeout client 1h\n", "");
     let (ok, said) = haproxy_check(dir.path(), "missing-timeout.cfg", &untimed);
-    assert!(!ok, "haproxy -c -dW accepts a config with a warning:\n{said}");
-    assert!(said.contains("missing timeouts for frontend 'apiserver'"), "{said}");
+    assert!(
+        !ok,
+        "haproxy -c -dW accepts a config with a warning:\n{said}"
+    );
+    assert!(
+        said.contains("missing timeouts for frontend 'apiserver'"),
+        "{said}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,7 +221,8 @@ fn keepalived_checks_every_generated_config() {
     for (label, text) in INVENTORIES {
         let spec = spec(text);
         std::fs::write(&script, keepalived::check_script(&spec)).unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let interface = spec.load_balancer.interface.clone().unwrap();
         let hosts = spec.lb_hosts();
         assert_eq!(hosts.len(), if label == "dedicated" { 2 } else { 3 });
@@ -252,9 +269,16 @@ fn keepalived_checks_every_generated_config() {
     let conf = keepalived::render(&spec, spec.lb_hosts(), 0);
     let absent = "cpkeepnone0";
     assert!(!Path::new("/sys/class/net").join(absent).exists());
-    let no_iface = edit(&conf, "    interface eth0\n", &format!("    interface {absent}\n"));
+    let no_iface = edit(
+        &conf,
+        "    interface eth0\n",
+        &format!("    interface {absent}\n"),
+    );
     let (code, said) = keepalived_check(dir.path(), "no-interface.conf", &no_iface);
-    assert!(said.contains(absent), "keepalived -t is silent about interface {absent} (exit {code}):\n{said}");
+    assert!(
+        said.contains(absent),
+        "keepalived -t is silent about interface {absent} (exit {code}):\n{said}"
+    );
     let errors = config_errors(&said, &environment_messages(absent));
     assert!(errors.is_empty(), "unclassified: {errors:?}\n{said}");
 
@@ -265,13 +289,25 @@ fn keepalived_checks_every_generated_config() {
         &format!("script \"{}\"", script.display()),
     );
     let broken = [
-        ("priority", edit(&conf, "    priority 150\n", "    priority 999\n"), "Priority not valid! must be between 1 & 255"),
+        (
+            "priority",
+            edit(&conf, "    priority 150\n", "    priority 999\n"),
+            "Priority not valid! must be between 1 & 255",
+        ),
         (
             "keyword",
-            edit(&conf, "    advert_int 1\n", "    advert_int 1\n    preempt_eagerly\n"),
+            edit(
+                &conf,
+                "    advert_int 1\n",
+                "    advert_int 1\n    preempt_eagerly\n",
+            ),
             "Unknown keyword 'preempt_eagerly'",
         ),
-        ("brace", conf.trim_end().strip_suffix('}').unwrap().to_string(), "missing '}'s or extra '{'s"),
+        (
+            "brace",
+            conf.trim_end().strip_suffix('}').unwrap().to_string(),
+            "missing '}'s or extra '{'s",
+        ),
         (
             "vip",
             edit(&conf, "        192.168.1.20\n", "        192.168.1.300\n"),
@@ -280,7 +316,10 @@ fn keepalived_checks_every_generated_config() {
     ];
     for (what, text, expected) in broken {
         let (code, said) = keepalived_check(dir.path(), &format!("broken-{what}.conf"), &text);
-        let errors = config_errors(&said, &environment_messages(&spec.load_balancer.interface.clone().unwrap()));
+        let errors = config_errors(
+            &said,
+            &environment_messages(&spec.load_balancer.interface.clone().unwrap()),
+        );
         assert!(
             errors.iter().any(|l| l.contains(expected)),
             "broken {what}: no error {expected:?} among {errors:?} (exit {code}):\n{said}"
@@ -297,9 +336,9 @@ fn keepalived_checks_every_generated_config() {
 struct Stats {
     /// Requests other than /readyz: client traffic haproxy sent it.
     served: AtomicUsize,
-    /// /readyz requests: haproxy's checks.
+    /// /readyz requests: haproxy's checks (and the check script's probes, through haproxy).
     checks: AtomicUsize,
-    /// When it answered a /readyz with 500.
+    /// When it answered one with 500.
     failed_checks: Mutex<Vec<Instant>>,
 }
 
@@ -327,7 +366,13 @@ impl FakeApiserver {
         let port = listener.local_addr().unwrap().port();
         let ready = Arc::new(AtomicBool::new(true));
         let stats = Arc::new(Stats::default());
-        let task = tokio::spawn(serve(listener, acceptor, name.to_string(), ready.clone(), stats.clone()));
+        let task = tokio::spawn(serve(
+            listener,
+            acceptor,
+            name.to_string(),
+            ready.clone(),
+            stats.clone(),
+        ));
         Self {
             name: name.to_string(),
             port,
@@ -391,7 +436,8 @@ async fn answer(
     ready: Arc<AtomicBool>,
     stats: Arc<Stats>,
 ) {
-    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await else {
+    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await
+    else {
         return;
     };
     let mut head = Vec::new();
@@ -410,7 +456,10 @@ async fn answer(
             ("200 OK", "ok".to_string())
         } else {
             stats.failed_checks.lock().unwrap().push(Instant::now());
-            ("500 Internal Server Error", "readyz check failed".to_string())
+            (
+                "500 Internal Server Error",
+                "readyz check failed".to_string(),
+            )
         }
     } else {
         stats.served.fetch_add(1, Ordering::SeqCst);
@@ -427,15 +476,19 @@ async fn answer(
 /// One self-signed certificate for all the fake apiservers (clients do not verify it, as haproxy's
 /// checks do not).
 fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
     let chain = vec![ck.cert.der().clone()];
     let key = rustls_pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
@@ -445,6 +498,34 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The hard limit on open files of this process (and so of its children).
+fn hard_nofile() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(4)?.parse().ok()
+}
+
+/// haproxy refuses to start when it cannot raise its open-file limit to about twice the global
+/// `maxconn` (2.6: "Cannot raise FD limit to 40020, limit is 20000"), and an unprivileged sandbox
+/// may not allow that: lower `maxconn` to what the hard limit allows, saying so. Nothing under test
+/// depends on it.
+fn fit_maxconn(cfg: String) -> String {
+    let line = cfg
+        .lines()
+        .find(|l| l.trim_start().starts_with("maxconn "))
+        .expect("a global maxconn")
+        .to_string();
+    let maxconn: u64 = line.trim().trim_start_matches("maxconn ").parse().unwrap();
+    match hard_nofile() {
+        Some(hard) if 2 * maxconn + 100 > hard => {
+            let fits = (hard - 100) / 2;
+            eprintln!("note: hard limit of {hard} open files; haproxy runs with maxconn {fits}, not {maxconn}");
+            edit(&cfg, &format!("{line}\n"), &format!("    maxconn {fits}\n"))
+        }
+        _ => cfg,
+    }
 }
 
 /// The generated haproxy.cfg of [`ON_CONTROL_PLANE`] running on loopback in front of three fake
@@ -472,7 +553,10 @@ impl Fixture {
         for (n, s) in spec.control_plane.iter().zip(&servers) {
             cfg = edit(
                 &cfg,
-                &format!("    server {} {}:{APISERVER_BIND_PORT}\n", n.name, n.address),
+                &format!(
+                    "    server {} {}:{APISERVER_BIND_PORT}\n",
+                    n.name, n.address
+                ),
                 &format!("    server {} 127.0.0.1:{}\n", n.name, s.port),
             );
         }
@@ -481,14 +565,24 @@ impl Fixture {
             &format!("    bind *:{}\n", spec.load_balancer.port),
             &format!("    bind 127.0.0.1:{port}\n"),
         );
-        assert!(!cfg.contains("192.168."), "not all on loopback:\n{cfg}");
+        assert!(
+            cfg.lines()
+                .all(|l| l.starts_with('#') || !l.contains("192.168.")),
+            "not all on loopback:\n{cfg}"
+        );
+
+        let cfg = fit_maxconn(cfg);
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("haproxy.cfg");
         std::fs::write(&file, &cfg).unwrap();
         // Its log (stdout) and messages (stderr) go to a file: a pipe nobody reads would fill up.
         let log = dir.path().join("haproxy.log");
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let err = out.try_clone().unwrap();
         let mut child = tokio::process::Command::new(harness::tool("haproxy"))
             .args(["-db", "-f"])
@@ -501,11 +595,20 @@ impl Fixture {
             .expect("start haproxy");
 
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
             if let Some(st) = child.try_wait().unwrap() {
-                panic!("haproxy exited ({st}):\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                panic!(
+                    "haproxy exited ({st}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
-            assert!(Instant::now() < deadline, "haproxy does not listen on 127.0.0.1:{port}");
+            assert!(
+                Instant::now() < deadline,
+                "haproxy does not listen on 127.0.0.1:{port}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let f = Self {
@@ -534,7 +637,11 @@ impl Fixture {
     async fn wait_for(&self, what: &str, limit: Duration, done: impl Fn(&Self) -> bool) {
         let deadline = Instant::now() + limit;
         while !done(self) {
-            assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}; haproxy log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}; haproxy log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -551,7 +658,11 @@ impl Fixture {
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(format!("curl {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
+            Err(format!(
+                "curl {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
         }
     }
 
@@ -559,10 +670,16 @@ impl Fixture {
     async fn get_ok(&self, when: &str) -> String {
         match self.get().await {
             Ok(name) => {
-                assert!(self.servers.iter().any(|s| s.name == name), "unexpected answer {name:?}");
+                assert!(
+                    self.servers.iter().any(|s| s.name == name),
+                    "unexpected answer {name:?}"
+                );
                 name
             }
-            Err(e) => panic!("a request through the endpoint failed {when}: {e}\nhaproxy log:\n{}", self.log()),
+            Err(e) => panic!(
+                "a request through the endpoint failed {when}: {e}\nhaproxy log:\n{}",
+                self.log()
+            ),
         }
     }
 }
@@ -581,11 +698,22 @@ async fn haproxy_stops_sending_traffic_to_a_failing_apiserver() {
     // (a) Round robin over all three.
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for _ in 0..9 {
-        *seen.entry(f.get_ok("with all apiservers ready").await).or_default() += 1;
+        *seen
+            .entry(f.get_ok("with all apiservers ready").await)
+            .or_default() += 1;
     }
     for s in &f.servers {
-        assert!(seen.get(&s.name).copied().unwrap_or(0) > 0, "{} got no traffic: {seen:?}", s.name);
-        assert_eq!(s.served(), seen[&s.name], "{} counted other requests", s.name);
+        assert!(
+            seen.get(&s.name).copied().unwrap_or(0) > 0,
+            "{} got no traffic: {seen:?}",
+            s.name
+        );
+        assert_eq!(
+            s.served(),
+            seen[&s.name],
+            "{} counted other requests",
+            s.name
+        );
         assert!(s.failed_checks().is_empty());
     }
 
@@ -620,20 +748,34 @@ async fn haproxy_stops_sending_traffic_to_a_failing_apiserver() {
     }
     let fails = f.servers[1].failed_checks();
     let marked_down = fails[haproxy::CHECK_FALL as usize - 1] - flipped;
-    let last_hit = last_hit.map(|t| t - flipped).expect("cp2 got no traffic after its first failed check");
+    let last_hit = last_hit
+        .map(|t| t - flipped)
+        .expect("cp2 got no traffic after the flip: haproxy took it out before its fall count");
     eprintln!(
         "cp2: failed check {} at {marked_down:?} after the flip, last request at {last_hit:?}; {requests} requests, none failed",
         haproxy::CHECK_FALL
     );
     let most = inter * (haproxy::CHECK_FALL + 1) + margin;
-    assert!(last_hit <= most, "cp2 got traffic {last_hit:?} after failing /readyz (at most {most:?})");
-    assert!(marked_down <= most, "haproxy took {marked_down:?} to see {} failed checks", haproxy::CHECK_FALL);
+    assert!(
+        last_hit <= most,
+        "cp2 got traffic {last_hit:?} after failing /readyz (at most {most:?})"
+    );
+    assert!(
+        marked_down <= most,
+        "haproxy took {marked_down:?} to see {} failed checks",
+        haproxy::CHECK_FALL
+    );
     // One failed check does not take an apiserver out: the fall count is honoured.
     let least = inter * (haproxy::CHECK_FALL - 1) - Duration::from_millis(300);
-    assert!(marked_down >= least, "cp2 was taken out after {marked_down:?} (at least {least:?})");
+    assert!(
+        marked_down >= least,
+        "cp2 was taken out after {marked_down:?} (at least {least:?})"
+    );
     let down_line = "Server apiservers/cp2 is DOWN, reason: Layer7 wrong status, code: 500";
-    f.wait_for("haproxy to log cp2 DOWN", Duration::from_secs(5), |f| f.log().contains(down_line))
-        .await;
+    f.wait_for("haproxy to log cp2 DOWN", Duration::from_secs(5), |f| {
+        f.log().contains(down_line)
+    })
+    .await;
 
     // cp2 ready again: back in rotation after CHECK_RISE passed checks.
     let recovered = Instant::now();
@@ -642,13 +784,25 @@ async fn haproxy_stops_sending_traffic_to_a_failing_apiserver() {
     let limit = inter * (haproxy::CHECK_RISE + 1) + Duration::from_secs(10);
     while f.servers[1].served() == served {
         f.get_ok("while cp2 recovers").await;
-        assert!(recovered.elapsed() < limit, "cp2 gets no traffic {limit:?} after recovering; haproxy log:\n{}", f.log());
+        assert!(
+            recovered.elapsed() < limit,
+            "cp2 gets no traffic {limit:?} after recovering; haproxy log:\n{}",
+            f.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let back = recovered.elapsed();
     eprintln!("cp2: back in rotation {back:?} after /readyz passed again");
+    f.wait_for("haproxy to log cp2 UP", Duration::from_secs(5), |f| {
+        f.log()
+            .contains("Server apiservers/cp2 is UP, reason: Layer7 check passed, code: 200")
+    })
+    .await;
     let most = inter * (haproxy::CHECK_RISE + 1) + margin;
-    assert!(back <= most, "cp2 took {back:?} to get traffic again (at most {most:?})");
+    assert!(
+        back <= most,
+        "cp2 took {back:?} to get traffic again (at most {most:?})"
+    );
 
     // (c) cp2 dies while haproxy still counts it up: connections to it are refused and redispatched
     // (`option redispatch`, `retries 1`), so no request fails and none reaches it.
@@ -659,8 +813,23 @@ async fn haproxy_stops_sending_traffic_to_a_failing_apiserver() {
         let name = f.get_ok(&format!("(request {i}) after cp2 stopped")).await;
         assert_ne!(name, "cp2");
     }
-    eprintln!("30 requests in {:?} after cp2 stopped, none failed", stopped.elapsed());
+    eprintln!(
+        "30 requests in {:?} after cp2 stopped, none failed",
+        stopped.elapsed()
+    );
     assert_eq!(f.servers[1].served(), served);
+    // Those meant for cp2 were redispatched (haproxy's checks had not yet taken it out): its tcplog
+    // marks a redispatched connection's retry count with '+'.
+    f.wait_for(
+        "haproxy to log a redispatched connection",
+        Duration::from_secs(5),
+        |f| {
+            f.log()
+                .lines()
+                .any(|l| l.contains(" apiserver apiservers/") && l.contains("/+1 "))
+        },
+    )
+    .await;
     for s in [&f.servers[0], &f.servers[2]] {
         assert!(s.failed_checks().is_empty(), "{} failed a check", s.name);
     }
@@ -681,7 +850,13 @@ async fn run_script(dir: &Path, name: &str, text: &str) -> (i32, String) {
         Duration::from_secs(20),
         tokio::process::Command::new("sh")
             .arg(&file)
-            .env("PATH", format!("{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", bin.display()))
+            .env(
+                "PATH",
+                format!(
+                    "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    bin.display()
+                ),
+            )
             .output(),
     )
     .await
@@ -698,10 +873,18 @@ async fn keepalived_check_script_probes_the_endpoint() {
     let vip = f.spec.load_balancer.vip.unwrap().to_string();
     let port_line = format!("PORT='{}'\n", f.spec.load_balancer.port);
     let at = |holder: &str, url_host: &str| {
-        let s = edit(&generated, &format!("VIP='{vip}'\n"), &format!("VIP='{holder}'\n"));
+        let s = edit(
+            &generated,
+            &format!("VIP='{vip}'\n"),
+            &format!("VIP='{holder}'\n"),
+        );
         let s = edit(&s, &port_line, &format!("PORT='{}'\n", f.port));
         let s = s.replace(&vip, url_host);
-        assert!(!s.contains("192.168."), "not all on loopback:\n{s}");
+        assert!(
+            s.lines()
+                .all(|l| l.starts_with('#') || !l.contains("192.168.")),
+            "not all on loopback:\n{s}"
+        );
         s
     };
     // This host holds the VIP (127.0.0.1 is on lo) and the endpoint answers through it.
@@ -726,7 +909,8 @@ async fn keepalived_check_script_probes_the_endpoint() {
         "{broken_vip}"
     );
     // A host without the VIP (127.0.0.2 is on no interface) does not probe it.
-    let (code, err) = run_script(f.dir.path(), "not-holder.sh", &at("127.0.0.2", "127.0.0.2")).await;
+    let (code, err) =
+        run_script(f.dir.path(), "not-holder.sh", &at("127.0.0.2", "127.0.0.2")).await;
     assert_eq!((code, err.as_str()), (0, ""));
 
     // No apiserver ready: once haproxy has taken all three out, the check fails and says why.
@@ -740,9 +924,14 @@ async fn keepalived_check_script_probes_the_endpoint() {
         |f| f.servers.iter().all(|s| s.failed_checks().len() >= fall),
     )
     .await;
-    f.wait_for("haproxy to log that no server is left", Duration::from_secs(5), |f| {
-        f.log().contains("backend apiservers has no server available!")
-    })
+    f.wait_for(
+        "haproxy to log that no server is left",
+        Duration::from_secs(5),
+        |f| {
+            f.log()
+                .contains("backend apiservers has no server available!")
+        },
+    )
     .await;
     let (code, err) = run_script(f.dir.path(), "holder.sh", &holder).await;
     assert_eq!(
