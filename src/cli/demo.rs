@@ -3,8 +3,9 @@
 //! kills a member and shows the degraded verdict, then writes past the backup, stops the cluster,
 //! restores all three members natively from the store, boots them and shows the data is back; then
 //! generates a kubeadm node PKI whose etcd certificates expire in 5 days, checks it (CRITICAL), renews
-//! what expires within 30 days and checks again (OK) — and cleans up. Each capability of cpkeep adds
-//! its step here.
+//! what expires within 30 days and checks again (OK); then plans an HA control plane from the example
+//! inventory and checks its haproxy configs with real haproxy — and cleans up. Each capability of
+//! cpkeep adds its step here.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -70,6 +71,7 @@ struct DemoReport {
     verify: VerifyReport,
     restore: DemoRestore,
     certs: DemoCerts,
+    bootstrap: super::demo_bootstrap::DemoBootstrap,
 }
 
 /// The restore step: every member rebuilt from the stored snapshot and booted.
@@ -228,6 +230,11 @@ impl Render for DemoReport {
         }
         s.push_str(&heading("`cpkeep certs check` again"));
         s.push_str(&etcd_cert_rows(&c.after));
+        s.push_str(&heading(&format!(
+            "`cpkeep bootstrap plan` on `cpkeep bootstrap example` ({})",
+            self.bootstrap.inventory
+        )));
+        s.push_str(&self.bootstrap.table());
         s
     }
 }
@@ -489,6 +496,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         },
     };
     let certs = certs_step(sandbox.root()).await?;
+    let bootstrap = super::demo_bootstrap::bootstrap_step(sandbox.root()).await?;
 
     let report = DemoReport {
         etcd: etcd.display().to_string(),
@@ -501,6 +509,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         verify,
         restore,
         certs,
+        bootstrap,
     };
     out.print(&report)?;
     sandbox.stop();
@@ -547,6 +556,16 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
                 c.renew.backup_dir,
                 c.after.verdict,
                 c.not_ok_after
+            ),
+        }
+        .into());
+    }
+    if !report.bootstrap.ok() {
+        return Err(ExitError {
+            code: Exit::Warning,
+            message: format!(
+                "demo bootstrap: haproxy checks {:?}, changed on the second run {:?}; expected every config valid and nothing changed",
+                report.bootstrap.haproxy_checks, report.bootstrap.changed_on_rerun
             ),
         }
         .into());

@@ -9,6 +9,7 @@ mod certs_renew;
 mod cluster;
 mod connection;
 mod demo;
+mod demo_bootstrap;
 mod exit;
 mod global;
 mod output;

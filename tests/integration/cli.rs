@@ -150,7 +150,24 @@ async fn demo_runs_start_to_finish() {
         "{renew}"
     );
     assert!(after.contains("\nVERDICT: OK\n"), "{after}");
+    // The bootstrap step, last: the example inventory planned, every haproxy.cfg valid for the
+    // real haproxy, and a second plan run changing nothing.
+    let boot = after
+        .find("`cpkeep bootstrap plan` on `cpkeep bootstrap example`")
+        .expect("bootstrap step");
+    let (after, boot) = after.split_at(boot);
     assert!(!after.contains("CRITICAL"), "{after}");
+    for host in ["cp1", "cp2", "cp3"] {
+        assert!(
+            boot.contains(&format!("haproxy -c -f nodes/{host}/haproxy.cfg: valid")),
+            "{boot}"
+        );
+    }
+    assert!(
+        boot.contains("tolerates 1 control-plane failure(s); CA hash sha256:"),
+        "{boot}"
+    );
+    assert!(boot.contains("plan run again: nothing changed"), "{boot}");
     // The sandbox is gone afterwards: no etcd of ours left listening on the demo's endpoints.
     let first = run
         .stdout
