@@ -542,7 +542,7 @@ fn steps(spec: &ClusterSpec) -> Vec<Step> {
                 format!(
                     "every member healthy: with {} members quorum becomes {}, so no member may be down before the join",
                     i + 1,
-                    (i + 1) / 2 + 1
+                    (i + 2).div_ceil(2)
                 ),
             ],
         );

@@ -207,7 +207,7 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
         add(Verdict::Critical, "no member knows a leader".to_string());
     }
 
-    if voter_count > 0 && voter_count % 2 == 0 {
+    if voter_count > 0 && voter_count.is_multiple_of(2) {
         let odd = voter_count - 1;
         add(
             Verdict::Warning,

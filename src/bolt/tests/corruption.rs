@@ -316,7 +316,7 @@ fn random_byte_flips_never_panic() {
         // Half the flips in headers and element tables, where decoding decisions are made.
         let pick = move |rng: &mut XorShift| {
             let page = (rng.next() % (len as u64 / 4096)) as usize;
-            let within = if rng.next() % 2 == 0 {
+            let within = if rng.next().is_multiple_of(2) {
                 rng.next() % 160
             } else {
                 rng.next() % 4096

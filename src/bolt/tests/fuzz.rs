@@ -52,7 +52,7 @@ fn mutate(input: &[u8], rng: &mut XorShift, page_size: usize) -> Vec<u8> {
     for _ in 0..rounds {
         let len = out.len();
         // Offsets near the start of a page (headers, element tables) half the time.
-        let at = if rng.next() % 2 == 0 && len > page_size {
+        let at = if rng.next().is_multiple_of(2) && len > page_size {
             let page = (rng.next() % (len / page_size) as u64) as usize;
             (page * page_size + (rng.next() % 96) as usize).min(len - 1)
         } else {
