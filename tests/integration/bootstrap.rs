@@ -312,3 +312,58 @@ async fn example_prints_a_valid_annotated_inventory() {
     assert_eq!(planned.code, 0, "{}", planned.stderr);
     assert_eq!(planned.json()["controlPlaneEndpoint"], "192.168.1.20:8443");
 }
+
+/// Every static pod manifest the bundle holds passes `kubernetes-validate --strict` against the
+/// cluster's Kubernetes version (Kubernetes' own schemas: an unknown or misspelt field fails), in
+/// both manifest-bearing load balancer modes; a manifest with a misspelt field is caught.
+#[tokio::test]
+async fn static_pods_pass_kubernetes_schema_validation() {
+    let kube_vip = GUIDE
+        .replace("haproxy-keepalived", "kube-vip")
+        .replace(":8443", ":6443");
+    let mut checked = 0;
+    for (inventory, version) in [
+        (GUIDE.to_string(), "1.31.0"),
+        (kube_vip.clone(), "1.31.0"),
+        (kube_vip.replace("v1.31.4", "v1.28.9"), "1.28.0"),
+    ] {
+        let (_tmp, inv, out) = setup(&inventory);
+        assert_eq!(plan(&inv, &out, &[]).await.code, 0);
+        let manifests: Vec<PathBuf> = ["cp1", "cp2", "cp3"]
+            .iter()
+            .flat_map(|n| std::fs::read_dir(out.join("nodes").join(n).join("manifests")).unwrap())
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(manifests.len() >= 3, "{manifests:?}");
+        for m in &manifests {
+            let run = Command::new(tool("kubernetes-validate"))
+                .args(["--strict", "-k", version])
+                .arg(m)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&run.stdout).into_owned()
+                + &String::from_utf8_lossy(&run.stderr);
+            assert!(
+                run.status.success() && text.contains("passed"),
+                "{}: {text}",
+                m.display()
+            );
+            checked += 1;
+        }
+        let bad = out.join("bad.yaml");
+        std::fs::write(
+            &bad,
+            std::fs::read_to_string(&manifests[0])
+                .unwrap()
+                .replace("hostNetwork", "hostNetwerk"),
+        )
+        .unwrap();
+        let run = Command::new(tool("kubernetes-validate"))
+            .args(["--strict", "-k", version])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(!run.status.success(), "a misspelt field must fail");
+    }
+    assert_eq!(checked, 6 + 3 + 3);
+}
