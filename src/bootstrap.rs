@@ -10,6 +10,7 @@
 pub mod bundle;
 pub mod error;
 pub mod example;
+pub mod fuzz_targets;
 pub mod inventory;
 pub mod kubeadm;
 pub mod lb;
