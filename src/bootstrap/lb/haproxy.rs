@@ -33,7 +33,9 @@ pub fn render(spec: &ClusterSpec) -> String {
     out.push_str(
         "global
     log stdout format raw local0
-    maxconn 20000
+    # Two file descriptors per connection: 8000 fits a 20k open-file limit; kubelets, controllers
+    # and clients of a large cluster stay well below it.
+    maxconn 8000
 
 defaults
     mode tcp
