@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::{certs, fsx};
+
 use bundle::{BundleFile, FileChange};
 use error::BootstrapError;
 use kubeadm::Role;
@@ -303,6 +305,5 @@ fn bundle_secrets(
     })
 }
 
-use crate::{certs, fsx};
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,8 @@ pub mod certs;
 pub mod cli;
 pub mod etcd;
 pub mod fsx;
+#[cfg(test)]
+mod mutate;
 pub mod restore;
 pub mod sandbox;
 pub mod snapshot;

@@ -87,13 +87,7 @@ mod tests {
             .collect();
         assert!(seeds.len() >= 4);
         seeds.sort();
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::mutate::XorShift::new(0x2545_F491_4F6C_DD1D);
         let specials = b":-{}[],#&*!|>'\"%@ \n\t.0123456789/";
         for seed in &seeds {
             // Every seed is a valid inventory, so the render-and-read-back half is exercised.
@@ -110,28 +104,7 @@ mod tests {
             bootstrap_inventory(seed);
         }
         for i in 0..3000 {
-            let mut input = seeds[i % seeds.len()].clone();
-            for _ in 0..1 + next() % 3 {
-                let len = input.len().max(1);
-                let at = (next() % len as u64) as usize;
-                match next() % 4 {
-                    0 if !input.is_empty() => {
-                        let i = at.min(input.len() - 1);
-                        input[i] ^= 1 << (next() % 8);
-                    }
-                    1 => input.insert(
-                        at.min(input.len()),
-                        specials[(next() % specials.len() as u64) as usize],
-                    ),
-                    2 => input.truncate(at),
-                    _ => {
-                        let start = at.min(input.len());
-                        let end = (start + 60).min(input.len());
-                        let copy = input[start..end].to_vec();
-                        input.splice(start..start, copy);
-                    }
-                }
-            }
+            let input = crate::mutate::mutate(&seeds[i % seeds.len()], specials, &mut rng);
             bootstrap_inventory(&input);
         }
     }

@@ -98,6 +98,17 @@ pub enum Role {
     LoadBalancer,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Init => "init",
+            Role::ControlPlane => "control-plane",
+            Role::Worker => "worker",
+            Role::LoadBalancer => "load-balancer",
+        }
+    }
+}
+
 /// The `kubeadm.yaml` of `node`, as YAML documents separated by `---`.
 pub fn render(
     spec: &ClusterSpec,

@@ -410,7 +410,14 @@ fn steps(spec: &ClusterSpec) -> Vec<Step> {
                     RUNNER,
                     format!("set up haproxy and keepalived on load balancer {}", n.name),
                     lb_commands(spec, n, false),
-                    vec![format!("{} shows the VIP on one host only: ip addr show {}", Remote(n).ssh("ip -brief addr"), spec.load_balancer.interface.as_deref().unwrap_or_default())],
+                    vec![
+                        format!("{} prints \"Configuration file is valid\"", Remote(n).ssh("haproxy -c -f /etc/haproxy/haproxy.cfg")),
+                        format!(
+                            "exactly one load balancer host holds {} ({} on each)",
+                            spec.load_balancer.vip.map(|v| v.to_string()).unwrap_or_default(),
+                            Remote(n).ssh("ip -brief addr")
+                        ),
+                    ],
                 );
             }
         }

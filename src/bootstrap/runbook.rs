@@ -79,10 +79,7 @@ pub fn render(plan: &Plan, opts: &RunbookOptions<'_>) -> String {
         "## Nodes\n\n| name | role | address | ssh |\n|---|---|---|---|"
     );
     for n in &plan.nodes {
-        let role = serde_json::to_value(n.role)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let role = n.role.as_str().to_string();
         let _ = writeln!(
             o,
             "| {} | {role} | {} | {}@:{} |",

@@ -3,7 +3,7 @@
 //! rules are pure: the only file they look at is a local CNI manifest, to pin its sha256.
 //! Never prints, never writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -384,14 +384,14 @@ fn unique(inv: &Inventory, cp: &[NodeSpec], workers: &[NodeSpec], lbs: &[NodeSpe
     let lists = std::iter::repeat_n("controlPlane", cp.len())
         .chain(std::iter::repeat_n("workers", workers.len()))
         .chain(std::iter::repeat_n("loadBalancer.nodes", lbs.len()));
-    let mut names: HashMap<&str, ()> = HashMap::new();
+    let mut names: HashSet<&str> = HashSet::new();
     let mut addresses: HashMap<String, &str> = HashMap::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for ((node, r), list) in cp.iter().chain(workers).chain(lbs).zip(raw).zip(lists) {
         let i = index.entry(list).or_insert(0);
         let at = format!("{list}[{i}]");
         *i += 1;
-        if names.insert(&node.name, ()).is_some() {
+        if !names.insert(&node.name) {
             return refuse(
                 format!("{at}.name"),
                 Some(&r.name),

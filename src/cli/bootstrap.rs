@@ -137,10 +137,7 @@ impl Render for PlanView<'_> {
         let p = &r.plan;
         let mut t = Table::new(["NODE", "ROLE", "ADDRESS"]);
         for n in &p.nodes {
-            let role = serde_json::to_value(n.role)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let role = n.role.as_str().to_string();
             t.row([n.name.clone(), role, n.address.to_string()]);
         }
         let lb = &p.load_balancer;

@@ -135,10 +135,7 @@ pub async fn bootstrap_step(root: &Path) -> anyhow::Result<DemoBootstrap> {
             .nodes
             .iter()
             .map(|n| {
-                let role = serde_json::to_value(n.role)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
+                let role = n.role.as_str().to_string();
                 (n.name.clone(), role, n.address.to_string())
             })
             .collect(),

@@ -46,38 +46,13 @@ mod tests {
             .collect();
         assert!(!seeds.is_empty());
         seeds.sort();
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::mutate::XorShift::new(0x9E37_79B9_7F4A_7C15);
         let specials = b"=,:/\n\\\"%@[]?# \0\xff";
         for seed in &seeds {
             restore_input(seed);
         }
         for i in 0..5000 {
-            let mut input = seeds[i % seeds.len()].clone();
-            for _ in 0..1 + next() % 3 {
-                let len = input.len().max(1);
-                let at = (next() % len as u64) as usize;
-                match next() % 4 {
-                    0 if !input.is_empty() => {
-                        let i = at.min(input.len() - 1);
-                        input[i] ^= 1 << (next() % 8);
-                    }
-                    1 => input.insert(
-                        at.min(input.len()),
-                        specials[(next() % specials.len() as u64) as usize],
-                    ),
-                    2 => input.truncate(at),
-                    _ => {
-                        let copy = input.clone();
-                        input.extend_from_slice(&copy[..copy.len().min(40)]);
-                    }
-                }
-            }
+            let input = crate::mutate::mutate(&seeds[i % seeds.len()], specials, &mut rng);
             restore_input(&input);
         }
     }

@@ -10,21 +10,14 @@ use serde_json::Value;
 
 use crate::harness::{cpkeep, tool, Run};
 
-const GUIDE: &str = "apiVersion: cpkeep/v1alpha1
-kind: Cluster
-name: prod
-kubernetesVersion: v1.31.4
-controlPlaneEndpoint: 192.168.1.20:8443
-loadBalancer: {mode: haproxy-keepalived, vip: 192.168.1.20, interface: eth0}
-networking: {podSubnet: 10.244.0.0/16, serviceSubnet: 10.96.0.0/12, dnsDomain: cluster.local}
-controlPlane:
-  - {name: cp1, address: 192.168.1.10}
-  - {name: cp2, address: 192.168.1.11}
-  - {name: cp3, address: 192.168.1.12}
-workers: [{name: w1, address: 192.168.1.40}]
-cni: {manifest: calico.yaml}
-certificates: {keyAlgorithm: RSA-2048, validity: 365d, caValidity: 3650d, distribution: upload-certs}
-";
+/// The HA guide's example with a worker, a CNI manifest and explicit certificate settings.
+fn guide() -> String {
+    format!(
+        "{}workers: [{{name: w1, address: 192.168.1.40}}]\ncni: {{manifest: calico.yaml}}\n\
+         certificates: {{keyAlgorithm: RSA-2048, validity: 365d, caValidity: 3650d, distribution: upload-certs}}\n",
+        crate::harness::GUIDE_INVENTORY
+    )
+}
 
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
@@ -100,7 +93,7 @@ fn openssl_discovery_hash(ca: &Path) -> String {
 
 #[tokio::test]
 async fn the_guides_example_makes_a_complete_verified_bundle() {
-    let (_tmp, inv, out) = setup(GUIDE);
+    let (_tmp, inv, out) = setup(&guide());
     let run = plan(&inv, &out, &["-o", "json"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let printed = run.json();
@@ -221,7 +214,7 @@ async fn the_guides_example_makes_a_complete_verified_bundle() {
 
 #[tokio::test]
 async fn a_second_run_changes_nothing_and_the_table_says_so() {
-    let (_tmp, inv, out) = setup(GUIDE);
+    let (_tmp, inv, out) = setup(&guide());
     assert_eq!(plan(&inv, &out, &[]).await.code, 0);
     let before: Vec<u8> = std::fs::read(out.join("pki/ca.key")).unwrap();
     let run = plan(&inv, &out, &[]).await;
@@ -243,33 +236,33 @@ async fn a_second_run_changes_nothing_and_the_table_says_so() {
 async fn bad_inventories_are_one_clear_line_with_exit_3_and_nothing_written() {
     let cases = [
         (
-            GUIDE.replace("  - {name: cp3, address: 192.168.1.12}\n", ""),
+            guide().replace("  - {name: cp3, address: 192.168.1.12}\n", ""),
             "controlPlane: 2 node(s) is not highly available",
         ),
         (
-            GUIDE.replace(
+            guide().replace(
                 "  - {name: cp3, address: 192.168.1.12}\n",
                 "  - {name: cp3, address: 192.168.1.12}\n  - {name: cp4, address: 192.168.1.13}\n",
             ),
             "4 members tolerate 1 failure(s), like 3, and need 3 for quorum",
         ),
         (
-            GUIDE.replace(":8443", ":6443"),
+            guide().replace(":8443", ":6443"),
             "line 5: controlPlaneEndpoint: port 6443 collides",
         ),
         (
-            GUIDE.replace(
+            guide().replace(
                 "dnsDomain: cluster.local",
                 "dnsDomain: cluster.local, mtu: 1400",
             ),
             "unknown field `mtu`",
         ),
         (
-            GUIDE.replace("RSA-2048", "DSA-1024"),
+            guide().replace("RSA-2048", "DSA-1024"),
             "certificates.keyAlgorithm",
         ),
         (
-            GUIDE.replace(
+            guide().replace(
                 "cni: {manifest: calico.yaml}",
                 "cni: {manifest: missing.yaml}",
             ),
@@ -285,12 +278,12 @@ async fn bad_inventories_are_one_clear_line_with_exit_3_and_nothing_written() {
         assert!(line.contains("cluster.yaml"), "names the file: {line}");
         assert!(!out.exists(), "{words}: nothing written");
     }
-    let (tmp, _, out) = setup(GUIDE);
+    let (tmp, _, out) = setup(&guide());
     let run = plan(&tmp.path().join("nope.yaml"), &out, &[]).await;
     assert_eq!(run.code, 3);
     assert!(run.assert_one_clear_line().contains("no such file"));
     // --pki-from that is not a kubeadm pki directory.
-    let (tmp, inv, out) = setup(GUIDE);
+    let (tmp, inv, out) = setup(&guide());
     let run = plan(
         &inv,
         &out,
@@ -318,12 +311,12 @@ async fn example_prints_a_valid_annotated_inventory() {
 /// both manifest-bearing load balancer modes; a manifest with a misspelt field is caught.
 #[tokio::test]
 async fn static_pods_pass_kubernetes_schema_validation() {
-    let kube_vip = GUIDE
+    let kube_vip = guide()
         .replace("haproxy-keepalived", "kube-vip")
         .replace(":8443", ":6443");
     let mut checked = 0;
     for (inventory, version) in [
-        (GUIDE.to_string(), "1.31.0"),
+        (guide(), "1.31.0"),
         (kube_vip.clone(), "1.31.0"),
         (kube_vip.replace("v1.31.4", "v1.28.9"), "1.28.0"),
     ] {

@@ -16,24 +16,11 @@ use cpkeep::bootstrap::lb::{haproxy, keepalived};
 use cpkeep::bootstrap::spec::{ClusterSpec, APISERVER_BIND_PORT};
 use cpkeep::bootstrap::validate::{validate, ValidateOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::rustls;
 
 use crate::harness;
 
 /// haproxy and keepalived on the three control-plane nodes.
-const ON_CONTROL_PLANE: &str = "\
-apiVersion: cpkeep/v1alpha1
-kind: Cluster
-name: prod
-kubernetesVersion: v1.31.4
-controlPlaneEndpoint: 192.168.1.20:8443
-loadBalancer: {mode: haproxy-keepalived, vip: 192.168.1.20, interface: eth0}
-networking: {podSubnet: 10.244.0.0/16, serviceSubnet: 10.96.0.0/12, dnsDomain: cluster.local}
-controlPlane:
-  - {name: cp1, address: 192.168.1.10}
-  - {name: cp2, address: 192.168.1.11}
-  - {name: cp3, address: 192.168.1.12}
-";
+const ON_CONTROL_PLANE: &str = harness::GUIDE_INVENTORY;
 
 /// haproxy and keepalived on two dedicated hosts, which may then take the apiserver's port.
 const DEDICATED: &str = "\
@@ -481,15 +468,7 @@ fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
             .unwrap();
     let chain = vec![ck.cert.der().clone()];
     let key = rustls_pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    harness::tls_acceptor(chain, key)
 }
 
 fn free_port() -> u16 {

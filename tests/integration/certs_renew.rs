@@ -1526,21 +1526,12 @@ impl FakeApiserver {
 fn apiserver_tls(pki: &Path) -> tokio_rustls::TlsAcceptor {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    use tokio_rustls::rustls;
     let chain = CertificateDer::pem_file_iter(pki.join("apiserver.crt"))
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let key = PrivateKeyDer::from_pem_file(pki.join("apiserver.key")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    crate::harness::tls_acceptor(chain, key)
 }
 
 async fn serve(

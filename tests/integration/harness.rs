@@ -365,3 +365,37 @@ macro_rules! per_version {
         }
     };
 }
+
+/// A TLS server configuration (aws-lc, safe protocol versions, no client auth) for test servers that
+/// stand in for an apiserver.
+pub fn tls_acceptor(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls;
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
+/// kubeadm's HA guide example as an inventory: cp1–cp3 at 192.168.1.10–12 behind haproxy and
+/// keepalived on the VIP 192.168.1.20:8443.
+pub const GUIDE_INVENTORY: &str = "\
+apiVersion: cpkeep/v1alpha1
+kind: Cluster
+name: prod
+kubernetesVersion: v1.31.4
+controlPlaneEndpoint: 192.168.1.20:8443
+loadBalancer: {mode: haproxy-keepalived, vip: 192.168.1.20, interface: eth0}
+networking: {podSubnet: 10.244.0.0/16, serviceSubnet: 10.96.0.0/12, dnsDomain: cluster.local}
+controlPlane:
+  - {name: cp1, address: 192.168.1.10}
+  - {name: cp2, address: 192.168.1.11}
+  - {name: cp3, address: 192.168.1.12}
+";
