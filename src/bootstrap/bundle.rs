@@ -64,7 +64,7 @@ pub fn check_out_dir(out: &Path) -> Result<bool, BootstrapError> {
         path: out.to_path_buf(),
         reason: reason.to_string(),
     };
-    match std::fs::symlink_metadata(out) {
+    match std::fs::metadata(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(bad(&format!(
             "cannot inspect it: {}",
