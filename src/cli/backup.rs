@@ -51,24 +51,43 @@ pub struct EncodingArgs {
 
 impl EncodingArgs {
     /// Parses the recipients and builds the encoding; returns the public recipients for the manifest.
+    /// Asking for encryption (a flag or variable that is set, even to nothing) without naming a
+    /// recipient is an error, never a plaintext snapshot.
     pub fn encoding(&self) -> Result<(Encoding, Vec<String>), SnapshotError> {
         let mut texts: Vec<String> = self
             .encrypt_to
             .iter()
             .map(|s| s.trim().to_string())
             .collect();
+        // clap drops an empty CPKEEP_ENCRYPT_TO, which a ConfigMap key left blank produces.
+        let env_set = |name: &str| std::env::var_os(name).is_some();
+        let asked_to = !self.encrypt_to.is_empty() || env_set("CPKEEP_ENCRYPT_TO");
+        if asked_to && texts.iter().all(|t| t.is_empty()) {
+            return Err(SnapshotError::NoRecipient {
+                asked: "--encrypt-to / CPKEEP_ENCRYPT_TO is empty".to_string(),
+            });
+        }
         for f in &self.encrypt_to_file {
             let body = std::fs::read_to_string(f).map_err(|e| SnapshotError::BadFile {
                 what: "recipients file",
                 path: f.clone(),
-                reason: e.to_string(),
+                reason: crate::certs::error::io_reason(&e),
             })?;
-            texts.extend(
-                body.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(String::from),
-            );
+            let found: Vec<String> = body
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect();
+            if found.is_empty() {
+                return Err(SnapshotError::NoRecipient {
+                    asked: format!(
+                        "the recipients file {} holds only blank lines and comments",
+                        f.display()
+                    ),
+                });
+            }
+            texts.extend(found);
         }
         let mut recipients = Vec::new();
         for t in texts.iter().filter(|t| !t.is_empty()) {

@@ -35,6 +35,11 @@ pub enum SnapshotError {
     #[error("bad age recipient {recipient:?}: {reason}")]
     BadRecipient { recipient: String, reason: String },
 
+    /// Encryption was asked for but no recipient came with it: storing the snapshot in clear would
+    /// ship every Secret of the cluster unencrypted.
+    #[error("encryption was asked for ({asked}) but it names no age recipient: refusing to store the snapshot unencrypted")]
+    NoRecipient { asked: String },
+
     #[error("cannot read {what} {}: {reason}", path.display())]
     BadFile {
         what: &'static str,
@@ -76,6 +81,7 @@ impl SnapshotError {
             SnapshotError::Etcd(_)
             | SnapshotError::NoMember(_)
             | SnapshotError::BadRecipient { .. }
+            | SnapshotError::NoRecipient { .. }
             | SnapshotError::BadFile { .. }
             | SnapshotError::Usage(_)
             | SnapshotError::Exists(_)

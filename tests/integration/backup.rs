@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::{
-    conn_args, cpkeep, etcdutl_status, files_ending, fill, sandbox, sandbox_with, tool, Etcd, Run,
-    Tmpfs,
+    conn_args, cpkeep, cpkeep_env, etcdutl_status, files_ending, fill, sandbox, sandbox_with, tool,
+    Etcd, Run, Tmpfs,
 };
 use crate::proxy::{Fault, FaultProxy};
 
@@ -462,6 +462,72 @@ async fn bad_recipient_is_refused_before_anything_is_written() {
     assert!(run
         .assert_one_clear_line()
         .contains("bad age recipient \"age1notarecipient\""));
+    assert!(!target.exists());
+}
+
+/// Asking for encryption without naming a recipient (an empty flag or variable, as a blank ConfigMap
+/// key gives the shipped CronJob, or a recipients file of comments) is exit 3, one line, and no
+/// snapshot — never a silent plaintext backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_without_a_recipient_is_refused_not_stored_in_clear() {
+    let sb = sandbox_with(Etcd::V35, 1, |o| o.tls = false).await;
+    let store = tempfile::tempdir().unwrap();
+    let target = store.path().join("never");
+    let comments = store.path().join("recipients.txt");
+    std::fs::write(&comments, "# the team's key goes here\n\n   \n").unwrap();
+    let base = |extra: &[&str]| {
+        let mut a = vec![
+            "backup".to_string(),
+            "--store".into(),
+            target.display().to_string(),
+            "--endpoints".into(),
+            sb.endpoints()[0].clone(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let cases: Vec<(Vec<String>, Vec<(&str, String)>, &str)> = vec![
+        (
+            base(&["--encrypt-to", ""]),
+            vec![],
+            "--encrypt-to / CPKEEP_ENCRYPT_TO is empty",
+        ),
+        (
+            base(&[]),
+            vec![("CPKEEP_ENCRYPT_TO", String::new())],
+            "CPKEEP_ENCRYPT_TO is empty",
+        ),
+        (
+            base(&[]),
+            vec![("CPKEEP_ENCRYPT_TO", "  ".into())],
+            "CPKEEP_ENCRYPT_TO is empty",
+        ),
+        (
+            base(&[]),
+            vec![("CPKEEP_ENCRYPT_TO", " , ".into())],
+            "CPKEEP_ENCRYPT_TO is empty",
+        ),
+        (
+            base(&["--encrypt-to-file", &comments.display().to_string()]),
+            vec![],
+            "holds only blank lines and comments",
+        ),
+    ];
+    for (a, env, words) in cases {
+        let run = cpkeep_env(&a, &env).await;
+        assert_eq!(run.code, 3, "{words}: {}", run.stderr);
+        let line = run.assert_one_clear_line();
+        assert!(line.contains(words), "{line}");
+        assert!(
+            line.contains("refusing to store the snapshot unencrypted"),
+            "{line}"
+        );
+        assert!(!target.exists(), "{words}: nothing stored");
+    }
+    // An empty CPKEEP_ENCRYPT_TO_FILE is already a usage error (clap wants a value).
+    let run = cpkeep_env(&base(&[]), &[("CPKEEP_ENCRYPT_TO_FILE", String::new())]).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.assert_one_clear_line().contains("--encrypt-to-file"));
     assert!(!target.exists());
 }
 
