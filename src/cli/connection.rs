@@ -54,6 +54,13 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     if d.is_zero() {
         return Err("must be more than zero".to_string());
     }
+    // A sub-millisecond deadline expires before any connection could be made: a typo (1us for 1s).
+    if d < Duration::from_millis(1) {
+        return Err(format!(
+            "{} is below a millisecond, too short for any member to answer (examples: 5s, 500ms)",
+            humantime::format_duration(d)
+        ));
+    }
     Ok(d)
 }
 

@@ -43,17 +43,29 @@ pub fn code_of(err: &anyhow::Error) -> Exit {
         .unwrap_or(Exit::Unknown)
 }
 
-/// The error and its causes on one line, each cause once, as ripgrep prints them.
+/// The error and its causes on one line, each cause once, as ripgrep prints them. A cause already
+/// said in other words of the OS (`No such file or directory` vs `... (os error 2)`) is said once.
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
         let text = cause.to_string();
         let text = text.lines().map(str::trim).collect::<Vec<_>>().join(" ");
-        if !parts.iter().any(|p| p.contains(&text)) {
+        let bare = without_os_error(&text);
+        let said =
+            |p: &String| p.contains(&text) || p.to_lowercase().contains(&bare.to_lowercase());
+        if !bare.is_empty() && !parts.iter().any(said) {
             parts.push(text);
         }
     }
     parts.join(": ")
+}
+
+/// `No such file or directory (os error 2)` → `No such file or directory`.
+fn without_os_error(text: &str) -> &str {
+    match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => &text[..i],
+        _ => text,
+    }
 }
 
 /// The exit code of a failure class: 1 failed, 2 refused (quorum lost, something in the way),
@@ -74,4 +86,19 @@ pub fn snapshot_failure(e: crate::snapshot::SnapshotError) -> anyhow::Error {
         message: e.to_string(),
     }
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_is_said_once() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let err = anyhow::Error::new(io).context("/x/ca.crt: No such file or directory");
+        assert_eq!(
+            super::one_line(&err),
+            "/x/ca.crt: No such file or directory"
+        );
+        let err = anyhow::anyhow!("inner cause").context("outer");
+        assert_eq!(super::one_line(&err), "outer: inner cause");
+    }
 }

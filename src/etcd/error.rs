@@ -74,11 +74,40 @@ pub(crate) fn describe_client_error(err: &etcd_client::Error) -> String {
         parts.push(s.to_string());
         source = s.source();
     }
-    let cause = join_chain(parts);
+    let cause = plain_words(&join_chain(parts));
     match hint(&cause) {
         Some(h) => format!("{cause} ({h})"),
         None => cause,
     }
+}
+
+/// rustls and tower name their failures as Rust identifiers (`invalid peer certificate: BadSignature`,
+/// `Timeout expired`); say them in words, keeping the original term in the hint's match.
+fn plain_words(cause: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        (
+            "invalid peer certificate: BadSignature",
+            "the member's certificate has a bad signature (BadSignature)",
+        ),
+        (
+            "invalid peer certificate: UnknownIssuer",
+            "the member's certificate has an unknown issuer (UnknownIssuer)",
+        ),
+        (
+            "invalid peer certificate: Expired",
+            "the member's certificate has expired (Expired)",
+        ),
+        (
+            "keys may not be consistent: KeyMismatch",
+            "the client certificate and key do not belong together (KeyMismatch)",
+        ),
+        ("Timeout expired", "timed out"),
+    ];
+    let mut out = cause.to_string();
+    for (from, to) in WORDS {
+        out = out.replace(from, to);
+    }
+    out
 }
 
 /// What a low-level cause usually means for an operator pointing cpkeep at etcd.
@@ -90,6 +119,12 @@ fn hint(cause: &str) -> Option<&'static str> {
             || c.contains("certificaterequired"))
     {
         Some("the member rejected the client certificate: --cert/--key must be signed by the etcd CA")
+    } else if c.contains("badsignature") {
+        Some("the member's certificate names the CA given with --cacert but was not signed by its key: the CA was regenerated, or --cacert is another cluster's")
+    } else if c.contains("keymismatch") || c.contains("keys may not be consistent") {
+        Some("--key is not the private key of --cert")
+    } else if c.contains("timeout expired") || c.contains("timed out") {
+        Some("nothing answered within --timeout: a wrong address or port, a firewall dropping packets, or an overloaded member")
     } else if c.contains("unknownissuer") {
         Some("the member's certificate is not signed by the CA given with --cacert")
     } else if c.contains("notvalidforname") {
@@ -155,6 +190,23 @@ mod tests {
             got,
             "error trying to connect: tcp connect error: Connection refused (os error 111)"
         );
+    }
+
+    #[test]
+    fn rustls_and_tower_identifiers_become_words_with_a_hint() {
+        let said =
+            super::plain_words("error trying to connect: invalid peer certificate: BadSignature");
+        assert_eq!(
+            said,
+            "error trying to connect: the member's certificate has a bad signature (BadSignature)"
+        );
+        assert!(super::hint(&said).unwrap().contains("regenerated"));
+        let said = super::plain_words("Timeout expired");
+        assert_eq!(said, "timed out");
+        assert!(super::hint(&said).unwrap().contains("--timeout"));
+        assert!(super::hint("keys may not be consistent: KeyMismatch")
+            .unwrap()
+            .contains("--key"));
     }
 
     #[test]

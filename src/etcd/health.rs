@@ -56,7 +56,8 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
             opts,
             probe,
             Vec::new(),
-            None,
+            // Nobody was asked about alarms: they are unknown, not absent.
+            Some("no member answered".to_string()),
             None,
         );
     };

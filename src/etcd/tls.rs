@@ -70,10 +70,12 @@ impl TlsMaterial {
             None => None,
         };
         let identity = match (&files.cert, &files.key) {
-            (Some(c), Some(k)) => Some((
-                read_certs(c, "client certificate (--cert)")?,
-                read_key(k, "client key (--key)")?,
-            )),
+            (Some(c), Some(k)) => {
+                let cert = read_certs(c, "client certificate (--cert)")?;
+                let key = read_key(k, "client key (--key)")?;
+                check_pair(c, &cert, k, &key)?;
+                Some((cert, key))
+            }
             (Some(c), None) => {
                 return Err(EtcdError::Config(format!(
                     "client certificate {} given without its key: add --key",
@@ -133,6 +135,25 @@ fn read_certs(path: &Path, what: &'static str) -> Result<Vec<u8>, EtcdError> {
         return Err(bad("no PEM certificate found in it".to_string()));
     }
     Ok(bytes)
+}
+
+/// A key that is not the certificate's own fails only at the TLS handshake, as rustls'
+/// `KeyMismatch`; say so by name before anything connects.
+fn check_pair(cert_path: &Path, cert: &[u8], key_path: &Path, key: &[u8]) -> Result<(), EtcdError> {
+    use crate::certs::pem::{parse_certificate_pem, parse_private_key_pem};
+    let (Ok(info), Ok(private)) = (parse_certificate_pem(cert), parse_private_key_pem(key)) else {
+        // Forms rcgen cannot load are left to the handshake, which reports them itself.
+        return Ok(());
+    };
+    if crate::certs::verify::key_matches(&info, &private) {
+        Ok(())
+    } else {
+        Err(EtcdError::Config(format!(
+            "client key {} is not the private key of client certificate {} (--key and --cert must belong together)",
+            key_path.display(),
+            cert_path.display()
+        )))
+    }
 }
 
 fn read_key(path: &Path, what: &'static str) -> Result<Vec<u8>, EtcdError> {

@@ -181,6 +181,14 @@ async fn bad_flag_values_exit_3() {
     assert!(run.stderr.contains("--timeout"), "{}", run.stderr);
     let run = cpkeep(&health_args(vec!["--no-such-flag".into()])).await;
     assert_eq!(run.code, 3, "{}", run.stderr);
+    // A sub-millisecond deadline is a typo, refused at parse.
+    let run = cpkeep(&health_args(vec!["--timeout".into(), "100us".into()])).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.assert_one_clear_line().contains("below a millisecond"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,6 +209,78 @@ async fn wrong_ca() {
             "not signed by the CA given with --cacert",
         ],
     );
+}
+
+/// A CA with the cluster CA's name but another key (a regenerated CA): a plain sentence with a
+/// hint, not rustls' bare `BadSignature`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_named_ca_with_another_key() {
+    let sb = sandbox(Etcd::V35, 1).await;
+    let other = tempfile::tempdir().unwrap();
+    let twin = EtcdPki::generate_named(other.path(), KeyAlgorithm::EcdsaP256, "etcd-ca").unwrap();
+    let mut args = health_args(conn_args(&sb, &sb.endpoints(), "2s"));
+    let i = args.iter().position(|a| a == "--cacert").unwrap();
+    args[i + 1] = twin.ca.cert.display().to_string();
+    let run = cpkeep(&args).await;
+    let line = assert_unknown(
+        &run,
+        &[
+            &sb.endpoints()[0],
+            "bad signature",
+            "the CA was regenerated",
+        ],
+    );
+    assert!(
+        !line.contains("invalid peer certificate: BadSignature"),
+        "{line}"
+    );
+}
+
+/// --key that is not --cert's own key is refused before anything connects, naming both files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_key_of_another_certificate() {
+    let sb = sandbox(Etcd::V35, 1).await;
+    let mut args = health_args(conn_args(&sb, &sb.endpoints(), "2s"));
+    let i = args.iter().position(|a| a == "--key").unwrap();
+    let other_key = sb
+        .pki()
+        .unwrap()
+        .apiserver_etcd_client
+        .key
+        .display()
+        .to_string();
+    args[i + 1] = other_key.clone();
+    let run = cpkeep(&args).await;
+    assert_unknown(
+        &run,
+        &[&other_key, "is not the private key of client certificate"],
+    );
+}
+
+/// No endpoint answered: the alarms are unknown, not "none".
+#[tokio::test]
+async fn alarms_are_unknown_when_nothing_answers() {
+    let ep = format!("http://127.0.0.1:{}", dead_port());
+    let run = cpkeep(&health_args(vec![
+        "--endpoints".into(),
+        ep.clone(),
+        "--timeout".into(),
+        "1s".into(),
+    ]))
+    .await;
+    assert_eq!(run.code, 3);
+    assert!(run.stdout.contains("alarms: unknown"), "{}", run.stdout);
+    assert!(!run.stdout.contains("alarms: none"), "{}", run.stdout);
+    let run = cpkeep(&health_args(vec![
+        "--endpoints".into(),
+        ep,
+        "--timeout".into(),
+        "1s".into(),
+        "-o".into(),
+        "json".into(),
+    ]))
+    .await;
+    assert!(run.json()["alarms_error"].is_string(), "{}", run.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
