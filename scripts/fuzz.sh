@@ -10,7 +10,7 @@ secs=${1:-60}
 [ -f tools/env.sh ] && . tools/env.sh
 if rustup toolchain list | grep -q nightly; then
   command -v cargo-fuzz >/dev/null || cargo +nightly install --locked cargo-fuzz
-  for t in bolt_open bolt_stream kv_decode restore_input bootstrap_inventory; do
+  for t in bolt_open bolt_stream kv_decode restore_input bootstrap_inventory bolt_roundtrip; do
     # -s none: the crate forbids unsafe code, and sanitizers add nothing to safe Rust.
     cargo +nightly fuzz run -s none "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -max_len=262144
   done

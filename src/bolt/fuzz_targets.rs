@@ -181,3 +181,97 @@ fn encode_key_value(kv: &KeyValue<'_>) -> Vec<u8> {
     put_int(&mut out, 6, kv.lease);
     out
 }
+
+/// Pairs a `bolt_roundtrip` input may describe, and bytes of values over all of them: bounds that
+/// keep one run in milliseconds while reaching branch pages and overflow.
+const ROUNDTRIP_MAX_PAIRS: usize = 3_000;
+const ROUNDTRIP_MAX_BYTES: usize = 4 << 20;
+
+/// `bolt_roundtrip`: the bytes describe a database (page size, fill, then records choosing a bucket,
+/// a key and a value length); it is written by the fresh-file writer and read back. The file must
+/// pass the check with no problem and no free page, and give back exactly the model: the same
+/// buckets with their sequences, and in each the same pairs in the same order.
+pub fn bolt_roundtrip(data: &[u8]) {
+    use super::writer::{BoltWriter, WriterOptions, MAX_FILL, MIN_FILL};
+    use std::collections::BTreeMap;
+    use std::io::{Read, Seek, SeekFrom};
+
+    let (Some(&p), Some(&f)) = (data.first(), data.get(1)) else {
+        return;
+    };
+    let page_size = 512u32 << (p % 4);
+    let fill = MIN_FILL + (MAX_FILL - MIN_FILL) * f64::from(f) / 255.0;
+    let mut model: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>> = BTreeMap::new();
+    let mut value_bytes = 0;
+    for (n, rec) in data[2..].chunks(4).enumerate() {
+        let [b, k, hi, lo] = rec else { break };
+        if n >= ROUNDTRIP_MAX_PAIRS {
+            break;
+        }
+        let bucket = vec![b'b', b'0' + b % 5];
+        // Keys of 1-24 bytes drawn from the input, so that inputs share and collide on keys.
+        let klen = 1 + usize::from(k % 24);
+        let key: Vec<u8> = (0..klen)
+            .map(|i| data[(2 + n * 4 + i) % data.len()])
+            .collect();
+        let vlen = (usize::from(*hi) << 8 | usize::from(*lo)) % (3 * page_size as usize);
+        value_bytes += vlen;
+        if value_bytes > ROUNDTRIP_MAX_BYTES {
+            break;
+        }
+        let value = vec![*lo; vlen];
+        model.entry(bucket).or_default().insert(key, value);
+    }
+    let Ok(mut file) = tempfile::tempfile() else {
+        return;
+    };
+    let Ok(clone) = file.try_clone() else { return };
+    let options = WriterOptions { page_size, fill };
+    let mut w = BoltWriter::create(clone, options).unwrap_or_else(|e| panic!("create: {e}"));
+    for (i, (name, pairs)) in model.iter().enumerate() {
+        w.begin_bucket(name, i as u64)
+            .unwrap_or_else(|e| panic!("begin_bucket: {e}"));
+        for (k, v) in pairs {
+            w.put(k, v).unwrap_or_else(|e| panic!("put: {e}"));
+        }
+        w.end_bucket().unwrap_or_else(|e| panic!("end_bucket: {e}"));
+    }
+    let summary = w.finish().unwrap_or_else(|e| panic!("finish: {e}"));
+    let mut bytes = Vec::new();
+    let read = file
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes));
+    assert!(read.is_ok(), "read back: {read:?}");
+    assert_eq!(
+        bytes.len() as u64,
+        summary.bytes,
+        "file length = pages × page size"
+    );
+    let db = Db::open(bytes.as_slice()).unwrap_or_else(|e| panic!("open: {e}"));
+    let report = check(&db);
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.pages_free, 0, "a fresh file has no free page");
+    let names = db.buckets().unwrap_or_else(|e| panic!("buckets: {e}"));
+    assert_eq!(names, model.keys().cloned().collect::<Vec<_>>());
+    let mut keys = 0u64;
+    for (i, (name, pairs)) in model.iter().enumerate() {
+        let bucket = db
+            .bucket(name)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("bucket {name:?}"));
+        assert_eq!(bucket.sequence(), i as u64);
+        let mut c = bucket.cursor();
+        let mut want = pairs.iter();
+        while let Some(e) = c.next_entry() {
+            let e = e.unwrap_or_else(|err| panic!("cursor: {err}"));
+            let (k, v) = want
+                .next()
+                .unwrap_or_else(|| panic!("an extra key {:?}", e.key));
+            assert_eq!((e.key, e.value), (k.as_slice(), v.as_slice()));
+            keys += 1;
+        }
+        assert!(want.next().is_none(), "a key of bucket {name:?} is missing");
+    }
+    assert_eq!(summary.keys, keys);
+}
