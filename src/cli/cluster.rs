@@ -223,3 +223,33 @@ impl Render for MembersReport {
         t.render()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The human table of `cluster health`, pinned with insta snapshots of verdicts built from
+    //! hand-made probes: OK, a member down, quorum lost, and nothing answering.
+    use super::Render;
+    use crate::etcd::test_probes::{down, three, up};
+    use crate::etcd::{evaluate, ClusterProbe, HealthOptions};
+
+    fn table(endpoints: Vec<crate::etcd::EndpointProbe>) -> String {
+        evaluate(&ClusterProbe { endpoints }, &HealthOptions::default()).table()
+    }
+
+    #[test]
+    fn health_tables() {
+        let l = three();
+        insta::assert_snapshot!(
+            "health_ok",
+            table(vec![up(&l, 1, 1), up(&l, 2, 1), up(&l, 3, 1)])
+        );
+        insta::assert_snapshot!(
+            "health_member_down",
+            table(vec![up(&l, 1, 1), up(&l, 2, 1), down(3)])
+        );
+        let mut lone = up(&l, 1, 0);
+        lone.alarms = Err("no answer to alarm list within 5s".into());
+        insta::assert_snapshot!("health_quorum_lost", table(vec![lone, down(2), down(3)]));
+        insta::assert_snapshot!("health_nothing_answers", table(vec![down(1), down(2)]));
+    }
+}

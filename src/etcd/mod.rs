@@ -10,6 +10,8 @@ mod error;
 mod health;
 mod probe;
 mod report;
+#[cfg(test)]
+pub(crate) mod test_probes;
 mod tls;
 
 pub use connect::{connect, ConnectionOptions, Credentials};
