@@ -90,6 +90,50 @@ pub fn snapshot_failure(e: crate::snapshot::SnapshotError) -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
+    use super::{code_of, snapshot_failure, Exit};
+    use crate::snapshot::SnapshotError;
+    use crate::store::StoreError;
+
+    /// A store failure while the work ran (an aborted upload) exits 1, one refused at the start 3:
+    /// a backup that failed mid-way must not look like one that could not start.
+    #[test]
+    fn store_failures_exit_by_class() {
+        let cases = [
+            (StoreError::Failed("upload aborted".into()), Exit::Warning),
+            (
+                StoreError::Config("empty S3 bucket name".into()),
+                Exit::Unknown,
+            ),
+            (
+                StoreError::BadUrl {
+                    url: "x".into(),
+                    reason: "y".into(),
+                },
+                Exit::Unknown,
+            ),
+            (
+                StoreError::Remote {
+                    store: "s3://b".into(),
+                    op: "upload part",
+                    key: "k".into(),
+                    code: "InternalError".into(),
+                    message: "m".into(),
+                },
+                Exit::Warning,
+            ),
+        ];
+        for (e, want) in cases {
+            let text = e.to_string();
+            assert_eq!(
+                code_of(&snapshot_failure(SnapshotError::Store(e))),
+                want,
+                "{text}"
+            );
+        }
+        let refused = SnapshotError::QuorumLost("1 of 3 healthy".into());
+        assert_eq!(code_of(&snapshot_failure(refused)), Exit::Critical);
+    }
+
     #[test]
     fn a_cause_is_said_once() {
         let io = std::io::Error::from_raw_os_error(2);

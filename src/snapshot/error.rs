@@ -86,10 +86,12 @@ impl SnapshotError {
             | SnapshotError::Usage(_)
             | SnapshotError::Exists(_)
             | SnapshotError::NotFound(_) => FailureClass::Unusable,
-            SnapshotError::Store(StoreError::BadUrl { .. } | StoreError::Config(_)) => {
-                FailureClass::Unusable
-            }
-            _ => FailureClass::Failed,
+            SnapshotError::Store(e) => e.class(),
+            SnapshotError::Stream { .. }
+            | SnapshotError::Stalled { .. }
+            | SnapshotError::Integrity { .. }
+            | SnapshotError::Encode(_)
+            | SnapshotError::Verify { .. } => FailureClass::Failed,
         }
     }
 }

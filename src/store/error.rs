@@ -27,11 +27,31 @@ pub enum StoreError {
     #[error("{store}: {key}: no such object")]
     NotFound { store: String, key: String },
 
+    /// The store cannot be used as given (a bad option, an unusable key or prefix): nothing was
+    /// attempted.
     #[error("{0}")]
     Config(String),
+
+    /// The work was under way and broke (an upload aborted, a task that died, too many parts):
+    /// the attempt failed, it was not refused at the start.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl StoreError {
+    /// How the failure is reported: the exit code follows from it (`cli::exit`).
+    pub fn class(&self) -> crate::snapshot::FailureClass {
+        use crate::snapshot::FailureClass;
+        match self {
+            StoreError::BadUrl { .. } | StoreError::Config(_) | StoreError::NotFound { .. } => {
+                FailureClass::Unusable
+            }
+            StoreError::Io { .. } | StoreError::Remote { .. } | StoreError::Failed(_) => {
+                FailureClass::Failed
+            }
+        }
+    }
+
     /// Whether the error says the object does not exist.
     pub fn is_not_found(&self) -> bool {
         match self {

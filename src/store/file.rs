@@ -97,7 +97,7 @@ impl FileStore {
             Ok(out)
         })
         .await
-        .map_err(|e| StoreError::Config(format!("listing task failed: {e}")))?
+        .map_err(|e| StoreError::Failed(format!("listing task failed: {e}")))?
     }
 }
 
@@ -152,7 +152,7 @@ impl ObjectStore for FileStore {
         let p = path.clone();
         tokio::task::spawn_blocking(move || fsx::write_atomic(&p, &bytes, fsx::MODE_PUBLIC))
             .await
-            .map_err(|e| StoreError::Config(format!("write task failed: {e}")))?
+            .map_err(|e| StoreError::Failed(format!("write task failed: {e}")))?
             .map_err(Self::io("write", &path))
     }
 
@@ -242,7 +242,7 @@ impl ObjectWriter for FileWriter {
         let f = self
             .file
             .as_mut()
-            .ok_or_else(|| StoreError::Config("write after finish".into()))?;
+            .ok_or_else(|| StoreError::Failed("write after finish".into()))?;
         f.write_all(&chunk)
             .await
             .map_err(FileStore::io("write", &self.part))?;
@@ -254,7 +254,7 @@ impl ObjectWriter for FileWriter {
         let mut f = self
             .file
             .take()
-            .ok_or_else(|| StoreError::Config("finish twice".into()))?;
+            .ok_or_else(|| StoreError::Failed("finish twice".into()))?;
         let result = async {
             f.flush()
                 .await
@@ -269,7 +269,7 @@ impl ObjectWriter for FileWriter {
             let dir = self.dir.clone();
             tokio::task::spawn_blocking(move || fsx::sync_dir(&dir))
                 .await
-                .map_err(|e| StoreError::Config(format!("fsync task failed: {e}")))?
+                .map_err(|e| StoreError::Failed(format!("fsync task failed: {e}")))?
                 .map_err(FileStore::io("fsync directory", &self.dir))
         }
         .await;

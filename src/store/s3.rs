@@ -496,7 +496,7 @@ impl Shared {
 
     async fn put_object(&self, key: &str, full: &str, bytes: Bytes) -> Result<(), StoreError> {
         let len = i64::try_from(bytes.len())
-            .map_err(|_| StoreError::Config(format!("object {key} is too large")))?;
+            .map_err(|_| StoreError::Failed(format!("object {key} is too large")))?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -921,7 +921,7 @@ struct S3Writer {
 
 impl S3Writer {
     fn failed_error(&self) -> StoreError {
-        StoreError::Config(format!(
+        StoreError::Failed(format!(
             "{}: {}: an earlier write failed and the upload was aborted",
             self.shared.url, self.key
         ))
@@ -975,7 +975,7 @@ impl S3Writer {
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
-            Err(e) => Err(StoreError::Config(format!(
+            Err(e) => Err(StoreError::Failed(format!(
                 "{}: {}: part upload task failed: {e}",
                 self.shared.url, self.key
             ))),
@@ -993,7 +993,7 @@ impl S3Writer {
             }
         };
         if self.next_part > MAX_PARTS {
-            return Err(StoreError::Config(format!(
+            return Err(StoreError::Failed(format!(
                 "{}: {}: the object needs more than {MAX_PARTS} parts of {} bytes: raise the part size",
                 self.shared.url, self.key, self.shared.part_size
             )));
@@ -1010,7 +1010,7 @@ impl S3Writer {
         let full_key = self.full_key.clone();
         self.in_flight.spawn(async move {
             let len = i64::try_from(data.len())
-                .map_err(|_| StoreError::Config(format!("part {number} of {key} is too large")))?;
+                .map_err(|_| StoreError::Failed(format!("part {number} of {key} is too large")))?;
             let out = shared
                 .client
                 .upload_part()
