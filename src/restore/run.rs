@@ -458,12 +458,7 @@ async fn rewrite_file(
         let hash = if skip_hash_check {
             Hash::Done(None)
         } else {
-            let len = std::fs::metadata(path)
-                .map_err(|e| RestoreError::io("read", path, e))?
-                .len();
-            if len % 512 != 32 {
-                return Err(no_trailer(path));
-            }
+            trailer_fits(path)?;
             let p = path.to_path_buf();
             Hash::Running(std::thread::spawn(move || snapshot::trailer_of_file(&p)))
         };
@@ -568,6 +563,43 @@ fn judge(
             path.display()
         ))),
     }
+}
+
+/// Checks, before anything is hashed, that a raw file is its db followed by etcd's 32-byte trailer:
+/// a file shorter than its db (as its meta page says) was cut short, and one exactly as long as
+/// its db has no trailer (a copy of a member's db).
+fn trailer_fits(path: &Path) -> Result<(), RestoreError> {
+    let file = File::open(path).map_err(|e| RestoreError::io("open", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| RestoreError::io("read", path, e))?
+        .len();
+    let db = match Db::open(file) {
+        Ok(db) => db,
+        Err(crate::bolt::BoltError::Truncated { expected, actual }) => {
+            return Err(truncated(path, actual, expected))
+        }
+        Err(e) => {
+            return Err(RestoreError::Snapshot(format!(
+                "{}: not a readable bbolt db: {e}",
+                path.display()
+            )))
+        }
+    };
+    let need = db.data_size();
+    match len {
+        l if l < need => Err(truncated(path, l, need)),
+        l if l == need + snapshot::TRAILER_LEN as u64 => Ok(()),
+        // Exactly the db, or the db and bytes that cannot be a trailer: a member's file.
+        _ => Err(no_trailer(path)),
+    }
+}
+
+fn truncated(path: &Path, len: u64, need: u64) -> RestoreError {
+    RestoreError::Snapshot(format!(
+        "{}: truncated: the file has {len} bytes, its db needs {need} (cut short while copying or downloading?)",
+        path.display()
+    ))
 }
 
 fn no_trailer(path: &Path) -> RestoreError {

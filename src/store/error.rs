@@ -31,7 +31,29 @@ pub enum StoreError {
     Config(String),
 }
 
+/// How a failure should be reported to a scheduler; `cli::exit::class_code` maps it to the exit
+/// code. Shared by the store, snapshot and restore errors (the store is the lowest layer that
+/// classifies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The work was attempted and failed (stream, store, integrity).
+    Failed,
+    /// Refused on purpose (quorum lost, something in the way).
+    Refused,
+    /// Could not start: bad flags, unreadable files, unreachable cluster.
+    Unusable,
+}
+
 impl StoreError {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            StoreError::BadUrl { .. } | StoreError::Config(_) => FailureClass::Unusable,
+            StoreError::Io { .. } | StoreError::Remote { .. } | StoreError::NotFound { .. } => {
+                FailureClass::Failed
+            }
+        }
+    }
+
     /// Whether the error says the object does not exist.
     pub fn is_not_found(&self) -> bool {
         match self {

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::io::AsyncRead;
 
-pub use error::StoreError;
+pub use error::{FailureClass, StoreError};
 pub use file::FileStore;
 pub use s3::{S3Options, S3Store};
 pub use url::StoreUrl;

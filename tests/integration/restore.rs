@@ -1131,7 +1131,8 @@ async fn bad_snapshots_and_flags_write_nothing() {
     let truncated = dir.path().join("truncated.db");
     std::fs::write(&truncated, &good[..good.len() / 2 + 100]).unwrap();
     let run = cpkeep(&run_on(&truncated, &[])).await;
-    assert_fails(&run, 1, &["truncated.db"]);
+    assert_fails(&run, 1, &["truncated.db", "truncated: the file has"]);
+    assert!(!run.stderr.contains("no sha256 trailer"), "{}", run.stderr);
     assert_nothing_written(&solo.data_dir);
     // Without the hash check, the structure check still refuses it.
     let run = cpkeep(&run_on(&truncated, &["--skip-hash-check"])).await;
