@@ -94,20 +94,12 @@ pub struct RestoreArgs {
     #[arg(long, requires = "kubeadm", help_heading = "kubeadm")]
     pub manifest: Option<PathBuf>,
     /// How long the kubelet may take to stop etcd once its manifest is moved [default: 2m]
-    #[arg(long, requires = "kubeadm", value_parser = parse_duration, help_heading = "kubeadm")]
+    #[arg(long, requires = "kubeadm", value_parser = super::duration::positive, help_heading = "kubeadm")]
     pub stop_timeout: Option<Duration>,
     /// How long the restored member may take to become healthy once the manifest is back
     /// [default: 5m]
-    #[arg(long, requires = "kubeadm", value_parser = parse_duration, help_heading = "kubeadm")]
+    #[arg(long, requires = "kubeadm", value_parser = super::duration::positive, help_heading = "kubeadm")]
     pub wait_timeout: Option<Duration>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 2m, 5m)"))?;
-    if d.is_zero() {
-        return Err("must be more than zero".to_string());
-    }
-    Ok(d)
 }
 
 impl RestoreArgs {
@@ -173,17 +165,9 @@ impl RestoreArgs {
     }
 }
 
-/// The exit code of a restore failure: 1 failed while restoring (corrupt or unreadable snapshot,
-/// write error), 2 refused (something is in the way), 3 could not start (bad flags).
+/// The exit code of a restore failure ([`RestoreError::class`]).
 fn restore_code(e: &RestoreError) -> Exit {
-    match e {
-        RestoreError::Fetch(s) => class_code(s.class()),
-        RestoreError::NotEmpty(_) | RestoreError::AlreadyExists(_) => Exit::Critical,
-        RestoreError::Snapshot(_) | RestoreError::Write(_) | RestoreError::Io { .. } => {
-            Exit::Warning
-        }
-        _ => Exit::Unknown,
-    }
+    class_code(e.class())
 }
 
 /// Maps a restore failure to its exit code (see [`restore_code`]).

@@ -70,7 +70,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "PATH")]
     pub etcd_bin: Option<PathBuf>,
     /// How long etcd may take to boot in the drill.
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = super::duration::positive)]
     pub boot_timeout: Duration,
 }
 
@@ -188,7 +188,7 @@ pub struct SaveArgs {
     #[arg(long)]
     pub allow_degraded: bool,
     /// Fail when the stream brings no bytes for this long.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = super::duration::positive)]
     pub stall_timeout: Duration,
     /// Replace the file if it exists.
     #[arg(long)]

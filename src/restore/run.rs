@@ -198,12 +198,13 @@ pub fn plan(
     let stamp = now.format("%Y%m%dT%H%M%SZ");
     let mut move_aside = Vec::new();
     let mut leftovers = Vec::new();
-    let mut dirs = vec![data_dir.clone()];
-    dirs.extend(options.wal_dir.clone());
-    for dir in &dirs {
+    let mut dirs = vec![("--data-dir", data_dir.clone())];
+    dirs.extend(options.wal_dir.clone().map(|w| ("--wal-dir", w)));
+    for (flag, dir) in &dirs {
         if options.wal_dir.as_ref() == Some(&data_dir) {
             return Err(usage("--wal-dir must differ from --data-dir".into()));
         }
+        check_directory(flag, dir)?;
         let part = part_of(dir);
         if part.exists() {
             if part.join(PART_MARKER).is_file() {
@@ -268,6 +269,23 @@ pub const PART_MARKER: &str = ".cpkeep-restore-in-progress";
 /// `<dir>.part`: where a directory is built before it is renamed into place.
 pub fn part_of(dir: &Path) -> PathBuf {
     PathBuf::from(format!("{}.part", dir.display()))
+}
+
+/// Refuses a directory path that names a file, or lies below one: neither can become a data dir
+/// (and "not empty, pass --move-aside" would send the operator the wrong way).
+fn check_directory(flag: &'static str, dir: &Path) -> Result<(), RestoreError> {
+    let existing = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| std::fs::symlink_metadata(a).is_ok());
+    match existing {
+        Some(e) if !e.is_dir() => Err(RestoreError::NotADirectory {
+            flag,
+            dir: dir.to_path_buf(),
+            file: e.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn is_non_empty(dir: &Path) -> Result<bool, RestoreError> {

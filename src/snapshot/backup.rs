@@ -53,6 +53,8 @@ pub async fn backup(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupReport, SnapshotError> {
+    // A store that cannot take the object fails now, not after the whole snapshot has streamed.
+    store.check_writable().await?;
     let (source, health) = choose_source(conn, opts.endpoint.as_ref(), opts.allow_degraded).await?;
     let started_at = Utc::now();
     let cluster_id = hex_id(source.status.cluster_id);

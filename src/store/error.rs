@@ -29,6 +29,11 @@ pub enum StoreError {
 
     #[error("{0}")]
     Config(String),
+
+    /// The store itself cannot be used as given: a directory that does not exist (an unmounted
+    /// volume looks the same as an empty store otherwise), a regular file, an unwritable path.
+    #[error("store {store}: {reason}")]
+    Unusable { store: String, reason: String },
 }
 
 /// How a failure should be reported to a scheduler; `cli::exit::class_code` maps it to the exit
@@ -47,7 +52,9 @@ pub enum FailureClass {
 impl StoreError {
     pub fn class(&self) -> FailureClass {
         match self {
-            StoreError::BadUrl { .. } | StoreError::Config(_) => FailureClass::Unusable,
+            StoreError::BadUrl { .. } | StoreError::Config(_) | StoreError::Unusable { .. } => {
+                FailureClass::Unusable
+            }
             StoreError::Io { .. } | StoreError::Remote { .. } | StoreError::NotFound { .. } => {
                 FailureClass::Failed
             }

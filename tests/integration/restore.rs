@@ -1160,6 +1160,28 @@ async fn bad_snapshots_and_flags_write_nothing() {
     assert_fails(&run, 3, &["stranger", "--initial-cluster"]);
     assert_nothing_written(&solo.data_dir);
 
+    // A data dir that is a file, or below one, is no directory, whatever --move-aside says: the
+    // file is left as it was.
+    let plain_file = dir.path().join("plain-file");
+    std::fs::write(&plain_file, b"not a data dir").unwrap();
+    for (data_dir, extra) in [
+        (plain_file.clone(), vec![]),
+        (plain_file.clone(), vec!["--move-aside"]),
+        (plain_file.join("etcd"), vec![]),
+    ] {
+        let mut o = o.clone();
+        o.data_dir = Some(data_dir.clone());
+        let run = cpkeep(&restore_args(&file.display().to_string(), &o, &extra)).await;
+        let says = format!(
+            "--data-dir {}: {} is not a directory",
+            data_dir.display(),
+            plain_file.display()
+        );
+        assert_fails(&run, 3, &[&says]);
+        assert!(!run.stderr.contains("--move-aside"), "{}", run.stderr);
+        assert_eq!(std::fs::read(&plain_file).unwrap(), b"not a data dir");
+    }
+
     // clap rejects --mark-compacted without --bump-revision before anything runs.
     let run = cpkeep(&run_on(&file, &["--mark-compacted"])).await;
     assert_fails(&run, 3, &["--bump-revision"]);
