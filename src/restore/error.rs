@@ -69,6 +69,14 @@ pub enum RestoreError {
     #[error("cannot write the restored db: {0}")]
     Write(#[from] crate::bolt::writer::WriteError),
 
+    /// A failure after the old directories were moved aside, whose rollback failed too.
+    #[error("{cause}; rolling back failed: {state}")]
+    RolledBackPartly {
+        cause: Box<RestoreError>,
+        /// What is not where it was.
+        state: String,
+    },
+
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -85,9 +93,10 @@ impl RestoreError {
         match self {
             RestoreError::Fetch(s) => s.class(),
             RestoreError::NotEmpty(_) | RestoreError::AlreadyExists(_) => FailureClass::Refused,
-            RestoreError::Snapshot(_) | RestoreError::Write(_) | RestoreError::Io { .. } => {
-                FailureClass::Failed
-            }
+            RestoreError::Snapshot(_)
+            | RestoreError::Write(_)
+            | RestoreError::Io { .. }
+            | RestoreError::RolledBackPartly { .. } => FailureClass::Failed,
             RestoreError::EmptyInitialCluster
             | RestoreError::InitialClusterItem { .. }
             | RestoreError::PeerUrl { .. }

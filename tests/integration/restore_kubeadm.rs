@@ -508,7 +508,7 @@ async fn failed_restore_puts_the_manifest_back_and_leaves_the_data_dir() {
     for want in [
         "sha256 trailer does not match",
         "the manifest is back at",
-        &format!("{} is untouched", n.data_dir.display()),
+        &format!("{} is as it was", n.data_dir.display()),
     ] {
         assert!(line.contains(want), "{line:?} lacks {want:?}");
     }
