@@ -861,10 +861,14 @@ async fn wait_stopped(plan: &KubeadmPlan, opts: &KubeadmOptions) -> Result<Stopp
     loop {
         let answering = accepts(endpoint, Duration::from_secs(1)).await;
         was_running |= answering;
+        // The /proc walk reads every process's descriptors: off the async workers.
         let holders = if answering {
             Vec::new()
         } else {
-            holders_of(&dirs)
+            let d = dirs.clone();
+            tokio::task::spawn_blocking(move || holders_of(&d))
+                .await
+                .unwrap_or_default()
         };
         if !answering && holders.is_empty() {
             return Ok(Stopped {

@@ -573,21 +573,29 @@ async fn build(
             (format!("stored:{}", manifest.id), true, report)
         }
     };
-    if incoming.exists() {
-        std::fs::remove_file(&incoming).map_err(|e| RestoreError::io("remove", &incoming, e))?;
-    }
-    let snap_file = raftsnap::write_snap(&snap_dir, &membership)?;
+    // The WAL is 64 MB preallocated and fsynced: written on a blocking thread, like every other
+    // large file operation, so the runtime's two workers stay free.
     let wal_dir = match wal_part {
         Some(w) => w.to_path_buf(),
         None => data_part.join("member").join("wal"),
     };
-    let wal = wal::write_wal(&wal_dir, &membership, updates_for)?;
-    for d in [snap_dir.as_path(), &data_part.join("member"), data_part] {
-        fsx::sync_dir(d).map_err(|e| RestoreError::io("fsync", d, e))?;
-    }
-    if let Some(w) = wal_part {
-        fsx::sync_dir(w).map_err(|e| RestoreError::io("fsync", w, e))?;
-    }
+    let (data_part, wal_part) = (data_part.to_path_buf(), wal_part.map(Path::to_path_buf));
+    let (snap_file, wal) = blocking(move || {
+        if incoming.exists() {
+            std::fs::remove_file(&incoming)
+                .map_err(|e| RestoreError::io("remove", &incoming, e))?;
+        }
+        let snap_file = raftsnap::write_snap(&snap_dir, &membership)?;
+        let wal = wal::write_wal(&wal_dir, &membership, updates_for)?;
+        for d in [snap_dir.as_path(), &data_part.join("member"), &data_part] {
+            fsx::sync_dir(d).map_err(|e| RestoreError::io("fsync", d, e))?;
+        }
+        if let Some(w) = &wal_part {
+            fsx::sync_dir(w).map_err(|e| RestoreError::io("fsync", w, e))?;
+        }
+        Ok((snap_file, wal))
+    })
+    .await?;
     Ok((source_kind, hash_checked, report, wal.path, snap_file))
 }
 
