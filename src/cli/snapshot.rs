@@ -497,7 +497,7 @@ pub async fn prune_cluster(
     dry_run: bool,
 ) -> Result<PruneReport, SnapshotError> {
     let cat = catalog(store).await?;
-    let plan = plan_prune(&cat, cluster_id, policy, chrono::Utc::now())?;
+    let plan = plan_prune(&cat, cluster_id, policy, crate::testhooks::now())?;
     if dry_run {
         return Ok(PruneReport {
             plan,

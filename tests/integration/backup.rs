@@ -629,10 +629,22 @@ async fn prune_keeps_what_the_rules_say_and_removes_leftovers() {
     let store = tempfile::tempdir().unwrap();
     let s = store.path().display().to_string();
     let ep = sb.endpoints()[0].clone();
-    for _ in 0..3 {
-        let run = cpkeep(&args(&["backup", "--store", &s, "--endpoints", &ep])).await;
+    // Snapshot IDs have one-second resolution: each backup gets its own second from a fixed clock
+    // instead of waiting for the real one.
+    let t0 = chrono::Utc::now();
+    let at = |secs: i64| {
+        vec![(
+            "CPKEEP_TEST_NOW",
+            (t0 + chrono::Duration::seconds(secs)).to_rfc3339(),
+        )]
+    };
+    for second in 0..3 {
+        let run = cpkeep_env(
+            &args(&["backup", "--store", &s, "--endpoints", &ep]),
+            &at(second),
+        )
+        .await;
         assert_eq!(run.code, 0, "{}", run.stderr);
-        tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     let l = list(&s, false).await;
     let ids: Vec<String> = l
@@ -709,17 +721,19 @@ async fn prune_keeps_what_the_rules_say_and_removes_leftovers() {
     assert!(run.assert_one_clear_line().contains("no retention rule"));
 
     // backup --prune keeps the rule after the new snapshot.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let run = cpkeep(&args(&[
-        "backup",
-        "--store",
-        &s,
-        "--endpoints",
-        &ep,
-        "--prune",
-        "--keep-last",
-        "1",
-    ]))
+    let run = cpkeep_env(
+        &args(&[
+            "backup",
+            "--store",
+            &s,
+            "--endpoints",
+            &ep,
+            "--prune",
+            "--keep-last",
+            "1",
+        ]),
+        &at(3),
+    )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let after = list(&s, true).await;
