@@ -17,6 +17,7 @@ pub mod sandbox;
 pub mod snapshot;
 pub mod staticpod;
 pub mod store;
+pub mod testhooks;
 pub mod units;
 
 /// The version of this build, as `cpkeep version` reports it.

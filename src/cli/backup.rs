@@ -140,7 +140,7 @@ pub struct BackupArgs {
     pub allow_degraded: bool,
 
     /// Fail when the snapshot stream brings no bytes for this long.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "CPKEEP_STALL_TIMEOUT")]
+    #[arg(long, default_value = "60s", value_parser = super::duration::positive, env = "CPKEEP_STALL_TIMEOUT")]
     pub stall_timeout: Duration,
 
     /// Node name recorded in the manifest [default: $NODE_NAME, else the host name]

@@ -427,7 +427,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
     let stored_snapshots = catalog(&store).await?.complete().count();
     let copy = sandbox.root().join("verify.db");
     fetch_to_file(&store, &backed_up.manifest, &copy, None, true).await?;
-    let verify = tokio::task::spawn_blocking(move || verify_file(&copy, false)).await??;
+    let verify = tokio::task::spawn_blocking(move || verify_file(&copy, false, None)).await??;
 
     sandbox.kill(victim)?;
     let started = Instant::now();

@@ -10,6 +10,7 @@ mod cluster;
 mod connection;
 mod demo;
 mod demo_bootstrap;
+mod duration;
 mod exit;
 mod global;
 mod output;

@@ -94,20 +94,12 @@ pub struct RestoreArgs {
     #[arg(long, requires = "kubeadm", help_heading = "kubeadm")]
     pub manifest: Option<PathBuf>,
     /// How long the kubelet may take to stop etcd once its manifest is moved [default: 2m]
-    #[arg(long, requires = "kubeadm", value_parser = parse_duration, help_heading = "kubeadm")]
+    #[arg(long, requires = "kubeadm", value_parser = super::duration::positive, help_heading = "kubeadm")]
     pub stop_timeout: Option<Duration>,
     /// How long the restored member may take to become healthy once the manifest is back
     /// [default: 5m]
-    #[arg(long, requires = "kubeadm", value_parser = parse_duration, help_heading = "kubeadm")]
+    #[arg(long, requires = "kubeadm", value_parser = super::duration::positive, help_heading = "kubeadm")]
     pub wait_timeout: Option<Duration>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 2m, 5m)"))?;
-    if d.is_zero() {
-        return Err("must be more than zero".to_string());
-    }
-    Ok(d)
 }
 
 impl RestoreArgs {
@@ -173,17 +165,9 @@ impl RestoreArgs {
     }
 }
 
-/// The exit code of a restore failure: 1 failed while restoring (corrupt or unreadable snapshot,
-/// write error), 2 refused (something is in the way), 3 could not start (bad flags).
+/// The exit code of a restore failure ([`RestoreError::class`]).
 fn restore_code(e: &RestoreError) -> Exit {
-    match e {
-        RestoreError::Fetch(s) => class_code(s.class()),
-        RestoreError::NotEmpty(_) | RestoreError::AlreadyExists(_) => Exit::Critical,
-        RestoreError::Snapshot(_) | RestoreError::Write(_) | RestoreError::Io { .. } => {
-            Exit::Warning
-        }
-        _ => Exit::Unknown,
-    }
+    class_code(e.class())
 }
 
 /// Maps a restore failure to its exit code (see [`restore_code`]).
@@ -594,7 +578,7 @@ pub async fn run(a: RestoreArgs, out: &Renderer) -> anyhow::Result<Exit> {
         return run_kubeadm(a, out).await;
     }
     let options = a.options();
-    let plan = restore::plan(&options, chrono::Utc::now()).map_err(restore_failure)?;
+    let plan = restore::plan(&options, crate::testhooks::now()).map_err(restore_failure)?;
     let store = match &a.store.store {
         Some(_) => Some(a.store.open().await?),
         None => None,
@@ -622,7 +606,7 @@ async fn run_kubeadm(a: RestoreArgs, out: &Renderer) -> anyhow::Result<Exit> {
     };
     let src = open_source(&a, store.as_deref()).await?;
     let options = a.kubeadm_options(&src);
-    let plan = kubeadm::plan(&options, chrono::Utc::now())
+    let plan = kubeadm::plan(&options, crate::testhooks::now())
         .await
         .map_err(kubeadm_failure)?;
     if a.dry_run {
@@ -640,4 +624,116 @@ async fn run_kubeadm(a: RestoreArgs, out: &Renderer) -> anyhow::Result<Exit> {
         .map_err(kubeadm_failure)?;
     out.print(&report)?;
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The human tables of `restore --dry-run`, as snapshots (insta): a change to what operators
+    //! read before a restore shows up in review as a diff of these files.
+
+    use std::path::Path;
+
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap()
+    }
+
+    /// The table with the temp dir shown as `[TMP]`.
+    fn shown(table: String, tmp: &Path) -> String {
+        table.replace(&tmp.display().to_string(), "[TMP]")
+    }
+
+    #[test]
+    fn dry_run_of_a_fresh_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RestoreOptions {
+            name: "cp1".into(),
+            initial_cluster: Some(
+                "cp1=https://10.0.0.1:2380,cp2=https://10.0.0.2:2380,cp3=https://10.0.0.3:2380"
+                    .into(),
+            ),
+            initial_advertise_peer_urls: vec!["https://10.0.0.1:2380".into()],
+            data_dir: Some(dir.path().join("etcd")),
+            ..RestoreOptions::default()
+        };
+        let plan = restore::plan(&options, now()).unwrap();
+        let table = DryRun {
+            dry_run: true,
+            plan,
+            source: "/backups/etcd-snapshot.db".into(),
+        }
+        .table();
+        insta::assert_snapshot!(shown(table, dir.path()));
+    }
+
+    #[test]
+    fn dry_run_moving_data_and_wal_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, wal) = (dir.path().join("etcd"), dir.path().join("wal"));
+        for d in [&data, &wal] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("old"), b"old").unwrap();
+        }
+        let options = RestoreOptions {
+            data_dir: Some(data),
+            wal_dir: Some(wal),
+            move_aside: true,
+            ..RestoreOptions::default()
+        };
+        let plan = restore::plan(&options, now()).unwrap();
+        let table = DryRun {
+            dry_run: true,
+            plan,
+            source: "20260501T110000Z-r4242 (0123456789abcdef/20260501T110000Z-r4242.db.zst)"
+                .into(),
+        }
+        .table();
+        insta::assert_snapshot!(shown(table, dir.path()));
+    }
+
+    #[test]
+    fn dry_run_of_a_kubeadm_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests).unwrap();
+        let data = dir.path().join("var-lib-etcd");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("old"), b"old").unwrap();
+        // Nothing listens on port 1: the plan says the member list is not available.
+        let manifest = manifests.join("etcd.yaml");
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: etcd\n    command:\n    - etcd\n    \
+                 - --name=cp1\n    - --data-dir={}\n    - --initial-advertise-peer-urls=https://10.0.0.1:2380\n    \
+                 - --initial-cluster=cp1=https://10.0.0.1:2380,cp2=https://10.0.0.2:2380\n    \
+                 - --initial-cluster-token=prod\n    - --listen-client-urls=http://127.0.0.1:1\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let mut options = KubeadmOptions::new(manifest);
+        options.source_args = vec!["/backups/etcd-snapshot.db".into()];
+        options.source_note =
+            Some("copy /backups/etcd-snapshot.db to the same path on each node first".into());
+        options.snapshot_id = "file:/backups/etcd-snapshot.db:1234:0.0".into();
+        options.request_timeout = Duration::from_secs(2);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let plan = rt.block_on(kubeadm::plan(&options, now())).unwrap();
+        let table = KubeadmDryRun {
+            dry_run: true,
+            source: "/backups/etcd-snapshot.db".into(),
+            plan,
+            stop_timeout: options.stop_timeout,
+            wait_timeout: options.wait_timeout,
+        }
+        .table();
+        insta::assert_snapshot!(shown(table, dir.path()));
+    }
 }

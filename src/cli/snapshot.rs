@@ -15,9 +15,9 @@ use super::Exit;
 use crate::etcd::Endpoint;
 use crate::restore::drill::{self, DrillOptions, DrillReport};
 use crate::snapshot::{
-    apply_prune, catalog, fetch_to_file, plan_prune, save, status_of_file, verify_file, Fetched,
-    Manifest, PruneReport, RetentionPolicy, SaveReport, SnapshotEntry, SnapshotError, StatusReport,
-    TrailerState, VerifyReport,
+    apply_prune, catalog, fetch_to_file, load_identities, plan_prune, save, status_of_file,
+    verify_file, Fetched, FileEncoding, Manifest, PruneReport, RetentionPolicy, SaveReport,
+    SnapshotEntry, SnapshotError, StatusReport, TrailerState, VerifyReport,
 };
 use crate::store::ObjectStore;
 use crate::units::human_bytes;
@@ -32,20 +32,22 @@ pub enum SnapshotCommand {
     Save(SaveArgs),
     /// Delete snapshots no retention rule keeps, stale leftovers and abandoned uploads.
     Prune(PruneArgs),
-    /// Hash, revision, total keys and size of a snapshot, as `etcdutl snapshot status` reports them.
+    /// Hash, revision, total keys and size of a snapshot, as `etcdutl snapshot status` reports them;
+    /// exit 2 for a damaged snapshot, 3 for a file that is not a snapshot.
     Status(InspectArgs),
     /// Check a snapshot: sha256 trailer, bbolt structure, etcd schema (and the manifest for stored
-    /// ones); exit 0 good, 2 bad.
+    /// ones); exit 0 good, 2 bad, 3 not a snapshot (missing, a directory, empty, other content).
     Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A snapshot file, or (with --store) a stored snapshot's ID or `latest`.
+    /// A snapshot file (raw db, .zst or age, told by content), or (with --store) a stored
+    /// snapshot's ID or `latest`.
     pub snapshot: String,
     #[command(flatten)]
     pub store: StoreArgs,
-    /// age identity file for encrypted stored snapshots.
+    /// age identity file for encrypted snapshots (files or stored).
     #[arg(long, env = "CPKEEP_IDENTITY")]
     pub identity: Option<PathBuf>,
     /// Which cluster, when the store holds several.
@@ -68,7 +70,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "PATH")]
     pub etcd_bin: Option<PathBuf>,
     /// How long etcd may take to boot in the drill.
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = super::duration::positive)]
     pub boot_timeout: Duration,
 }
 
@@ -186,7 +188,7 @@ pub struct SaveArgs {
     #[arg(long)]
     pub allow_degraded: bool,
     /// Fail when the stream brings no bytes for this long.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = super::duration::positive)]
     pub stall_timeout: Duration,
     /// Replace the file if it exists.
     #[arg(long)]
@@ -359,6 +361,14 @@ impl Render for VerifyReport {
             self.source,
             if self.ok { "GOOD" } else { "BAD" }
         );
+        let encoding = match self.encoding {
+            FileEncoding::Raw => None,
+            FileEncoding::Zstd => Some("zstd"),
+            FileEncoding::Age | FileEncoding::AgeArmored => Some("age"),
+        };
+        if let Some(e) = encoding {
+            s.push_str(&format!("encoding    {e}: checked decoded\n"));
+        }
         let trailer = match self.trailer {
             TrailerState::Verified => "sha256 trailer verified",
             TrailerState::Absent => "no trailer (a raw member/snap/db): nothing to verify",
@@ -424,13 +434,21 @@ impl Render for VerifyReport {
     }
 }
 
-/// A snapshot file to inspect: the path given, or a stored snapshot downloaded (decrypted,
-/// decompressed and checked against its manifest) into a private temp dir removed afterwards.
-async fn local_copy(
-    a: &InspectArgs,
-) -> anyhow::Result<(PathBuf, Option<Manifest>, Option<tempfile::TempDir>)> {
+/// A snapshot file to inspect and the identities to decrypt it with: the path given, or a stored
+/// snapshot downloaded (decrypted, decompressed and checked against its manifest) into a private
+/// temp dir removed afterwards.
+async fn local_copy(a: &InspectArgs) -> anyhow::Result<LocalCopy> {
     if a.store.store.is_none() {
-        return Ok((PathBuf::from(&a.snapshot), None, None));
+        let identities = match &a.identity {
+            Some(p) => Some(load_identities(p).map_err(snapshot_failure)?),
+            None => None,
+        };
+        return Ok(LocalCopy {
+            path: PathBuf::from(&a.snapshot),
+            identities,
+            manifest: None,
+            _dir: None,
+        });
     }
     let store = a.store.open().await?;
     let cat = catalog(store.as_ref()).await.map_err(snapshot_failure)?;
@@ -454,7 +472,21 @@ async fn local_copy(
     )
     .await
     .map_err(snapshot_failure)?;
-    Ok((path, Some(manifest), Some(dir)))
+    Ok(LocalCopy {
+        path,
+        identities: None,
+        manifest: Some(manifest),
+        _dir: Some(dir),
+    })
+}
+
+/// What [`local_copy`] gives.
+struct LocalCopy {
+    path: PathBuf,
+    /// For a local file (a stored snapshot is decoded while downloading).
+    identities: Option<Vec<Box<dyn age::Identity + Send + Sync>>>,
+    manifest: Option<Manifest>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// Plans and (unless dry-run) applies a prune for one cluster.
@@ -465,7 +497,7 @@ pub async fn prune_cluster(
     dry_run: bool,
 ) -> Result<PruneReport, SnapshotError> {
     let cat = catalog(store).await?;
-    let plan = plan_prune(&cat, cluster_id, policy, chrono::Utc::now())?;
+    let plan = plan_prune(&cat, cluster_id, policy, crate::testhooks::now())?;
     if dry_run {
         return Ok(PruneReport {
             plan,
@@ -543,17 +575,26 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
             Ok(Exit::Ok)
         }
         SnapshotCommand::Status(a) => {
-            let (path, _, _dir) = local_copy(&a).await?;
-            let report = tokio::task::spawn_blocking(move || status_of_file(&path))
+            let copy = local_copy(&a).await?;
+            let (path, ids) = (copy.path.clone(), copy.identities);
+            let report = tokio::task::spawn_blocking(move || status_of_file(&path, ids.as_deref()))
                 .await?
-                .map_err(snapshot_failure)?;
+                .map_err(|e| match e {
+                    // A damaged snapshot is as bad here as verify's BAD.
+                    SnapshotError::Corrupt { .. } => ExitError {
+                        code: Exit::Critical,
+                        message: e.to_string(),
+                    }
+                    .into(),
+                    other => snapshot_failure(other),
+                })?;
             out.print(&report)?;
             Ok(Exit::Ok)
         }
         SnapshotCommand::Verify(a) => {
             // A stored snapshot that fails its manifest checks while downloading is BAD (exit 2),
             // not a failed operation.
-            let (path, manifest, _dir) = local_copy(&a.inspect).await.map_err(|e| {
+            let copy = local_copy(&a.inspect).await.map_err(|e| {
                 if super::exit::code_of(&e) == Exit::Warning {
                     ExitError {
                         code: Exit::Critical,
@@ -565,10 +606,12 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
                 }
             })?;
             let deep = a.deep;
-            let p = path.clone();
-            let mut report = tokio::task::spawn_blocking(move || verify_file(&p, deep))
-                .await?
-                .map_err(snapshot_failure)?;
+            let (path, manifest) = (copy.path.clone(), copy.manifest.clone());
+            let (p, ids) = (path.clone(), copy.identities);
+            let mut report =
+                tokio::task::spawn_blocking(move || verify_file(&p, deep, ids.as_deref()))
+                    .await?
+                    .map_err(snapshot_failure)?;
             if let Some(m) = manifest {
                 report.source = format!("{} ({})", m.id, m.object_key);
                 report.manifest_checks.push(format!(

@@ -4,6 +4,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::store::FailureClass;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error("the initial cluster is empty: give it as name=peerURL[,name=peerURL...]")]
@@ -45,6 +47,15 @@ pub enum RestoreError {
     #[error("{0}")]
     Usage(String),
 
+    /// `--data-dir`/`--wal-dir` names a file, or a path below one.
+    #[error("{flag} {}: {} is not a directory", dir.display(), file.display())]
+    NotADirectory {
+        flag: &'static str,
+        dir: PathBuf,
+        /// The file in the way: `dir` itself or one of its parents.
+        file: PathBuf,
+    },
+
     #[error("{} is not empty: a restore never writes into an existing data directory (pass --move-aside to rename it to <dir>.bak-<timestamp> first)", .0.display())]
     NotEmpty(PathBuf),
 
@@ -58,6 +69,14 @@ pub enum RestoreError {
     #[error("cannot write the restored db: {0}")]
     Write(#[from] crate::bolt::writer::WriteError),
 
+    /// A failure after the old directories were moved aside, whose rollback failed too.
+    #[error("{cause}; rolling back failed: {state}")]
+    RolledBackPartly {
+        cause: Box<RestoreError>,
+        /// What is not where it was.
+        state: String,
+    },
+
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -68,6 +87,28 @@ pub enum RestoreError {
 }
 
 impl RestoreError {
+    /// 1 failed while restoring (corrupt or unreadable snapshot, write error), 2 refused
+    /// (something is in the way), 3 could not start (bad flags or input).
+    pub fn class(&self) -> FailureClass {
+        match self {
+            RestoreError::Fetch(s) => s.class(),
+            RestoreError::NotEmpty(_) | RestoreError::AlreadyExists(_) => FailureClass::Refused,
+            RestoreError::Snapshot(_)
+            | RestoreError::Write(_)
+            | RestoreError::Io { .. }
+            | RestoreError::RolledBackPartly { .. } => FailureClass::Failed,
+            RestoreError::EmptyInitialCluster
+            | RestoreError::InitialClusterItem { .. }
+            | RestoreError::PeerUrl { .. }
+            | RestoreError::DuplicatePeerUrl { .. }
+            | RestoreError::ZeroMemberId { .. }
+            | RestoreError::DuplicateMemberId { .. }
+            | RestoreError::UnknownMember { .. }
+            | RestoreError::Usage(_)
+            | RestoreError::NotADirectory { .. } => FailureClass::Unusable,
+        }
+    }
+
     /// An I/O failure while doing `action` ("create", "write", "fsync" ...) on `path`.
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         RestoreError::Io {

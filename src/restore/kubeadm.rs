@@ -11,7 +11,7 @@
 //!    and, unless one is given, a new cluster token derived from the snapshot and the members, so
 //!    that members of the old cluster still running elsewhere cannot take a restored member back;
 //! 4. the manifest put back, byte for byte, also after any failure once it was moved; a failed
-//!    restore leaves the old data dir in place (moved back if it had already been moved aside);
+//!    restore leaves the old data dir in place (the restore rolls its own steps back);
 //! 5. a wait until the member answers Status over TLS with kubeadm's healthcheck client
 //!    certificate, as the restored member of the restored cluster, following a leader;
 //! 6. the command the other control-plane nodes run for the same snapshot and membership.
@@ -498,7 +498,6 @@ pub async fn apply(
         manifest = %plan.parked_manifest.display(),
         "moved the etcd manifest out of the manifests directory; waiting for the kubelet to stop etcd"
     );
-    let mut fresh: Option<RestorePlan> = None;
     let phase = async {
         let stopped = wait_stopped(plan, opts).await?;
         tracing::info!(seconds = stopped.seconds, "etcd has stopped; restoring");
@@ -508,7 +507,6 @@ pub async fn apply(
                 source: Box::new(e),
                 state: String::new(),
             })?;
-        fresh = Some(p.clone());
         let report =
             run::apply(&p, &plan.options, source)
                 .await
@@ -527,7 +525,7 @@ pub async fn apply(
     };
     let (stopped, restored) = match outcome {
         Ok(r) => r,
-        Err(e) => return Err(roll_back(plan, fresh.as_ref(), e)),
+        Err(e) => return Err(roll_back(plan, e)),
     };
     put_back(plan)?;
     tracing::info!(
@@ -795,37 +793,25 @@ fn put_back(plan: &KubeadmPlan) -> Result<(), KubeadmError> {
     Ok(())
 }
 
-/// After a failure once the manifest was moved: the old data back in place if it had been moved
-/// aside, then the manifest back — but never over a missing data dir.
-fn roll_back(plan: &KubeadmPlan, fresh: Option<&RestorePlan>, err: KubeadmError) -> KubeadmError {
-    let mut undone = Vec::new();
-    let mut stuck = Vec::new();
-    for a in fresh.map(|p| p.move_aside.as_slice()).unwrap_or_default() {
-        if !a.path.exists() && a.to.exists() {
-            match std::fs::rename(&a.to, &a.path) {
-                Ok(()) => undone.push(a.path.display().to_string()),
-                Err(e) => stuck.push(format!(
-                    "{} is at {} ({e})",
-                    a.path.display(),
-                    a.to.display()
-                )),
-            }
-        }
-    }
+/// After a failure once the manifest was moved: the manifest back — but never over a missing data
+/// dir (etcd would start a new, empty cluster). The old data dirs are already back in place:
+/// [`run::apply`] rolls back its own failures, and says when it could not.
+fn roll_back(plan: &KubeadmPlan, err: KubeadmError) -> KubeadmError {
     let data = plan.options.data_dir.clone().unwrap_or_default();
-    let state = if !stuck.is_empty() {
+    let data_stuck = match &err {
+        KubeadmError::Restore { source, .. } => {
+            matches!(**source, RestoreError::RolledBackPartly { .. })
+        }
+        _ => false,
+    };
+    let state = if data_stuck {
         format!(
-            "the old data could not be moved back: {}; the manifest stays at {} so that etcd does not start without its data: \
+            "the manifest stays at {} so that etcd does not start without its data: \
              move the data back, then the manifest",
-            stuck.join("; "),
             plan.parked_manifest.display()
         )
     } else {
-        let data_state = if undone.is_empty() {
-            format!("{} is untouched", data.display())
-        } else {
-            format!("{} was moved back into place", undone.join(" and "))
-        };
+        let data_state = format!("{} is as it was", data.display());
         match put_back(plan) {
             Ok(()) => format!(
                 "the manifest is back at {} and {data_state}: the kubelet restarts etcd as it was",
@@ -875,10 +861,14 @@ async fn wait_stopped(plan: &KubeadmPlan, opts: &KubeadmOptions) -> Result<Stopp
     loop {
         let answering = accepts(endpoint, Duration::from_secs(1)).await;
         was_running |= answering;
+        // The /proc walk reads every process's descriptors: off the async workers.
         let holders = if answering {
             Vec::new()
         } else {
-            holders_of(&dirs)
+            let d = dirs.clone();
+            tokio::task::spawn_blocking(move || holders_of(&d))
+                .await
+                .unwrap_or_default()
         };
         if !answering && holders.is_empty() {
             return Ok(Stopped {

@@ -6,8 +6,9 @@
 //!
 //! Everything is built in `<data-dir>.part` (and `<wal-dir>.part`): a crash or kill at any point
 //! leaves the old data dir untouched, or, after `--move-aside` renamed it, no data dir and the old
-//! one at `<data-dir>.bak-<timestamp>`. An existing, non-empty data dir is never written into or
-//! removed. The input is only read.
+//! one at `<data-dir>.bak-<timestamp>`. A failure (rather than a kill) at any point is rolled back:
+//! the old directories are back where they were and no `.part` is left. An existing, non-empty
+//! data dir is never written into or removed. The input is only read.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -198,12 +199,13 @@ pub fn plan(
     let stamp = now.format("%Y%m%dT%H%M%SZ");
     let mut move_aside = Vec::new();
     let mut leftovers = Vec::new();
-    let mut dirs = vec![data_dir.clone()];
-    dirs.extend(options.wal_dir.clone());
-    for dir in &dirs {
+    let mut dirs = vec![("--data-dir", data_dir.clone())];
+    dirs.extend(options.wal_dir.clone().map(|w| ("--wal-dir", w)));
+    for (flag, dir) in &dirs {
         if options.wal_dir.as_ref() == Some(&data_dir) {
             return Err(usage("--wal-dir must differ from --data-dir".into()));
         }
+        check_directory(flag, dir)?;
         let part = part_of(dir);
         if part.exists() {
             if part.join(PART_MARKER).is_file() {
@@ -270,6 +272,23 @@ pub fn part_of(dir: &Path) -> PathBuf {
     PathBuf::from(format!("{}.part", dir.display()))
 }
 
+/// Refuses a directory path that names a file, or lies below one: neither can become a data dir
+/// (and "not empty, pass --move-aside" would send the operator the wrong way).
+fn check_directory(flag: &'static str, dir: &Path) -> Result<(), RestoreError> {
+    let existing = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| std::fs::symlink_metadata(a).is_ok());
+    match existing {
+        Some(e) if !e.is_dir() => Err(RestoreError::NotADirectory {
+            flag,
+            dir: dir.to_path_buf(),
+            file: e.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn is_non_empty(dir: &Path) -> Result<bool, RestoreError> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => Ok(entries.next().is_some()),
@@ -279,8 +298,17 @@ fn is_non_empty(dir: &Path) -> Result<bool, RestoreError> {
     }
 }
 
-/// Carries out `plan` from `source`. On failure the `.part` directories are removed and nothing
-/// else has changed.
+/// Failpoints of [`apply`] ([`crate::testhooks`]), scoped to the plan's data dir: after the
+/// `.part` dirs are built, before anything outside them changes; after the old dirs were moved
+/// aside; before each rename of a `.part` dir into place (`RENAME`, scoped to the directory
+/// renamed: the data dir, then the WAL dir).
+pub const FAILPOINT_BUILT: &str = "restore.built";
+pub const FAILPOINT_MOVED_ASIDE: &str = "restore.moved-aside";
+pub const FAILPOINT_RENAME: &str = "restore.rename";
+
+/// Carries out `plan` from `source`. On failure nothing has changed: the `.part` directories are
+/// removed, and directories moved aside or renamed into place are put back as they were (see
+/// [`Switch::roll_back`]); an error says where things are when even that fails.
 pub async fn apply(
     plan: &RestorePlan,
     options: &RestoreOptions,
@@ -289,42 +317,43 @@ pub async fn apply(
     let started = Instant::now();
     let data_part = part_of(&plan.data_dir);
     let wal_part = plan.wal_dir.as_deref().map(part_of);
-    for leftover in &plan.leftovers {
-        std::fs::remove_dir_all(leftover)
-            .map_err(|e| RestoreError::io("remove the leftover", leftover, e))?;
-    }
-    let result = build(plan, options, source, &data_part, wal_part.as_deref()).await;
-    let (source_kind, hash_checked, db, wal_file, snap_file) = match result {
+    let leftovers = plan.leftovers.clone();
+    blocking(move || {
+        for leftover in &leftovers {
+            std::fs::remove_dir_all(leftover)
+                .map_err(|e| RestoreError::io("remove the leftover", leftover, e))?;
+        }
+        Ok(())
+    })
+    .await?;
+    let built = build(plan, options, source, &data_part, wal_part.as_deref()).await;
+    let built = match built {
+        Ok(b) => crate::testhooks::failpoint(FAILPOINT_BUILT, &plan.data_dir)
+            .map_err(|e| RestoreError::io("switch to", &plan.data_dir, e))
+            .map(|()| b),
+        Err(e) => Err(e),
+    };
+    let (source_kind, hash_checked, db, wal_file, snap_file) = match built {
         Ok(r) => r,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&data_part);
-            if let Some(w) = &wal_part {
-                let _ = std::fs::remove_dir_all(w);
-            }
+            remove_parts(&data_part, wal_part.as_deref()).await;
             return Err(e);
         }
     };
     // Nothing outside the .part directories has changed yet; now the switch.
-    for a in &plan.move_aside {
-        std::fs::rename(&a.path, &a.to).map_err(|e| RestoreError::io("move aside", &a.path, e))?;
-    }
     let mut renames = vec![(data_part.clone(), plan.data_dir.clone())];
     if let (Some(part), Some(dir)) = (&wal_part, &plan.wal_dir) {
         renames.push((part.clone(), dir.clone()));
     }
-    for (from, _) in &renames {
-        let marker = from.join(PART_MARKER);
-        std::fs::remove_file(&marker).map_err(|e| RestoreError::io("remove", &marker, e))?;
-        fsx::sync_dir(from).map_err(|e| RestoreError::io("fsync", from, e))?;
-    }
-    for (from, to) in &renames {
-        if to.is_dir() {
-            // An empty directory (checked by the plan) is replaced.
-            std::fs::remove_dir(to).map_err(|e| RestoreError::io("replace", to, e))?;
+    let (p, r) = (plan.clone(), renames.clone());
+    blocking(move || {
+        let mut switch = Switch::default();
+        match switch.run(&p, &r) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(switch.roll_back(&p, &r, e)),
         }
-        std::fs::rename(from, to).map_err(|e| RestoreError::io("rename into place", from, e))?;
-        fsx::sync_dir(parent_of(to)).map_err(|e| RestoreError::io("fsync", parent_of(to), e))?;
-    }
+    })
+    .await?;
     let moved = |p: PathBuf| -> PathBuf {
         match p.strip_prefix(&data_part) {
             Ok(rest) => plan.data_dir.join(rest),
@@ -343,6 +372,129 @@ pub async fn apply(
         snap_file: moved(snap_file),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Runs blocking file work (large directory removals, renames, fsyncs) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RestoreError> + Send + 'static,
+) -> Result<T, RestoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RestoreError::Snapshot(format!("restore task failed: {e}")))?
+}
+
+/// Removes the `.part` directories (best effort: they hold nothing but this restore's work).
+async fn remove_parts(data_part: &Path, wal_part: Option<&Path>) {
+    let parts: Vec<PathBuf> = std::iter::once(data_part.to_path_buf())
+        .chain(wal_part.map(Path::to_path_buf))
+        .collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        for p in &parts {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    })
+    .await;
+}
+
+/// The switch from the old directories to the new, step by step, with what was done so far, so
+/// that a failure at any step can be undone.
+#[derive(Default)]
+struct Switch {
+    /// Directories moved aside (plan order).
+    moved_aside: Vec<Aside>,
+    /// Empty directories removed to make room for a rename.
+    removed_empty: Vec<PathBuf>,
+    /// `.part` directories renamed into place: (part, dir).
+    renamed: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Switch {
+    fn run(
+        &mut self,
+        plan: &RestorePlan,
+        renames: &[(PathBuf, PathBuf)],
+    ) -> Result<(), RestoreError> {
+        let scope = &plan.data_dir;
+        for a in &plan.move_aside {
+            std::fs::rename(&a.path, &a.to)
+                .map_err(|e| RestoreError::io("move aside", &a.path, e))?;
+            self.moved_aside.push(a.clone());
+        }
+        crate::testhooks::failpoint(FAILPOINT_MOVED_ASIDE, scope)
+            .map_err(|e| RestoreError::io("switch to", scope, e))?;
+        for (from, _) in renames {
+            let marker = from.join(PART_MARKER);
+            std::fs::remove_file(&marker).map_err(|e| RestoreError::io("remove", &marker, e))?;
+            fsx::sync_dir(from).map_err(|e| RestoreError::io("fsync", from, e))?;
+        }
+        for (from, to) in renames {
+            if to.is_dir() {
+                // An empty directory (checked by the plan) is replaced.
+                std::fs::remove_dir(to).map_err(|e| RestoreError::io("replace", to, e))?;
+                self.removed_empty.push(to.clone());
+            }
+            crate::testhooks::failpoint(FAILPOINT_RENAME, to)
+                .and_then(|()| std::fs::rename(from, to))
+                .map_err(|e| RestoreError::io("rename into place", from, e))?;
+            self.renamed.push((from.clone(), to.clone()));
+            fsx::sync_dir(parent_of(to))
+                .map_err(|e| RestoreError::io("fsync", parent_of(to), e))?;
+        }
+        Ok(())
+    }
+
+    /// Undoes what [`Switch::run`] did, newest first: the new directories leave, the empty ones
+    /// and the ones moved aside come back, the `.part` directories go. Returns `err`, with where
+    /// things are when a step of the undo fails too.
+    fn roll_back(
+        self,
+        plan: &RestorePlan,
+        renames: &[(PathBuf, PathBuf)],
+        err: RestoreError,
+    ) -> RestoreError {
+        let mut stuck = Vec::new();
+        for (part, dir) in self.renamed.iter().rev() {
+            if let Err(e) = std::fs::rename(dir, part) {
+                stuck.push(format!(
+                    "the restored {} could not be taken back ({e})",
+                    dir.display()
+                ));
+            }
+        }
+        for dir in self.removed_empty.iter().rev() {
+            if let Err(e) = std::fs::create_dir(dir) {
+                stuck.push(format!(
+                    "the empty {} could not be made again ({e})",
+                    dir.display()
+                ));
+            }
+        }
+        for a in self.moved_aside.iter().rev() {
+            if let Err(e) = std::fs::rename(&a.to, &a.path) {
+                stuck.push(format!(
+                    "{} is at {} ({e})",
+                    a.path.display(),
+                    a.to.display()
+                ));
+            }
+        }
+        for (part, _) in renames {
+            let _ = std::fs::remove_dir_all(part);
+        }
+        let dirs: Vec<&Path> = std::iter::once(plan.data_dir.as_path())
+            .chain(plan.wal_dir.as_deref())
+            .collect();
+        for d in &dirs {
+            let _ = fsx::sync_dir(parent_of(d));
+        }
+        if stuck.is_empty() {
+            return err;
+        }
+        RestoreError::RolledBackPartly {
+            cause: Box::new(err),
+            state: stuck.join("; "),
+        }
+    }
 }
 
 fn parent_of(p: &Path) -> &Path {
@@ -421,21 +573,29 @@ async fn build(
             (format!("stored:{}", manifest.id), true, report)
         }
     };
-    if incoming.exists() {
-        std::fs::remove_file(&incoming).map_err(|e| RestoreError::io("remove", &incoming, e))?;
-    }
-    let snap_file = raftsnap::write_snap(&snap_dir, &membership)?;
+    // The WAL is 64 MB preallocated and fsynced: written on a blocking thread, like every other
+    // large file operation, so the runtime's two workers stay free.
     let wal_dir = match wal_part {
         Some(w) => w.to_path_buf(),
         None => data_part.join("member").join("wal"),
     };
-    let wal = wal::write_wal(&wal_dir, &membership, updates_for)?;
-    for d in [snap_dir.as_path(), &data_part.join("member"), data_part] {
-        fsx::sync_dir(d).map_err(|e| RestoreError::io("fsync", d, e))?;
-    }
-    if let Some(w) = wal_part {
-        fsx::sync_dir(w).map_err(|e| RestoreError::io("fsync", w, e))?;
-    }
+    let (data_part, wal_part) = (data_part.to_path_buf(), wal_part.map(Path::to_path_buf));
+    let (snap_file, wal) = blocking(move || {
+        if incoming.exists() {
+            std::fs::remove_file(&incoming)
+                .map_err(|e| RestoreError::io("remove", &incoming, e))?;
+        }
+        let snap_file = raftsnap::write_snap(&snap_dir, &membership)?;
+        let wal = wal::write_wal(&wal_dir, &membership, updates_for)?;
+        for d in [snap_dir.as_path(), &data_part.join("member"), &data_part] {
+            fsx::sync_dir(d).map_err(|e| RestoreError::io("fsync", d, e))?;
+        }
+        if let Some(w) = &wal_part {
+            fsx::sync_dir(w).map_err(|e| RestoreError::io("fsync", w, e))?;
+        }
+        Ok((snap_file, wal))
+    })
+    .await?;
     Ok((source_kind, hash_checked, report, wal.path, snap_file))
 }
 
@@ -458,12 +618,7 @@ async fn rewrite_file(
         let hash = if skip_hash_check {
             Hash::Done(None)
         } else {
-            let len = std::fs::metadata(path)
-                .map_err(|e| RestoreError::io("read", path, e))?
-                .len();
-            if len % 512 != 32 {
-                return Err(no_trailer(path));
-            }
+            trailer_fits(path)?;
             let p = path.to_path_buf();
             Hash::Running(std::thread::spawn(move || snapshot::trailer_of_file(&p)))
         };
@@ -568,6 +723,43 @@ fn judge(
             path.display()
         ))),
     }
+}
+
+/// Checks, before anything is hashed, that a raw file is its db followed by etcd's 32-byte trailer:
+/// a file shorter than its db (as its meta page says) was cut short, and one exactly as long as
+/// its db has no trailer (a copy of a member's db).
+fn trailer_fits(path: &Path) -> Result<(), RestoreError> {
+    let file = File::open(path).map_err(|e| RestoreError::io("open", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| RestoreError::io("read", path, e))?
+        .len();
+    let db = match Db::open(file) {
+        Ok(db) => db,
+        Err(crate::bolt::BoltError::Truncated { expected, actual }) => {
+            return Err(truncated(path, actual, expected))
+        }
+        Err(e) => {
+            return Err(RestoreError::Snapshot(format!(
+                "{}: not a readable bbolt db: {e}",
+                path.display()
+            )))
+        }
+    };
+    let need = db.data_size();
+    match len {
+        l if l < need => Err(truncated(path, l, need)),
+        l if l == need + snapshot::TRAILER_LEN as u64 => Ok(()),
+        // Exactly the db, or the db and bytes that cannot be a trailer: a member's file.
+        _ => Err(no_trailer(path)),
+    }
+}
+
+fn truncated(path: &Path, len: u64, need: u64) -> RestoreError {
+    RestoreError::Snapshot(format!(
+        "{}: truncated: the file has {len} bytes, its db needs {need} (cut short while copying or downloading?)",
+        path.display()
+    ))
 }
 
 fn no_trailer(path: &Path) -> RestoreError {

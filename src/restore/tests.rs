@@ -195,3 +195,83 @@ fn an_interrupted_restores_leftover_is_replaced_and_anything_else_refused() {
     assert!(dir.join("member/snap/db").is_file());
     assert!(!dir.join(super::run::PART_MARKER).exists());
 }
+
+/// Every file and directory under `dir`, with file contents, in order: what "as it was" means.
+fn tree(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), None));
+                todo.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), Some(bytes)));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A failure at each step of the switch (after the build, after the old dirs were moved aside,
+/// at the rename of the data dir, at the rename of the WAL dir after the data dir's) leaves the
+/// old data and WAL dirs as they were, and nothing of the restore: no `.part`, no `.bak-*`, and
+/// an empty WAL dir that was replaced is there again.
+#[test]
+fn a_failed_switch_is_rolled_back_at_every_step() {
+    use super::run::{FAILPOINT_BUILT, FAILPOINT_MOVED_ASIDE, FAILPOINT_RENAME};
+    use crate::testhooks::{arm, Action};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (point, on_wal, empty_wal) in [
+        (FAILPOINT_BUILT, false, false),
+        (FAILPOINT_MOVED_ASIDE, false, false),
+        (FAILPOINT_RENAME, false, false),
+        (FAILPOINT_RENAME, true, false),
+        (FAILPOINT_RENAME, true, true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let wal = dir.path().join("wal");
+        std::fs::create_dir_all(data.join("member/snap")).unwrap();
+        std::fs::write(data.join("member/snap/db"), b"the old db").unwrap();
+        std::fs::create_dir(&wal).unwrap();
+        if !empty_wal {
+            std::fs::write(wal.join("0.wal"), b"the old wal").unwrap();
+        }
+        let before = (tree(&data), tree(&wal));
+        let options = RestoreOptions {
+            data_dir: Some(data.clone()),
+            wal_dir: Some(wal.clone()),
+            move_aside: true,
+            ..RestoreOptions::default()
+        };
+        let plan = plan(&options, chrono::Utc::now()).unwrap();
+        assert_eq!(plan.move_aside.len(), if empty_wal { 1 } else { 2 });
+        let scope = if on_wal { &wal } else { &data };
+        let _armed = arm(point, scope, Action::Fail);
+        let source = RestoreSource::File {
+            path: fixture().join("snapshot.db"),
+            identities: None,
+        };
+        let e = rt.block_on(apply(&plan, &options, source)).unwrap_err();
+        let what = format!("{point} on {}", scope.display());
+        assert!(
+            e.to_string()
+                .contains(&format!("injected failure at failpoint {point}")),
+            "{what}: {e}"
+        );
+        assert_eq!((tree(&data), tree(&wal)), before, "{what}");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["data", "wal"], "{what}");
+    }
+}

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
 use serde::Serialize;
 
 use super::encode::Encoding;
@@ -53,8 +52,11 @@ pub async fn backup(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupReport, SnapshotError> {
+    // A store that cannot take the object fails now, not after the whole snapshot has streamed.
+    store.check_writable().await?;
     let (source, health) = choose_source(conn, opts.endpoint.as_ref(), opts.allow_degraded).await?;
-    let started_at = Utc::now();
+    // The clock snapshot IDs are made of (one-second resolution); tests can fix it.
+    let started_at = crate::testhooks::now();
     let cluster_id = hex_id(source.status.cluster_id);
     let id = make_id(started_at, source.status.revision);
     let encrypted = !opts.encoding.recipients.is_empty();
@@ -119,7 +121,7 @@ pub async fn backup(
         }),
         tool_version: crate::VERSION.to_string(),
         started_at,
-        finished_at: Utc::now(),
+        finished_at: crate::testhooks::now(),
     };
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| SnapshotError::Encode(format!("manifest: {e}")))?;

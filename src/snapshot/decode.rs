@@ -46,6 +46,13 @@ fn bad(path: &Path, reason: impl Into<String>) -> SnapshotError {
     }
 }
 
+fn corrupt(path: &Path, reason: impl Into<String>) -> SnapshotError {
+    SnapshotError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
 /// Tells the encoding of `head`, the first bytes of a file (at least 40 when the file has them).
 pub fn encoding_of(head: &[u8]) -> Option<FileEncoding> {
     if head.starts_with(&ZSTD_MAGIC) {
@@ -61,9 +68,11 @@ pub fn encoding_of(head: &[u8]) -> Option<FileEncoding> {
     }
 }
 
-/// Reads the first bytes of `path` and tells its encoding.
+/// Reads the first bytes of `path` and tells its encoding. Unusable input (missing, unreadable, a
+/// directory, empty, not a snapshot) is [`SnapshotError::BadFile`] with one clear reason, the same
+/// for every command that reads a snapshot file.
 pub fn detect_encoding(path: &Path) -> Result<FileEncoding, SnapshotError> {
-    let mut file = File::open(path).map_err(|e| bad(path, e.to_string()))?;
+    let mut file = File::open(path).map_err(|e| bad(path, crate::certs::error::io_reason(&e)))?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
         return Err(bad(path, "it is a directory"));
     }
@@ -74,18 +83,36 @@ pub fn detect_encoding(path: &Path) -> Result<FileEncoding, SnapshotError> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(bad(path, e.to_string())),
+            Err(e) => return Err(bad(path, crate::certs::error::io_reason(&e))),
         }
     }
     if got == 0 {
         return Err(bad(path, "the file is empty"));
     }
-    encoding_of(&head[..got]).ok_or_else(|| {
-        bad(
-            path,
-            "not an etcd snapshot: neither a bbolt db, nor zstd, nor age (first bytes unknown)",
-        )
-    })
+    if let Some(encoding) = encoding_of(&head[..got]) {
+        return Ok(encoding);
+    }
+    // A db whose first meta page is damaged is still a (damaged) snapshot, not something else:
+    // bbolt's page header of meta page 0 is intact, or the second meta page opens the file.
+    if is_meta_page_zero_header(&head[..got]) || crate::bolt::Db::open(file).is_ok() {
+        return Ok(FileEncoding::Raw);
+    }
+    Err(bad(
+        path,
+        "not an etcd snapshot: neither a bbolt db, nor zstd, nor age (first bytes unknown)",
+    ))
+}
+
+/// bbolt's page header of page 0 (id 0, the meta flag, no element count, no overflow), as every
+/// bbolt file starts.
+fn is_meta_page_zero_header(head: &[u8]) -> bool {
+    const META_FLAG: u16 = 0x04;
+    let Some(header) = head.get(..16) else {
+        return false;
+    };
+    header[..8] == [0u8; 8]
+        && u16::from_le_bytes([header[8], header[9]]) == META_FLAG
+        && header[10..16] == [0u8; 6]
 }
 
 /// Hashes a raw snapshot file sequentially: where its trailer would be, and whether it matches.
@@ -120,7 +147,7 @@ pub fn decode_file(
             ))
         })?;
         let decryptor = age::Decryptor::new(age::armor::ArmoredReader::new(BufReader::new(reader)))
-            .map_err(|e| bad(path, format!("not a valid age file: {e}")))?;
+            .map_err(|e| corrupt(path, format!("not a valid age file: {e}")))?;
         let plain = decryptor
             .decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity))
             .map_err(|e| bad(path, format!("cannot decrypt: {e}")))?;
@@ -131,7 +158,7 @@ pub fn decode_file(
     (&mut reader)
         .take(40)
         .read_to_end(&mut head)
-        .map_err(|e| bad(path, format!("cannot decode: {e}")))?;
+        .map_err(|e| corrupt(path, format!("cannot decode: {e}")))?;
     let inner = match encoding {
         FileEncoding::Zstd => FileEncoding::Zstd,
         _ => encoding_of(&head).ok_or_else(|| {
@@ -143,7 +170,8 @@ pub fn decode_file(
     };
     let mut reader: Box<dyn Read> = Box::new(io::Cursor::new(head).chain(reader));
     if inner == FileEncoding::Zstd {
-        reader = Box::new(zstd::Decoder::new(reader).map_err(|e| bad(path, format!("zstd: {e}")))?);
+        reader =
+            Box::new(zstd::Decoder::new(reader).map_err(|e| corrupt(path, format!("zstd: {e}")))?);
     }
     let mut check = TrailerCheck::new();
     let mut write_error = None;
@@ -154,7 +182,7 @@ pub fn decode_file(
     })
     .map_err(|e| match write_error.take() {
         Some(w) => SnapshotError::Encode(format!("cannot write the decoded snapshot: {w}")),
-        None => bad(path, format!("cannot decode: {e}")),
+        None => corrupt(path, format!("cannot decode: {e}")),
     })?;
     Ok((encoding, check.finish()))
 }
@@ -195,6 +223,41 @@ mod tests {
             None
         );
         assert_eq!(encoding_of(&[0u8; 10]), None);
+    }
+
+    #[test]
+    fn unusable_input_and_damaged_dbs_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/etcd-3.5.30-small/snapshot.db"),
+        )
+        .unwrap();
+        // Meta page 0's magic destroyed: still a db (its page header, and meta page 1, say so).
+        let mut damaged = raw.clone();
+        damaged[16..80].fill(0xee);
+        let p = dir.path().join("damaged.db");
+        std::fs::write(&p, &damaged).unwrap();
+        assert_eq!(detect_encoding(&p).unwrap(), FileEncoding::Raw);
+        // The page header gone too: meta page 1 still opens it.
+        damaged[..16].fill(0xee);
+        std::fs::write(&p, &damaged).unwrap();
+        assert_eq!(detect_encoding(&p).unwrap(), FileEncoding::Raw);
+        for (name, bytes, says) in [
+            ("empty", &b""[..], "the file is empty"),
+            (
+                "text",
+                &b"just some notes, nothing like a snapshot here"[..],
+                "not an etcd snapshot",
+            ),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let e = detect_encoding(&p).unwrap_err();
+            assert!(matches!(e, SnapshotError::BadFile { .. }), "{e:?}");
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        let e = detect_encoding(dir.path()).unwrap_err();
+        assert!(e.to_string().ends_with("it is a directory"), "{e}");
     }
 
     #[test]
@@ -239,6 +302,7 @@ mod tests {
         let cut = dir.path().join("cut.zst");
         std::fs::write(&cut, &zst[..zst.len() / 2]).unwrap();
         let e = decode_file(&cut, None, &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, SnapshotError::Corrupt { .. }), "{e:?}");
         assert!(e.to_string().contains("cut.zst"), "{e}");
     }
 }

@@ -47,6 +47,11 @@ pub enum SnapshotError {
         reason: String,
     },
 
+    /// A file recognised as a snapshot (raw, zstd or age) whose content is damaged: cut short, a
+    /// broken zstd frame or age stream, a db that does not open.
+    #[error("snapshot {} is damaged: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+
     #[error("{0}")]
     Encode(String),
 
@@ -63,16 +68,7 @@ pub enum SnapshotError {
     Exists(PathBuf),
 }
 
-/// How a failure should be reported to a scheduler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureClass {
-    /// The work was attempted and failed (stream, store, integrity).
-    Failed,
-    /// Refused on purpose (quorum lost).
-    Refused,
-    /// Could not start: bad flags, unreadable files, unreachable cluster.
-    Unusable,
-}
+pub use crate::store::FailureClass;
 
 impl SnapshotError {
     pub fn class(&self) -> FailureClass {
@@ -90,6 +86,7 @@ impl SnapshotError {
             SnapshotError::Stream { .. }
             | SnapshotError::Stalled { .. }
             | SnapshotError::Integrity { .. }
+            | SnapshotError::Corrupt { .. }
             | SnapshotError::Encode(_)
             | SnapshotError::Verify { .. } => FailureClass::Failed,
         }

@@ -1,6 +1,12 @@
 //! Reading a snapshot file natively: `snapshot status` (the numbers `etcdutl snapshot status` prints)
 //! and `snapshot verify` (etcd's sha256 trailer, bbolt's structure, etcd's schema, and with `deep` a
 //! breakdown of where the space goes). Read-only: the file is opened for reading and never written.
+//!
+//! Files are told by content as `restore` tells them ([`super::detect_encoding`]): a raw db is read
+//! in place; a zstd or age file (what `cpkeep backup` stores) is decoded into a private temp dir
+//! first, since the bbolt reader needs random access. Input that is no snapshot at all (missing,
+//! a directory, empty, other content) is an error with restore's words; a damaged snapshot is a
+//! verdict (`ok: false`) for `verify` and [`SnapshotError::Corrupt`] for `status`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -11,7 +17,11 @@ use sha2::{Digest, Sha256};
 
 use crate::bolt::{self, Db};
 
+use super::decode::{decode_file, detect_encoding, FileEncoding};
 use super::SnapshotError;
+
+/// age identities for encrypted snapshot files.
+pub type Identities<'a> = Option<&'a [Box<dyn age::Identity + Send + Sync>]>;
 
 /// `etcdutl snapshot status`, with etcdutl's JSON field names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,6 +36,13 @@ pub struct StatusReport {
     pub version: Option<String>,
 }
 
+fn damaged(path: &Path, reason: impl ToString) -> SnapshotError {
+    SnapshotError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
 fn bad_file(path: &Path, reason: impl ToString) -> SnapshotError {
     SnapshotError::BadFile {
         what: "snapshot",
@@ -34,15 +51,70 @@ fn bad_file(path: &Path, reason: impl ToString) -> SnapshotError {
     }
 }
 
-fn open(path: &Path) -> Result<Db<std::fs::File>, SnapshotError> {
-    let f = std::fs::File::open(path).map_err(|e| bad_file(path, e))?;
-    Db::open(f).map_err(|e| bad_file(path, e))
+/// A snapshot file as a raw db on disk: the file itself, or its decoded copy in a temp dir that
+/// lives as long as this.
+struct Plain {
+    path: std::path::PathBuf,
+    encoding: FileEncoding,
+    _dir: Option<tempfile::TempDir>,
 }
 
-/// The status of a snapshot file (blocking).
-pub fn status_of_file(path: &Path) -> Result<StatusReport, SnapshotError> {
-    let db = open(path)?;
-    let s = bolt::status(&db).map_err(|e| bad_file(path, e))?;
+/// Tells `path`'s encoding and, for zstd and age, decodes it into a private temp dir.
+/// Unusable input is [`SnapshotError::BadFile`] or `Usage` (an age file without identities); a
+/// damaged stream is [`SnapshotError::Corrupt`].
+fn plain(path: &Path, identities: Identities<'_>) -> Result<Plain, SnapshotError> {
+    let encoding = detect_encoding(path)?;
+    if encoding == FileEncoding::Raw {
+        return Ok(Plain {
+            path: path.to_path_buf(),
+            encoding,
+            _dir: None,
+        });
+    }
+    if encoding.encrypted() && identities.is_none() {
+        return Err(SnapshotError::Usage(format!(
+            "{} is age-encrypted: pass --identity FILE (the age identity it was encrypted to)",
+            path.display()
+        )));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("cpkeep-inspect-")
+        .tempdir()
+        .map_err(|e| SnapshotError::Encode(format!("cannot create a temp dir: {e}")))?;
+    let out = dir.path().join("snapshot.db");
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(crate::fsx::MODE_SECRET)
+            .open(&out)
+            .map_err(|e| SnapshotError::Encode(format!("cannot create {}: {e}", out.display())))?
+    };
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    decode_file(path, identities, &mut w)?;
+    std::io::Write::flush(&mut w)
+        .map_err(|e| SnapshotError::Encode(format!("cannot write {}: {e}", out.display())))?;
+    Ok(Plain {
+        path: out,
+        encoding,
+        _dir: Some(dir),
+    })
+}
+
+fn open(path: &Path, shown: &Path) -> Result<Db<std::fs::File>, SnapshotError> {
+    let f = std::fs::File::open(path).map_err(|e| bad_file(shown, e))?;
+    Db::open(f).map_err(|e| damaged(shown, e))
+}
+
+/// The status of a snapshot file, raw, zstd or age (blocking).
+pub fn status_of_file(
+    path: &Path,
+    identities: Identities<'_>,
+) -> Result<StatusReport, SnapshotError> {
+    let plain = plain(path, identities)?;
+    let db = open(&plain.path, path)?;
+    let s = bolt::status(&db).map_err(|e| damaged(path, e))?;
     Ok(StatusReport {
         hash: s.hash,
         revision: s.revision,
@@ -99,6 +171,8 @@ pub struct DeepReport {
 pub struct VerifyReport {
     pub source: String,
     pub ok: bool,
+    /// How the file was encoded (zstd and age files are checked decoded).
+    pub encoding: FileEncoding,
     pub trailer: TrailerState,
     pub file_size: u64,
     pub db_size: u64,
@@ -118,39 +192,57 @@ pub struct VerifyReport {
     pub deep: Option<DeepReport>,
 }
 
-/// Verifies a snapshot file (blocking).
-pub fn verify_file(path: &Path, deep: bool) -> Result<VerifyReport, SnapshotError> {
-    let file_size = std::fs::metadata(path)
+/// Verifies a snapshot file, raw, zstd or age (blocking). Input that is no snapshot is an error;
+/// a damaged snapshot is a report with `ok: false`.
+pub fn verify_file(
+    path: &Path,
+    deep: bool,
+    identities: Identities<'_>,
+) -> Result<VerifyReport, SnapshotError> {
+    let bad_report = |encoding: FileEncoding, file_size: u64, problem: String| VerifyReport {
+        source: path.display().to_string(),
+        ok: false,
+        encoding,
+        trailer: TrailerState::UnexpectedLength,
+        file_size,
+        db_size: 0,
+        page_size: 0,
+        meta_note: None,
+        status: None,
+        pages_total: 0,
+        pages_reachable: 0,
+        pages_free: 0,
+        revisions: 0,
+        consistent_index: None,
+        term: None,
+        manifest_checks: Vec::new(),
+        problems: vec![problem],
+        deep: None,
+    };
+    let plain = match plain(path, identities) {
+        Ok(p) => p,
+        // Recognised, but its zstd or age stream is damaged: a verdict, not an error.
+        Err(SnapshotError::Corrupt { reason, .. }) => {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let encoding = detect_encoding(path)?;
+            return Ok(bad_report(encoding, size, reason));
+        }
+        Err(e) => return Err(e),
+    };
+    let file_size = std::fs::metadata(&plain.path)
         .map_err(|e| bad_file(path, e))?
         .len();
     let mut problems = Vec::new();
-    let db = match open(path) {
+    let db = match open(&plain.path, path) {
         Ok(db) => db,
-        Err(e) => {
-            // Not even openable: still a verdict, not an error, so `verify` can say "bad".
-            return Ok(VerifyReport {
-                source: path.display().to_string(),
-                ok: false,
-                trailer: TrailerState::UnexpectedLength,
-                file_size,
-                db_size: 0,
-                page_size: 0,
-                meta_note: None,
-                status: None,
-                pages_total: 0,
-                pages_reachable: 0,
-                pages_free: 0,
-                revisions: 0,
-                consistent_index: None,
-                term: None,
-                manifest_checks: Vec::new(),
-                problems: vec![e.to_string()],
-                deep: None,
-            });
+        // Not even openable: still a verdict, not an error, so `verify` can say "bad".
+        Err(SnapshotError::Corrupt { reason, .. }) => {
+            return Ok(bad_report(plain.encoding, file_size, reason))
         }
+        Err(e) => return Err(e),
     };
     let db_size = db.data_size();
-    let trailer = trailer_state(path, file_size, db_size)?;
+    let trailer = trailer_state(&plain.path, file_size, db_size)?;
     match trailer {
         TrailerState::Verified | TrailerState::Absent => {}
         TrailerState::Mismatch => problems.push("the sha256 trailer does not match the db".to_string()),
@@ -205,6 +297,7 @@ pub fn verify_file(path: &Path, deep: bool) -> Result<VerifyReport, SnapshotErro
     Ok(VerifyReport {
         source: path.display().to_string(),
         ok: problems.is_empty(),
+        encoding: plain.encoding,
         trailer,
         file_size,
         db_size,

@@ -32,23 +32,40 @@ pub enum StoreError {
     #[error("{0}")]
     Config(String),
 
+    /// The store itself cannot be used as given: a directory that does not exist (an unmounted
+    /// volume looks the same as an empty store otherwise), a regular file, an unwritable path.
+    #[error("store {store}: {reason}")]
+    Unusable { store: String, reason: String },
+
     /// The work was under way and broke (an upload aborted, a task that died, too many parts):
     /// the attempt failed, it was not refused at the start.
     #[error("{0}")]
     Failed(String),
 }
 
+/// How a failure should be reported to a scheduler; `cli::exit::class_code` maps it to the exit
+/// code. Shared by the store, snapshot and restore errors (the store is the lowest layer that
+/// classifies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The work was attempted and failed (stream, store, integrity).
+    Failed,
+    /// Refused on purpose (quorum lost, something in the way).
+    Refused,
+    /// Could not start: bad flags, unreadable files, unreachable cluster.
+    Unusable,
+}
+
 impl StoreError {
-    /// How the failure is reported: the exit code follows from it (`cli::exit`).
-    pub fn class(&self) -> crate::snapshot::FailureClass {
-        use crate::snapshot::FailureClass;
+    pub fn class(&self) -> FailureClass {
         match self {
-            StoreError::BadUrl { .. } | StoreError::Config(_) | StoreError::NotFound { .. } => {
+            StoreError::BadUrl { .. } | StoreError::Config(_) | StoreError::Unusable { .. } => {
                 FailureClass::Unusable
             }
-            StoreError::Io { .. } | StoreError::Remote { .. } | StoreError::Failed(_) => {
-                FailureClass::Failed
-            }
+            StoreError::Io { .. }
+            | StoreError::Remote { .. }
+            | StoreError::NotFound { .. }
+            | StoreError::Failed(_) => FailureClass::Failed,
         }
     }
 

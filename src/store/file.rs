@@ -42,6 +42,30 @@ impl FileStore {
         Ok(self.root.join(rel))
     }
 
+    fn unusable(&self, reason: String) -> StoreError {
+        StoreError::Unusable {
+            store: self.root.display().to_string(),
+            reason,
+        }
+    }
+
+    /// Why the root cannot hold objects: it, or the nearest existing directory above it, is not a
+    /// directory. `None` when it is a directory or can be created as one.
+    fn not_a_directory(&self) -> Option<StoreError> {
+        let existing = self
+            .root
+            .ancestors()
+            .find(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_ok())?;
+        if existing.is_dir() {
+            return None;
+        }
+        Some(self.unusable(if existing == self.root {
+            "not a directory (a store is a directory of snapshots)".to_string()
+        } else {
+            format!("{} is not a directory", existing.display())
+        }))
+    }
+
     fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.to_path_buf();
         move |source| StoreError::Io { op, path, source }
@@ -56,11 +80,19 @@ impl FileStore {
             while let Some(dir) = stack.pop() {
                 let entries = match std::fs::read_dir(&dir) {
                     Ok(e) => e,
+                    // A missing root is no empty store: an unmounted volume looks the same.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => {
-                        return Err(StoreError::Io {
-                            op: "list",
-                            path: dir,
-                            source: e,
+                        return Err(StoreError::Unusable {
+                            store: root.display().to_string(),
+                            reason: "the directory does not exist (is its volume mounted?)"
+                                .to_string(),
+                        })
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotADirectory && dir == root => {
+                        return Err(StoreError::Unusable {
+                            store: root.display().to_string(),
+                            reason: "not a directory (a store is a directory of snapshots)"
+                                .to_string(),
                         })
                     }
                     Err(e) => {
@@ -198,11 +230,7 @@ impl ObjectStore for FileStore {
     }
 
     async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
-        let walked = match self.walk().await {
-            Ok(w) => w,
-            Err(e) if e.is_not_found() => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
+        let walked = self.walk().await?;
         Ok(walked
             .into_iter()
             .filter_map(|(k, meta)| {
@@ -224,6 +252,30 @@ impl ObjectStore for FileStore {
             )));
         }
         self.delete(&upload.id).await
+    }
+
+    /// The root is (or can be made) a directory, and a file can be created in it: a hidden probe
+    /// file, removed at once (listings skip hidden files).
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        if let Some(e) = self.not_a_directory() {
+            return Err(e);
+        }
+        let root = self.root.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&root)?;
+            tempfile::Builder::new()
+                .prefix(".cpkeep-write-check-")
+                .tempfile_in(&root)
+                .map(drop)
+        })
+        .await
+        .map_err(|e| StoreError::Config(format!("store check task failed: {e}")))?;
+        probe.map_err(|e| {
+            self.unusable(format!(
+                "cannot write there: {}",
+                crate::certs::error::io_reason(&e)
+            ))
+        })
     }
 }
 

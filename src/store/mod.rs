@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::io::AsyncRead;
 
-pub use error::StoreError;
+pub use error::{FailureClass, StoreError};
 pub use file::FileStore;
 pub use s3::{S3Options, S3Store};
 pub use url::StoreUrl;
@@ -85,6 +85,13 @@ pub trait ObjectStore: Send + Sync {
 
     /// Abandons a pending upload, freeing what it holds.
     async fn abort_pending(&self, upload: &PendingUpload) -> Result<(), StoreError>;
+
+    /// Checks, before a long write starts, that the store can take objects at all, so that a
+    /// backup into a wrong place fails before the snapshot is streamed. What cannot be known
+    /// without writing an object (S3 credentials and permissions) is left to the first request.
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A write in progress. Dropping it without `finish` or `abort` may leave a pending upload, which

@@ -40,14 +40,23 @@ impl StoreUrl {
                 prefix,
             });
         }
-        if let Some(rest) = raw.strip_prefix("file://") {
-            if !rest.starts_with('/') {
+        if raw.contains("://") {
+            let parsed = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+            if parsed.scheme() != "file" {
+                return Err(bad("supported schemes are file:// and s3://"));
+            }
+            // `file://dir` reads as host `dir`: a store URL names a local, absolute directory.
+            if parsed.host_str().is_some_and(|h| h != "localhost") {
                 return Err(bad("file URLs are absolute: file:///path/to/dir"));
             }
-            return Ok(StoreUrl::File(PathBuf::from(rest)));
-        }
-        if raw.contains("://") {
-            return Err(bad("supported schemes are file:// and s3://"));
+            if parsed.query().is_some() || parsed.fragment().is_some() {
+                return Err(bad("a file URL has no ?query or #fragment"));
+            }
+            // Percent-escapes decoded (`file:///mnt/etcd%20backups`), as RFC 8089 says.
+            let path = parsed
+                .to_file_path()
+                .map_err(|()| bad("not a local file path"))?;
+            return Ok(StoreUrl::File(path));
         }
         if raw.is_empty() {
             return Err(bad("empty"));
@@ -88,7 +97,17 @@ mod tests {
             StoreUrl::parse("./b").unwrap(),
             StoreUrl::File(PathBuf::from("./b"))
         );
+        assert_eq!(
+            StoreUrl::parse("file:///mnt/etcd%20backups/%C3%A9t%C3%A9").unwrap(),
+            StoreUrl::File(PathBuf::from("/mnt/etcd backups/\u{e9}t\u{e9}"))
+        );
+        assert_eq!(
+            StoreUrl::parse("file://localhost/var/backups").unwrap(),
+            StoreUrl::File(PathBuf::from("/var/backups"))
+        );
         for bad in [
+            "file://host/x",
+            "file:///x?y=1",
             "s3://ab",
             "s3://Bad_Bucket",
             "file://rel",

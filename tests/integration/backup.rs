@@ -432,15 +432,104 @@ async fn full_and_read_only_directories_fail_cleanly() {
     assert!(line.contains("No space left"), "{line}");
     assert!(line.contains(&s), "{line}");
     assert_nothing_stored(fs.dir.path()).await;
+}
 
+/// A store that cannot take the snapshot is refused before anything is asked of the cluster (the
+/// endpoint here is dead: its error would come first otherwise), exit 3, one line naming the store.
+#[tokio::test]
+async fn unusable_stores_are_refused_before_the_snapshot_streams() {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a store").unwrap();
     let ro = Tmpfs::mount("8m");
     ro.read_only();
-    let s = ro.dir.path().display().to_string();
-    a[2] = s.clone();
-    let run = cpkeep(&a).await;
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    let under = file.join("store");
+    for (store, says) in [
+        (file.clone(), "not a directory"),
+        (
+            under.clone(),
+            &format!("{} is not a directory", file.display()) as &str,
+        ),
+        (
+            ro.dir.path().join("store"),
+            "cannot write there: read-only file system",
+        ),
+    ] {
+        let s = store.display().to_string();
+        let run = cpkeep(&args(&["backup", "--store", &s, "--endpoints", &dead])).await;
+        assert_eq!(run.code, 3, "{s}: {}", run.stderr);
+        let line = run.assert_one_clear_line();
+        assert!(line.contains(&format!("store {s}: {says}")), "{line}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a store");
+    // A zero stall timeout could only fail later: refused while parsing.
+    let s = dir.path().join("store").display().to_string();
+    let run = cpkeep(&args(&[
+        "backup",
+        "--store",
+        &s,
+        "--endpoints",
+        &dead,
+        "--stall-timeout",
+        "0s",
+    ]))
+    .await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
     let line = run.assert_one_clear_line();
-    assert!(line.contains("Read-only file system"), "{line}");
+    assert!(
+        line.contains("--stall-timeout") && line.contains("more than zero"),
+        "{line}"
+    );
+    let run = cpkeep(&args(&[
+        "snapshot",
+        "save",
+        &s,
+        "--endpoints",
+        &dead,
+        "--stall-timeout",
+        "0s",
+    ]))
+    .await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(!dir.path().join("store").exists());
+    // Reading a store directory that does not exist is no empty store (an unmounted volume looks
+    // the same): listing, pruning and restoring `latest` say so.
+    let missing = dir.path().join("unmounted").display().to_string();
+    for a in [
+        args(&["snapshot", "list", "--store", &missing]),
+        args(&["snapshot", "prune", "--store", &missing, "--keep-last", "1"]),
+        args(&["restore", "latest", "--store", &missing, "--data-dir", &s]),
+    ] {
+        let run = cpkeep(&a).await;
+        assert_eq!(run.code, 3, "{a:?}: {}\n{}", run.stdout, run.stderr);
+        let line = run.assert_one_clear_line();
+        assert!(
+            line.contains(&format!("store {missing}: the directory does not exist")),
+            "{a:?}: {line}"
+        );
+    }
+    assert!(!dir.path().join("unmounted").exists());
+    assert!(!dir.path().join("store").exists());
+}
+
+/// `file://` URLs are URLs: percent-escapes are decoded (RFC 8089).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_urls_are_decoded() {
+    let sb = sandbox_with(Etcd::V35, 1, |o| o.tls = false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/etcd%20backups", dir.path().display());
+    let ep = sb.endpoints()[0].clone();
+    let run = cpkeep(&args(&["backup", "--store", &url, "--endpoints", &ep])).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        files_ending(&dir.path().join("etcd backups"), ".json").len(),
+        1
+    );
+    assert_eq!(list(&url, false).await.as_array().map(Vec::len), Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,6 +575,7 @@ async fn encryption_without_a_recipient_is_refused_not_stored_in_clear() {
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
+    // (arguments, environment, what the refusal says)
     type Case<'a> = (Vec<String>, Vec<(&'a str, String)>, &'a str);
     let cases: Vec<Case> = vec![
         (
@@ -539,10 +629,22 @@ async fn prune_keeps_what_the_rules_say_and_removes_leftovers() {
     let store = tempfile::tempdir().unwrap();
     let s = store.path().display().to_string();
     let ep = sb.endpoints()[0].clone();
-    for _ in 0..3 {
-        let run = cpkeep(&args(&["backup", "--store", &s, "--endpoints", &ep])).await;
+    // Snapshot IDs have one-second resolution: each backup gets its own second from a fixed clock
+    // instead of waiting for the real one.
+    let t0 = chrono::Utc::now();
+    let at = |secs: i64| {
+        vec![(
+            "CPKEEP_TEST_NOW",
+            (t0 + chrono::Duration::seconds(secs)).to_rfc3339(),
+        )]
+    };
+    for second in 0..3 {
+        let run = cpkeep_env(
+            &args(&["backup", "--store", &s, "--endpoints", &ep]),
+            &at(second),
+        )
+        .await;
         assert_eq!(run.code, 0, "{}", run.stderr);
-        tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     let l = list(&s, false).await;
     let ids: Vec<String> = l
@@ -619,17 +721,19 @@ async fn prune_keeps_what_the_rules_say_and_removes_leftovers() {
     assert!(run.assert_one_clear_line().contains("no retention rule"));
 
     // backup --prune keeps the rule after the new snapshot.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let run = cpkeep(&args(&[
-        "backup",
-        "--store",
-        &s,
-        "--endpoints",
-        &ep,
-        "--prune",
-        "--keep-last",
-        "1",
-    ]))
+    let run = cpkeep_env(
+        &args(&[
+            "backup",
+            "--store",
+            &s,
+            "--endpoints",
+            &ep,
+            "--prune",
+            "--keep-last",
+            "1",
+        ]),
+        &at(3),
+    )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let after = list(&s, true).await;

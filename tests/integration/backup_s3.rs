@@ -61,7 +61,18 @@ async fn roundtrip(v: Etcd) {
     ];
     a.extend(store_flags(&s3, url));
     a.extend(conn_args(&sb, &sb.endpoints(), "3s"));
-    let r = run(&s3, a).await;
+    // Snapshot IDs have one-second resolution: the two backups get their own seconds from a fixed
+    // clock instead of waiting for the real one.
+    let t0 = chrono::Utc::now();
+    let at = |secs: i64| {
+        let mut env = s3.env();
+        env.push((
+            "CPKEEP_TEST_NOW",
+            (t0 + chrono::Duration::seconds(secs)).to_rfc3339(),
+        ));
+        env
+    };
+    let r = cpkeep_env(&a, &at(0)).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let m = r.json()["manifest"].clone();
     assert!(m["stored_size"].as_u64().unwrap() > 10 * 1024 * 1024, "{m}");
@@ -85,11 +96,10 @@ async fn roundtrip(v: Etcd) {
     assert_eq!(pending_and_objects(&s3, "etcd-backups").await, (0, 2));
 
     // A compressed one too, then list and fetch both.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut a: Vec<String> = vec!["backup".into()];
     a.extend(store_flags(&s3, url));
     a.extend(conn_args(&sb, &sb.endpoints(), "3s"));
-    let r = run(&s3, a).await;
+    let r = cpkeep_env(&a, &at(1)).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let mut a: Vec<String> = vec!["snapshot".into(), "list".into(), "-o".into(), "json".into()];
     a.extend(store_flags(&s3, url));

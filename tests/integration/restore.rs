@@ -1131,7 +1131,8 @@ async fn bad_snapshots_and_flags_write_nothing() {
     let truncated = dir.path().join("truncated.db");
     std::fs::write(&truncated, &good[..good.len() / 2 + 100]).unwrap();
     let run = cpkeep(&run_on(&truncated, &[])).await;
-    assert_fails(&run, 1, &["truncated.db"]);
+    assert_fails(&run, 1, &["truncated.db", "truncated: the file has"]);
+    assert!(!run.stderr.contains("no sha256 trailer"), "{}", run.stderr);
     assert_nothing_written(&solo.data_dir);
     // Without the hash check, the structure check still refuses it.
     let run = cpkeep(&run_on(&truncated, &["--skip-hash-check"])).await;
@@ -1158,6 +1159,28 @@ async fn bad_snapshots_and_flags_write_nothing() {
     let run = cpkeep(&restore_args(&file.display().to_string(), &stranger, &[])).await;
     assert_fails(&run, 3, &["stranger", "--initial-cluster"]);
     assert_nothing_written(&solo.data_dir);
+
+    // A data dir that is a file, or below one, is no directory, whatever --move-aside says: the
+    // file is left as it was.
+    let plain_file = dir.path().join("plain-file");
+    std::fs::write(&plain_file, b"not a data dir").unwrap();
+    for (data_dir, extra) in [
+        (plain_file.clone(), vec![]),
+        (plain_file.clone(), vec!["--move-aside"]),
+        (plain_file.join("etcd"), vec![]),
+    ] {
+        let mut o = o.clone();
+        o.data_dir = Some(data_dir.clone());
+        let run = cpkeep(&restore_args(&file.display().to_string(), &o, &extra)).await;
+        let says = format!(
+            "--data-dir {}: {} is not a directory",
+            data_dir.display(),
+            plain_file.display()
+        );
+        assert_fails(&run, 3, &[&says]);
+        assert!(!run.stderr.contains("--move-aside"), "{}", run.stderr);
+        assert_eq!(std::fs::read(&plain_file).unwrap(), b"not a data dir");
+    }
 
     // clap rejects --mark-compacted without --bump-revision before anything runs.
     let run = cpkeep(&run_on(&file, &["--mark-compacted"])).await;
@@ -1213,10 +1236,9 @@ async fn killed_restore_leaves_only_its_part_and_a_rerun_replaces_it() {
     let v = Etcd::V35;
     let dir = tempfile::tempdir().unwrap();
     let sb = sandbox_with(v, 1, |o| o.tls = false).await;
-    fill(&sb, 30_000, 1000).await;
+    fill(&sb, 3_000, 1000).await;
     let file = dir.path().join("big.db");
     let rev = save(&sb, &file, &[]).await;
-    assert!(std::fs::metadata(&file).unwrap().len() > 30_000_000);
     let mut solo = Solo::new(dir.path(), "killed", 15);
     let a = restore_args(&file.display().to_string(), &solo.options(), &[]);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cpkeep"));
@@ -1226,25 +1248,29 @@ async fn killed_restore_leaves_only_its_part_and_a_rerun_replaces_it() {
             cmd.env_remove(k);
         }
     }
+    // Paused by a failpoint once everything is built in the .part dir (db, raft snapshot, WAL)
+    // and before anything outside it changes: killed there, deterministically.
     let mut child = cmd
         .env("CPKEEP_PKI_DIR", "/nonexistent-cpkeep-test-pki")
+        .env("CPKEEP_TEST_FAILPOINTS", "restore.built=pause")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let part = part_of(&solo.data_dir);
     let db = part.join("member").join("snap").join("db");
-    // Killed once it writes the new db: well into the restore, before the rename.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !db.exists() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the restore ended before it could be killed"
-        );
-        assert!(Instant::now() < deadline, "the restore never wrote its db");
-        std::thread::sleep(Duration::from_millis(1));
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(n > 0, "the restore ended before its failpoint: {said}");
+        said.push_str(&line);
+        if line.contains("failpoint restore.built reached") {
+            break;
+        }
     }
-    std::thread::sleep(Duration::from_millis(20));
+    assert!(db.is_file(), "paused before the db was written");
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success(), "the restore finished before the kill");
@@ -1272,7 +1298,7 @@ async fn killed_restore_leaves_only_its_part_and_a_rerun_replaces_it() {
         .await
         .unwrap()
         .count();
-    assert_eq!(n, 30_000 - 1);
+    assert_eq!(n, 3_000 - 1);
 }
 
 per_version!(
