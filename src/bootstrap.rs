@@ -10,6 +10,8 @@
 pub mod bundle;
 pub mod error;
 pub mod example;
+/// Fuzz target bodies: in tests and cargo-fuzz builds only, never in the binary.
+#[cfg(any(test, fuzzing))]
 pub mod fuzz_targets;
 pub mod inventory;
 pub mod kubeadm;

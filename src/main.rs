@@ -4,6 +4,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let code = cpkeep::cli::main();
-    ExitCode::from(code.as_u8())
+    cpkeep::run_cli()
 }

@@ -14,6 +14,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 /// What an armed failpoint does when reached.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// The operation fails with an I/O error naming the failpoint.
@@ -50,8 +51,9 @@ pub fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-#[cfg(any(test, feature = "test-support"))]
-pub use imp::{arm, Armed};
+// Arming in-process is for the library's own tests; the binary's tests arm through the environment.
+#[cfg(test)]
+pub use imp::arm;
 
 #[cfg(any(test, feature = "test-support"))]
 mod imp {
@@ -63,12 +65,14 @@ mod imp {
     static ARMED: Mutex<Vec<(&'static str, PathBuf, Action)>> = Mutex::new(Vec::new());
 
     /// An armed failpoint; disarmed when dropped.
+    #[cfg(test)]
     #[must_use = "the failpoint is disarmed when this is dropped"]
     pub struct Armed {
         point: &'static str,
         scope: PathBuf,
     }
 
+    #[cfg(test)]
     impl Drop for Armed {
         fn drop(&mut self) {
             if let Ok(mut armed) = ARMED.lock() {
@@ -78,6 +82,7 @@ mod imp {
     }
 
     /// Arms `point` for work on `scope` (in this process).
+    #[cfg(test)]
     pub fn arm(point: &'static str, scope: &Path, action: Action) -> Armed {
         if let Ok(mut armed) = ARMED.lock() {
             armed.push((point, scope.to_path_buf(), action));

@@ -13,6 +13,8 @@ pub mod error;
 pub mod etcd;
 pub mod freelist;
 #[doc(hidden)]
+/// Fuzz target bodies: in tests and cargo-fuzz builds only, never in the binary.
+#[cfg(any(test, fuzzing))]
 pub mod fuzz_targets;
 pub mod meta;
 pub mod page;

@@ -14,6 +14,8 @@
 
 pub mod drill;
 pub mod error;
+/// Fuzz target bodies: in tests and cargo-fuzz builds only, never in the binary.
+#[cfg(any(test, fuzzing))]
 pub mod fuzz_targets;
 pub mod ids;
 pub mod inplace;
