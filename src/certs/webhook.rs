@@ -268,7 +268,7 @@ impl Target {
 
 /// How an [`http_exchange`] failed.
 #[derive(Debug)]
-pub(super) enum HttpFailure {
+pub(crate) enum HttpFailure {
     /// Writing the request failed.
     Send(std::io::Error),
     /// Reading the answer failed.
@@ -281,7 +281,7 @@ pub(super) enum HttpFailure {
 /// headers, each ending in CRLF, then the blank line) and `body`, and reads the answer only up to
 /// its status line (bounded at 8 KiB). Returns the status code. Shared by the webhook and the
 /// `--restart` health probes.
-pub(super) async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     head: &str,
     body: &[u8],
