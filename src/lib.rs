@@ -10,6 +10,7 @@ pub mod certs;
 pub mod cli;
 pub mod etcd;
 pub mod fsx;
+mod http1;
 #[cfg(test)]
 mod mutate;
 pub mod restore;

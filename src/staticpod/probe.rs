@@ -6,12 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{header, Request};
 use serde::Serialize;
 use tokio_rustls::rustls;
 
 use super::manifest::Container;
 use crate::certs::error::io_reason;
-use crate::certs::webhook::{http_exchange, HttpFailure};
+use crate::http1::{exchange, HttpFailure};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -162,17 +165,17 @@ pub async fn probe(p: &Probe, within: Duration) -> Result<Answer, String> {
 }
 
 async fn probe_inner(p: &Probe) -> Result<Answer, String> {
-    let mut stream = tokio::net::TcpStream::connect(p.address())
+    let request = request(p)?;
+    let stream = tokio::net::TcpStream::connect(p.address())
         .await
         .map_err(|e| io_reason(&e))?;
-    let head = request_head(p);
     let (status, certificate) = match p.scheme {
-        Scheme::Http => (http_exchange(&mut stream, &head, b"").await, None),
+        Scheme::Http => (exchange(stream, request).await, None),
         Scheme::Https => {
             let host = p.host.trim_start_matches('[').trim_end_matches(']');
             let name = rustls_pki_types::ServerName::try_from(host.to_string())
                 .map_err(|_| format!("{host:?} is not a TLS server name"))?;
-            let mut tls = tokio_rustls::TlsConnector::from(kubelet_tls_config()?)
+            let tls = tokio_rustls::TlsConnector::from(kubelet_tls_config()?)
                 .connect(name, stream)
                 .await
                 .map_err(|e| format!("TLS handshake failed: {}", io_reason(&e)))?;
@@ -182,42 +185,54 @@ async fn probe_inner(p: &Probe) -> Result<Answer, String> {
                 .peer_certificates()
                 .and_then(<[_]>::first)
                 .map(|c| c.as_ref().to_vec());
-            (http_exchange(&mut tls, &head, b"").await, certificate)
+            (exchange(tls, request).await, certificate)
         }
     };
     let status = status.map_err(|f| match f {
-        HttpFailure::Send(e) => format!("cannot send the request: {}", io_reason(&e)),
-        HttpFailure::Receive(e) => format!("no answer: {}", io_reason(&e)),
+        HttpFailure::NoAnswer(e) => format!("no answer: {e}"),
         HttpFailure::NotHttp => "not an HTTP answer".to_string(),
     })?;
-    if (200..400).contains(&status) {
+    let code = status.as_u16();
+    if status.is_success() || status.is_redirection() {
         Ok(Answer {
-            summary: format!("HTTP {status}"),
+            summary: format!("HTTP {code}"),
             certificate,
         })
     } else {
-        Err(format!("HTTP {status}"))
+        Err(format!("HTTP {code}"))
     }
 }
 
 /// The GET the kubelet sends: its Host, User-Agent and Accept headers unless `httpHeaders` replace
-/// them, then the other `httpHeaders`; one request per connection.
-fn request_head(p: &Probe) -> String {
+/// them (an empty `Accept` removes it), then the other `httpHeaders`; one request per connection.
+/// The path is percent-encoded as a URL path (spaces, controls, non-ASCII).
+fn request(p: &Probe) -> Result<Request<Full<Bytes>>, String> {
+    let scheme = match p.scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    // The path set as a path (never joined: `//x` must not become a host).
+    let mut url = url::Url::parse(&format!("{scheme}://{}/", p.address()))
+        .map_err(|e| format!("{} is not a host and port: {e}", p.address()))?;
+    let (path, query) = match p.path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (p.path.as_str(), None),
+    };
+    url.set_path(path);
+    url.set_query(query);
+    let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
     let given = |name: &str| {
         p.http_headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
     };
     let host = given("host").map_or_else(|| p.address(), |h| h.value.clone());
-    let mut head = format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\n",
-        request_target(&p.path)
-    );
+    let mut request = Request::get(target).header(header::HOST, host);
     if given("user-agent").is_none() {
-        head.push_str(&format!("User-Agent: cpkeep/{}\r\n", crate::VERSION));
+        request = request.header(header::USER_AGENT, format!("cpkeep/{}", crate::VERSION));
     }
     if given("accept").is_none() {
-        head.push_str("Accept: */*\r\n");
+        request = request.header(header::ACCEPT, "*/*");
     }
     for h in &p.http_headers {
         let skip = ["host", "connection", "content-length", "transfer-encoding"]
@@ -225,24 +240,13 @@ fn request_head(p: &Probe) -> String {
             .any(|n| h.name.eq_ignore_ascii_case(n))
             || (h.name.eq_ignore_ascii_case("accept") && h.value.is_empty());
         if !skip {
-            head.push_str(&format!("{}: {}\r\n", h.name, h.value));
+            request = request.header(h.name.as_str(), h.value.as_str());
         }
     }
-    head.push_str("Connection: close\r\n\r\n");
-    head
-}
-
-/// The path (and query) as a request target: spaces, control and non-ASCII bytes percent-encoded.
-fn request_target(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
-        if b <= b' ' || b >= 0x7f {
-            out.push_str(&format!("%{b:02X}"));
-        } else {
-            out.push(char::from(b));
-        }
-    }
-    out
+    request
+        .header(header::CONNECTION, "close")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| format!("cannot build the request: {e}"))
 }
 
 /// TLS as the kubelet's HTTPS probe uses it: TLS 1.2 or 1.3, no client certificate, and no
@@ -462,18 +466,19 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(p.http_headers.len(), 2);
-        let head = request_head(&p);
-        assert!(
-            head.starts_with("GET /livez?verbose HTTP/1.1\r\nHost: 127.0.0.1:6443\r\n"),
-            "{head}"
-        );
-        assert!(!head.contains("Accept"), "{head}");
-        assert!(head.contains("\r\nX-N: 1\r\n") && head.ends_with("Connection: close\r\n\r\n"));
+        let r = request(&p).unwrap();
+        assert_eq!(r.uri(), "/livez?verbose");
+        assert_eq!(r.headers()["host"], "127.0.0.1:6443");
+        assert!(!r.headers().contains_key("accept"), "{r:?}");
+        assert_eq!(r.headers()["x-n"], "1");
+        assert_eq!(r.headers()["connection"], "close");
         let bad = m.replace("name: X-N", "name: \"X N\"");
         let pod = PodManifest::parse(Path::new("/m/kube-apiserver.yaml"), &bad).unwrap();
         assert!(Probe::from_container(&pod.containers[0], "kube-apiserver")
             .unwrap_err()
             .contains("header name"));
-        assert_eq!(request_target("/a b\u{e9}"), "/a%20b%C3%A9");
+        let mut p = p;
+        p.path = "/a b\u{e9}".into();
+        assert_eq!(request(&p).unwrap().uri(), "/a%20b%C3%A9");
     }
 }
