@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::ManifestError;
 use crate::fsx;
+use crate::store::FailureClass;
 
 /// Where `manifest` is parked: `<manifests dir>/../<file><suffix>`, beside the manifests
 /// directory and never inside it. A manifest without a file name, or whose directory has no
@@ -52,6 +53,15 @@ pub enum PutBackError {
         parked: PathBuf,
         reason: String,
     },
+}
+
+impl PutBackError {
+    /// Both leave a pod stopped that was meant to run again: the work failed.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            PutBackError::Appeared { .. } | PutBackError::Rename { .. } => FailureClass::Failed,
+        }
+    }
 }
 
 /// Moves a parked manifest back (the kubelet starts the pod again); refuses to replace a manifest
