@@ -12,12 +12,13 @@ pub mod certs;
 mod cli;
 pub mod etcd;
 pub(crate) mod fsx;
+mod http1;
 #[cfg(test)]
 mod mutate;
 pub mod restore;
 pub mod sandbox;
 pub mod snapshot;
-pub(crate) mod staticpod;
+pub mod staticpod;
 pub mod store;
 pub(crate) mod testhooks;
 pub(crate) mod units;

@@ -1,6 +1,6 @@
 //! The `--webhook URL` alert output: one JSON POST per certificate at or past the warning threshold
-//! (WARNING, CRITICAL, EXPIRED), over plain HTTP/1.1 on a tokio socket, or TLS (rustls with aws-lc-rs
-//! and the system's trust store) for `https://`.
+//! (WARNING, CRITICAL, EXPIRED), over HTTP/1.1 (hyper), plain or with TLS (rustls with aws-lc-rs and
+//! the system's trust store) for `https://`; the URL parsed by the url crate.
 //!
 //! The body carries public facts only (name, path, subject, dates, status, reasons) and a `text` line
 //! so Slack- and Mattermost-style receivers show it as is. Webhook URLs often embed a token in their
@@ -9,13 +9,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::check::{kubeadm_date, short_human_duration, CertState, CertStatus, CheckReport};
 use super::error::CertsError;
 use crate::etcd::Verdict;
+use crate::http1::HttpFailure;
 
 /// The JSON body posted for one certificate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -128,49 +131,31 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `http[s]://host[:port][/path][?query]`. User info in the URL is refused.
+    /// Parses `http[s]://host[:port][/path][?query]` (the url crate's WHATWG rules). User info in
+    /// the URL is refused.
     pub fn parse(url: &str) -> Result<Self, CertsError> {
         let bad = |reason: &str| CertsError::Webhook {
             url: redact(url),
             reason: reason.to_string(),
         };
-        let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = url.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err(bad("the URL must start with http:// or https://"));
+        let parsed = url::Url::parse(url).map_err(|e| bad(&format!("invalid URL: {e}")))?;
+        let https = match parsed.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(bad("the URL must start with http:// or https://")),
         };
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
-            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-            None => (rest, "/".to_string()),
-        };
-        if authority.contains('@') {
+        if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(bad("user information in the URL is not supported"));
         }
-        let default_port = if https { 443 } else { 80 };
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let end = v6
-                .find(']')
-                .ok_or_else(|| bad("unterminated [IPv6] host"))?;
-            let port = match &v6[end + 1..] {
-                "" => default_port,
-                p => p
-                    .strip_prefix(':')
-                    .and_then(|p| p.parse().ok())
-                    .ok_or_else(|| bad("invalid port"))?,
-            };
-            (v6[..end].to_string(), port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad("invalid port"))?),
-                None => (authority.to_string(), default_port),
-            }
+        let host = match parsed.host() {
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            Some(h) => h.to_string(),
+            None => return Err(bad("no host")),
         };
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
+        let port = parsed
+            .port_or_known_default()
+            .ok_or_else(|| bad("invalid port"))?;
+        let path = parsed[url::Position::BeforePath..url::Position::AfterQuery].to_string();
         Ok(Self {
             https,
             host,
@@ -181,11 +166,7 @@ impl Target {
 
     fn origin(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
-        if self.host.contains(':') {
-            format!("{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            format!("{scheme}://{}:{}", self.host, self.port)
-        }
+        format!("{scheme}://{}:{}", self.origin_host(), self.port)
     }
 
     fn error(&self, reason: String) -> CertsError {
@@ -210,6 +191,7 @@ impl Target {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| self.error(format!("cannot connect: {}", super::error::io_reason(&e))))?;
+        let request = self.request(body)?;
         let status = if self.https {
             let connector = tls_connector().map_err(|r| self.error(r))?;
             let name = rustls_pki_types::ServerName::try_from(self.host.clone())
@@ -218,43 +200,39 @@ impl Target {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| self.error(format!("TLS handshake failed: {e}")))?;
-            self.exchange(tls, body).await?
+            crate::http1::exchange(tls, request).await
         } else {
-            self.exchange(tcp, body).await?
+            crate::http1::exchange(tcp, request).await
         };
-        if (200..300).contains(&status) {
+        let status = status.map_err(|f| match f {
+            HttpFailure::NoAnswer(e) => self.error(format!("no answer: {e}")),
+            HttpFailure::NotHttp => self.error("the answer is not HTTP".to_string()),
+        })?;
+        if status.is_success() {
             Ok(())
         } else {
-            Err(self.error(format!("answered HTTP {status}")))
+            Err(self.error(format!("answered HTTP {}", status.as_u16())))
         }
     }
 
-    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-        &self,
-        mut stream: S,
-        body: &[u8],
-    ) -> Result<u16, CertsError> {
-        let host = if (self.https && self.port == 443) || (!self.https && self.port == 80) {
+    /// The POST: JSON body, `Host` as the URL gives it (the port only when not the default).
+    fn request(&self, body: &[u8]) -> Result<Request<Full<Bytes>>, CertsError> {
+        let default_port = if self.https { 443 } else { 80 };
+        let host = if self.port == default_port {
             self.origin_host()
         } else {
             format!("{}:{}", self.origin_host(), self.port)
         };
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: cpkeep/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.path,
-            crate::VERSION,
-            body.len()
-        );
-        match http_exchange(&mut stream, &head, body).await {
-            Ok(code) => Ok(code),
-            Err(HttpFailure::Send(e)) => {
-                Err(self.error(format!("send failed: {}", super::error::io_reason(&e))))
-            }
-            Err(HttpFailure::Receive(e)) => {
-                Err(self.error(format!("no answer: {}", super::error::io_reason(&e))))
-            }
-            Err(HttpFailure::NotHttp) => Err(self.error("the answer is not HTTP".to_string())),
-        }
+        Request::post(self.path.as_str())
+            .header(hyper::header::HOST, host)
+            .header(
+                hyper::header::USER_AGENT,
+                format!("cpkeep/{}", crate::VERSION),
+            )
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::CONNECTION, "close")
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .map_err(|e| self.error(format!("cannot build the request: {e}")))
     }
 
     fn origin_host(&self) -> String {
@@ -263,56 +241,6 @@ impl Target {
         } else {
             self.host.clone()
         }
-    }
-}
-
-/// How an [`http_exchange`] failed.
-#[derive(Debug)]
-pub(super) enum HttpFailure {
-    /// Writing the request failed.
-    Send(std::io::Error),
-    /// Reading the answer failed.
-    Receive(std::io::Error),
-    /// The answer does not start with an HTTP status line.
-    NotHttp,
-}
-
-/// One HTTP/1.1 exchange on a connected (plain or TLS) stream: writes `head` (request line and
-/// headers, each ending in CRLF, then the blank line) and `body`, and reads the answer only up to
-/// its status line (bounded at 8 KiB). Returns the status code. Shared by the webhook and the
-/// `--restart` health probes.
-pub(super) async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    head: &str,
-    body: &[u8],
-) -> Result<u16, HttpFailure> {
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .map_err(HttpFailure::Send)?;
-    stream.write_all(body).await.map_err(HttpFailure::Send)?;
-    stream.flush().await.map_err(HttpFailure::Send)?;
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 256];
-    while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 8192 {
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(HttpFailure::Receive)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(&buf);
-    let line = line.lines().next().unwrap_or("");
-    let mut parts = line.split_whitespace();
-    match (
-        parts.next(),
-        parts.next().and_then(|c| c.parse::<u16>().ok()),
-    ) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
-        _ => Err(HttpFailure::NotHttp),
     }
 }
 
@@ -338,20 +266,24 @@ fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-/// `scheme://host[:port]` of a URL, without path or query (where tokens live).
+/// `scheme://host[:port]` of a URL, without user info, path or query (where tokens live).
 fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit('@').next().unwrap_or("");
-    if scheme.is_empty() {
-        "(invalid URL)".to_string()
-    } else {
-        format!("{scheme}://{authority}")
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or_default();
+            match u.port() {
+                Some(p) => format!("{}://{host}:{p}", u.scheme()),
+                None => format!("{}://{host}", u.scheme()),
+            }
+        }
+        Err(_) => "(invalid URL)".to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
     #[test]

@@ -37,7 +37,7 @@ use super::run::{self, RestoreOptions, RestorePlan, RestoreReport, RestoreSource
 use crate::etcd::{
     connect, list_members, ConnectionOptions, Endpoint, EtcdError, TlsFiles, TlsMaterial,
 };
-use crate::fsx;
+use crate::staticpod::{self, PutBackError, StillRunning};
 
 /// Where kubeadm writes etcd's static pod manifest.
 pub const DEFAULT_MANIFEST: &str = "/etc/kubernetes/manifests/etcd.yaml";
@@ -276,7 +276,7 @@ pub async fn plan(
             opts.manifest.display()
         ))
     })?;
-    let parked = parked_path(&manifest_path)?;
+    let parked = staticpod::parked_path(&manifest_path, PARKED_SUFFIX)?;
     if parked.exists() {
         let hint = if manifest_path.exists() {
             "compare it with the manifest, remove it, then run again".to_string()
@@ -355,14 +355,43 @@ pub async fn plan(
             token
         }
     };
+    // The manifest's paths are the container's: the restore writes where its hostPath volume
+    // puts them on this node.
+    let mut notes = Vec::new();
+    let mut on_node = |flag: &str, inside: &Path| -> PathBuf {
+        match m.on_node(inside) {
+            Some(p) => {
+                if p != inside {
+                    notes.push(format!(
+                        "the manifest's {flag} {} is {} on this node (its hostPath volume)",
+                        inside.display(),
+                        p.display()
+                    ));
+                }
+                p
+            }
+            None => {
+                if !m.host_mounts.is_empty() {
+                    notes.push(format!(
+                        "no hostPath volume of the {} container holds the manifest's {flag} {}: restoring to that path on this node",
+                        m.container,
+                        inside.display()
+                    ));
+                }
+                inside.to_path_buf()
+            }
+        }
+    };
+    let manifest_data_dir = on_node("--data-dir", &m.data_dir);
+    let manifest_wal_dir = m.wal_dir.as_deref().map(|w| on_node("--wal-dir", w));
     let data_dir = merge(
         &mut settings,
         "--data-dir",
         ov.data_dir.as_ref().map(|p| p.display().to_string()),
-        Some(m.data_dir.display().to_string()),
+        Some(manifest_data_dir.display().to_string()),
         "",
     );
-    let wal_dir = match (&ov.wal_dir, &m.wal_dir) {
+    let wal_dir = match (&ov.wal_dir, &manifest_wal_dir) {
         (None, None) => None,
         (over, from) => Some(merge(
             &mut settings,
@@ -406,7 +435,6 @@ pub async fn plan(
         key: files.key.clone(),
     };
 
-    let mut notes = Vec::new();
     for s in settings.iter().filter(|s| s.manifest_value.is_some()) {
         let etcd_reads = matches!(
             s.flag,
@@ -557,28 +585,7 @@ pub async fn apply(
     })
 }
 
-/// `<manifests dir>/../<file>.cpkeep-restore`: beside the manifests directory, never inside it.
-pub fn parked_path(manifest: &Path) -> Result<PathBuf, KubeadmError> {
-    crate::staticpod::parked_path(manifest, PARKED_SUFFIX).ok_or_else(|| {
-        KubeadmError::Usage(format!(
-            "{}: the manifest must be in the kubelet's manifests directory, which needs a parent directory to park it in",
-            manifest.display()
-        ))
-    })
-}
-
-/// Quotes one argument for a POSIX shell (only when it needs it).
-pub fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
-    if plain {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
-}
+pub use crate::staticpod::shell_quote;
 
 fn merge(
     settings: &mut Vec<Setting>,
@@ -640,7 +647,8 @@ fn health_target(m: &EtcdManifest) -> Result<(Endpoint, TlsFiles), KubeadmError>
     if !endpoint.is_tls() {
         return Ok((endpoint, TlsFiles::default()));
     }
-    let ca = m.trusted_ca_file.clone().ok_or_else(|| {
+    let node = |p: &Path| m.on_node(p).unwrap_or_else(|| p.to_path_buf());
+    let ca = m.trusted_ca_file.as_deref().map(node).ok_or_else(|| {
         KubeadmError::Manifest(ManifestError {
             path: m.path.clone(),
             reason: format!(
@@ -651,8 +659,9 @@ fn health_target(m: &EtcdManifest) -> Result<(Endpoint, TlsFiles), KubeadmError>
     let dir = m
         .cert_file
         .as_deref()
-        .or(Some(ca.as_path()))
-        .and_then(Path::parent)
+        .map(node)
+        .unwrap_or_else(|| ca.clone())
+        .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let (cert, key) = (dir.join(HEALTHCHECK_CERT), dir.join(HEALTHCHECK_KEY));
@@ -753,44 +762,25 @@ fn other_nodes(
 }
 
 fn park(manifest: &Path, parked: &Path) -> Result<(), KubeadmError> {
-    std::fs::rename(manifest, parked)
-        .map_err(|e| KubeadmError::io("move the manifest", manifest, e, NOTHING_CHANGED))?;
-    sync_parents(manifest, parked);
-    Ok(())
-}
-
-fn sync_parents(a: &Path, b: &Path) {
-    for p in [a, b] {
-        if let Some(d) = p.parent() {
-            // Best effort: the rename itself has happened either way.
-            let _ = fsx::sync_dir(d);
-        }
-    }
+    staticpod::park(manifest, parked)
+        .map_err(|e| KubeadmError::io("move the manifest", manifest, e, NOTHING_CHANGED))
 }
 
 /// Puts the manifest back; refuses to replace one that appeared meanwhile.
 fn put_back(plan: &KubeadmPlan) -> Result<(), KubeadmError> {
-    let (m, p) = (&plan.manifest, &plan.parked_manifest);
-    if m.exists() {
-        return Err(KubeadmError::Failed {
-            what: format!("{} appeared while etcd was stopped", m.display()),
+    staticpod::put_back(&plan.manifest, &plan.parked_manifest).map_err(|e| match e {
+        PutBackError::Appeared { manifest, parked } => KubeadmError::Failed {
+            what: format!("{} appeared while etcd was stopped", manifest.display()),
             state: format!(
                 "the kubelet runs that file; the manifest cpkeep moved is still at {}",
-                p.display()
+                parked.display()
             ),
-        });
-    }
-    std::fs::rename(p, m).map_err(|e| KubeadmError::Failed {
-        what: format!("cannot put the manifest back: {e}"),
-        state: format!(
-            "it is at {}: move it back with mv {} {}",
-            p.display(),
-            shell_quote(&p.display().to_string()),
-            shell_quote(&m.display().to_string())
-        ),
-    })?;
-    sync_parents(m, p);
-    Ok(())
+        },
+        e @ PutBackError::Rename { .. } => KubeadmError::Failed {
+            what: "cannot put the manifest back".to_string(),
+            state: e.to_string(),
+        },
+    })
 }
 
 /// After a failure once the manifest was moved: the manifest back — but never over a missing data
@@ -843,57 +833,60 @@ fn asides(plan: &RestorePlan) -> String {
     }
 }
 
-/// Whether something accepts TCP connections at the endpoint's address.
-async fn accepts(endpoint: &Endpoint, within: Duration) -> bool {
-    let addr = format!("{}:{}", endpoint.host(), endpoint.port());
-    matches!(
-        tokio::time::timeout(within, tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
+/// `host:port` of an endpoint, for a TCP check.
+fn address(endpoint: &Endpoint) -> String {
+    format!("{}:{}", endpoint.host(), endpoint.port())
 }
 
 async fn wait_stopped(plan: &KubeadmPlan, opts: &KubeadmOptions) -> Result<Stopped, KubeadmError> {
-    let started = Instant::now();
     let endpoint = &plan.connection.endpoints[0];
     let mut dirs: Vec<PathBuf> = plan.options.data_dir.iter().cloned().collect();
     dirs.extend(plan.options.wal_dir.iter().cloned());
-    let mut was_running = false;
-    loop {
-        let answering = accepts(endpoint, Duration::from_secs(1)).await;
-        was_running |= answering;
-        // The /proc walk reads every process's descriptors: off the async workers.
-        let holders = if answering {
-            Vec::new()
-        } else {
-            let d = dirs.clone();
-            tokio::task::spawn_blocking(move || holders_of(&d))
+    let shown = dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" or ");
+    // Once the client port is closed, etcd may still be writing: no process may hold a file in
+    // its data dirs. The /proc walk reads every process's descriptors: off the async workers.
+    let busy = || {
+        let d = dirs.clone();
+        let shown = shown.clone();
+        async move {
+            let holders = tokio::task::spawn_blocking(move || holders_of(&d))
                 .await
-                .unwrap_or_default()
-        };
-        if !answering && holders.is_empty() {
-            return Ok(Stopped {
-                was_running,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-        }
-        if started.elapsed() >= opts.stop_timeout {
-            let why = if answering {
-                format!("{endpoint} still accepts connections")
-            } else {
+                .unwrap_or_default();
+            (!holders.is_empty()).then(|| {
                 format!(
-                    "processes {} still have files open in {}",
+                    "processes {} still have files open in {shown}",
                     holders
                         .iter()
                         .map(u32::to_string)
                         .collect::<Vec<_>>()
-                        .join(", "),
-                    dirs.iter()
-                        .map(|d| d.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(" or ")
+                        .join(", ")
                 )
+            })
+        }
+    };
+    let stopped = staticpod::wait_stopped(
+        &address(endpoint),
+        Duration::from_secs(1),
+        opts.stop_timeout,
+        opts.poll_interval,
+        busy,
+    )
+    .await;
+    match stopped {
+        Ok(s) => Ok(Stopped {
+            was_running: s.was_running,
+            seconds: s.elapsed.as_secs_f64(),
+        }),
+        Err(why) => {
+            let why = match why {
+                StillRunning::Accepting => format!("{endpoint} still accepts connections"),
+                StillRunning::Busy(b) => b,
             };
-            return Err(KubeadmError::Failed {
+            Err(KubeadmError::Failed {
                 what: format!(
                     "etcd did not stop within {} of moving its manifest out of the manifests directory: {why} \
                      (is this member run by the kubelet from {}? --stop-timeout waits longer)",
@@ -901,9 +894,8 @@ async fn wait_stopped(plan: &KubeadmPlan, opts: &KubeadmOptions) -> Result<Stopp
                     plan.manifest.display()
                 ),
                 state: String::new(),
-            });
+            })
         }
-        tokio::time::sleep(opts.poll_interval).await;
     }
 }
 
@@ -1010,7 +1002,7 @@ async fn wait_healthy(
             ),
         };
         if several {
-            if accepts(endpoint, Duration::from_secs(1)).await {
+            if staticpod::accepts(&address(endpoint), Duration::from_secs(1)).await {
                 let since = *accepting_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= opts.quorum_grace {
                     return Ok(HealthCheck {
@@ -1052,21 +1044,13 @@ mod tests {
     #[test]
     fn parked_beside_the_manifests_dir() {
         assert_eq!(
-            parked_path(Path::new("/etc/kubernetes/manifests/etcd.yaml")).unwrap(),
+            staticpod::parked_path(
+                Path::new("/etc/kubernetes/manifests/etcd.yaml"),
+                PARKED_SUFFIX
+            )
+            .unwrap(),
             PathBuf::from("/etc/kubernetes/etcd.yaml.cpkeep-restore")
         );
-        assert!(parked_path(Path::new("/etcd.yaml")).is_err());
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(
-            shell_quote("a=https://1.2.3.4:2380,b=x"),
-            "a=https://1.2.3.4:2380,b=x"
-        );
-        assert_eq!(shell_quote("/my snap.db"), "'/my snap.db'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
     }
 
     #[test]

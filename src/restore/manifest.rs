@@ -1,5 +1,6 @@
-//! kubeadm's etcd static pod manifest (`/etc/kubernetes/manifests/etcd.yaml`), read: the etcd
-//! container's command line and the flags a restore and its health check need from it.
+//! kubeadm's etcd static pod manifest (`/etc/kubernetes/manifests/etcd.yaml`), read through
+//! [`crate::staticpod::PodManifest`]: the etcd container's command line and the flags a restore
+//! and its health check need from it.
 //!
 //! This module owns parsing only. It never writes, moves or prints anything, and it never guesses
 //! a value the manifest does not give: a missing required flag is an error naming the file and
@@ -8,16 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use saphyr::{LoadableYamlNode, Yaml};
 use serde::Serialize;
 
-/// A manifest that cannot be used, with the file and what is wrong with it.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {reason}", path.display())]
-pub struct ManifestError {
-    pub path: PathBuf,
-    pub reason: String,
-}
+pub use crate::staticpod::ManifestError;
+use crate::staticpod::PodManifest;
 
 /// Flags whose value may follow as the next command item (`--name master1`), as Go's flag package
 /// allows for non-boolean flags.
@@ -63,87 +58,62 @@ pub struct EtcdManifest {
     pub trusted_ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub client_cert_auth: bool,
+    /// The etcd container's hostPath mounts: (path in the container, path on the node).
+    pub host_mounts: Vec<(PathBuf, PathBuf)>,
 }
 
 impl EtcdManifest {
     /// Reads and parses the manifest at `path`.
     pub fn read(path: &Path) -> Result<Self, ManifestError> {
-        let bytes = std::fs::read(path).map_err(|e| ManifestError {
-            path: path.to_path_buf(),
-            reason: format!("cannot read the etcd manifest: {e}"),
-        })?;
-        let text = String::from_utf8(bytes).map_err(|_| ManifestError {
-            path: path.to_path_buf(),
-            reason: "not an etcd static pod manifest: not UTF-8 text".to_string(),
-        })?;
-        Self::parse(path, &text)
+        Self::from_pod(PodManifest::read(path, "etcd")?)
     }
 
     /// Parses manifest text; `path` only names the file in errors and in the result.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        Self::from_pod(PodManifest::parse(path, text)?)
+    }
+
+    /// The etcd container of a static pod (named `etcd`, or running a program named `etcd`) and
+    /// the flags a restore needs from its command.
+    pub fn from_pod(pod: PodManifest) -> Result<Self, ManifestError> {
         let bad = |reason: String| ManifestError {
-            path: path.to_path_buf(),
+            path: pod.path.clone(),
             reason,
         };
-        let docs = Yaml::load_from_str(text)
-            .map_err(|e| bad(format!("not an etcd static pod manifest: not YAML ({e})")))?;
-        let doc = docs
-            .iter()
-            .map(untag)
-            .find(|d| !d.is_null())
-            .ok_or_else(|| bad("not an etcd static pod manifest: the file is empty".into()))?;
-        if let Some(kind) = doc.as_mapping_get("kind").map(untag) {
-            if kind.as_str() != Some("Pod") {
-                return Err(bad(format!(
-                    "not an etcd static pod manifest: kind is {}, not Pod",
-                    describe(kind)
-                )));
-            }
-        }
-        let containers = doc
-            .as_mapping_get("spec")
-            .map(untag)
-            .and_then(|s| s.as_mapping_get("containers"))
-            .map(untag)
-            .and_then(|c| c.as_sequence())
-            .ok_or_else(
-                || bad("not an etcd static pod manifest: no spec.containers list".into()),
-            )?;
-        let mut names = Vec::new();
-        let mut found = None;
-        for c in containers.iter().map(untag) {
-            let name = c
-                .as_mapping_get("name")
-                .map(untag)
-                .and_then(|n| n.as_str())
-                .unwrap_or("")
-                .to_string();
-            let command = strings(c, "command").map_err(&bad)?;
-            let is_etcd = name == "etcd"
-                || command
+        let is_etcd = |c: &&crate::staticpod::Container| {
+            c.name == "etcd"
+                || c.command
                     .first()
-                    .is_some_and(|p| Path::new(p).file_name().is_some_and(|f| f == "etcd"));
-            if is_etcd && found.is_none() {
-                found = Some((name.clone(), c));
-            }
-            names.push(if name.is_empty() {
-                "(unnamed)".to_string()
-            } else {
-                name
-            });
-        }
-        let (container, c) = found.ok_or_else(|| {
-            bad(format!(
+                    .is_some_and(|p| Path::new(p).file_name().is_some_and(|f| f == "etcd"))
+        };
+        let Some(c) = pod.containers.iter().find(is_etcd) else {
+            let names: Vec<&str> = pod
+                .containers
+                .iter()
+                .map(|c| {
+                    if c.name.is_empty() {
+                        "(unnamed)"
+                    } else {
+                        c.name.as_str()
+                    }
+                })
+                .collect();
+            return Err(bad(format!(
                 "no etcd container in spec.containers (containers: {})",
                 if names.is_empty() {
                     "none".to_string()
                 } else {
                     names.join(", ")
                 }
-            ))
-        })?;
-        let mut command = strings(c, "command").map_err(&bad)?;
-        command.extend(strings(c, "args").map_err(&bad)?);
+            )));
+        };
+        let container = c.name.clone();
+        let command = c.command.clone();
+        let host_mounts = c
+            .volume_mounts
+            .iter()
+            .filter_map(|m| Some((m.mount_path.clone(), pod.host_path(c, &m.mount_path)?)))
+            .collect();
         if command.is_empty() {
             return Err(bad(format!(
                 "the {container} container has no command: kubeadm writes etcd's flags there"
@@ -164,7 +134,7 @@ impl EtcdManifest {
         }
         let urls = |f: &str| value(f).map(|v| split_list(&v)).unwrap_or_default();
         Ok(EtcdManifest {
-            path: path.to_path_buf(),
+            path: pod.path.clone(),
             container,
             name: value("name").unwrap_or_default(),
             data_dir: value("data-dir").map(PathBuf::from).unwrap_or_default(),
@@ -179,7 +149,29 @@ impl EtcdManifest {
             cert_file: value("cert-file").map(PathBuf::from),
             client_cert_auth: value("client-cert-auth").is_some_and(|v| v == "true"),
             command,
+            host_mounts,
         })
+    }
+}
+
+impl EtcdManifest {
+    /// Where `path`, as the etcd container sees it, is on this node: through the hostPath volume
+    /// mounted deepest above it (kubeadm mounts the data dir and the certificates at the same
+    /// paths). `None` when no hostPath volume holds it.
+    pub fn on_node(&self, path: &Path) -> Option<PathBuf> {
+        self.host_mounts
+            .iter()
+            .filter_map(|(inside, node)| {
+                let rest = path.strip_prefix(inside).ok()?;
+                let p = if rest.as_os_str().is_empty() {
+                    node.clone()
+                } else {
+                    node.join(rest)
+                };
+                Some((inside.components().count(), p))
+            })
+            .max_by_key(|(depth, _)| *depth)
+            .map(|(_, p)| p)
     }
 }
 
@@ -224,52 +216,6 @@ pub fn split_list(v: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
-}
-
-fn untag<'a, 'b>(y: &'a Yaml<'b>) -> &'a Yaml<'b> {
-    match y {
-        Yaml::Tagged(_, inner) => untag(inner),
-        other => other,
-    }
-}
-
-/// A list of strings under `key` of a container (absent: empty).
-fn strings(container: &Yaml<'_>, key: &str) -> Result<Vec<String>, String> {
-    let Some(node) = container.as_mapping_get(key).map(untag) else {
-        return Ok(Vec::new());
-    };
-    if node.is_null() {
-        return Ok(Vec::new());
-    }
-    let seq = node
-        .as_sequence()
-        .ok_or_else(|| format!("the container's {key} is {}, not a list", describe(node)))?;
-    seq.iter()
-        .map(untag)
-        .enumerate()
-        .map(|(i, item)| {
-            item.as_str().map(str::to_string).ok_or_else(|| {
-                format!(
-                    "item {} of the container's {key} is {}, not a string",
-                    i + 1,
-                    describe(item)
-                )
-            })
-        })
-        .collect()
-}
-
-fn describe(y: &Yaml<'_>) -> String {
-    match y {
-        Yaml::Value(s) if s.is_string() => format!("{:?}", y.as_str().unwrap_or_default()),
-        Yaml::Value(s) if s.is_null() => "empty".to_string(),
-        Yaml::Value(_) | Yaml::Representation(..) => "a scalar".to_string(),
-        Yaml::Sequence(_) => "a list".to_string(),
-        Yaml::Mapping(_) => "a mapping".to_string(),
-        Yaml::Tagged(_, inner) => describe(inner),
-        Yaml::Alias(_) => "an alias".to_string(),
-        Yaml::BadValue => "an invalid value".to_string(),
-    }
 }
 
 fn join_and(items: &[&str]) -> String {
@@ -351,6 +297,24 @@ status: {}
         );
         assert!(m.client_cert_auth);
         assert_eq!(m.command.len(), 18);
+    }
+
+    #[test]
+    fn paths_on_the_node_through_host_path_volumes() {
+        let m = parse(
+            "kind: Pod\nspec:\n  containers:\n  - name: etcd\n    command: [etcd, --name=a, --data-dir=/var/lib/etcd, --initial-advertise-peer-urls=http://a:2380]\n    volumeMounts:\n    - {name: data, mountPath: /var/lib/etcd}\n    - {name: certs, mountPath: /etc/kubernetes/pki/etcd}\n  volumes:\n  - {name: data, hostPath: {path: /mnt/ssd/etcd}}\n  - {name: certs, hostPath: {path: /etc/kubernetes/pki/etcd}}\n",
+        )
+        .unwrap();
+        assert_eq!(m.on_node(&m.data_dir), Some(PathBuf::from("/mnt/ssd/etcd")));
+        assert_eq!(
+            m.on_node(Path::new("/var/lib/etcd/member")),
+            Some(PathBuf::from("/mnt/ssd/etcd/member"))
+        );
+        assert_eq!(
+            m.on_node(Path::new("/etc/kubernetes/pki/etcd/ca.crt")),
+            Some(PathBuf::from("/etc/kubernetes/pki/etcd/ca.crt"))
+        );
+        assert_eq!(m.on_node(Path::new("/var/lib/etcd2")), None);
     }
 
     #[test]

@@ -218,8 +218,8 @@ fn check_endpoint(ep: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Reads a PEM bundle and checks it holds at least one well-formed certificate, so that the HTTPS
-/// client (which panics on a malformed trust anchor) never sees a bad one.
+/// Reads a PEM bundle and checks it holds at least one certificate and that each is one the HTTPS
+/// client accepts as a trust anchor (it panics on one it refuses).
 fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, StoreError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
@@ -237,7 +237,7 @@ fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, StoreError> {
         return Err(bad("holds no PEM certificate".to_string()));
     }
     for (i, der) in certs.iter().enumerate() {
-        check_certificate_der(der).map_err(|why| {
+        check_trust_anchor(der).map_err(|why| {
             bad(format!(
                 "certificate {} is not an X.509 certificate: {why}",
                 i + 1
@@ -247,63 +247,13 @@ fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, StoreError> {
     Ok(pem)
 }
 
-/// One DER element: (tag, contents, what follows).
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
-/// The outline of an X.509 certificate: SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
-/// with tbsCertificate = { [0] version?, serial, signature, issuer, validity, subject, spki, … }.
-fn check_certificate_der(der: &[u8]) -> Result<(), &'static str> {
-    const SEQUENCE: u8 = 0x30;
-    let (tag, cert, rest) = der_element(der).ok_or("truncated DER")?;
-    if tag != SEQUENCE || !rest.is_empty() {
-        return Err("not a single DER SEQUENCE");
-    }
-    let (tag, tbs, rest) = der_element(cert).ok_or("truncated certificate")?;
-    if tag != SEQUENCE {
-        return Err("no TBSCertificate");
-    }
-    let (tag, _, rest) = der_element(rest).ok_or("no signature algorithm")?;
-    if tag != SEQUENCE {
-        return Err("no signature algorithm");
-    }
-    let (tag, _, rest) = der_element(rest).ok_or("no signature")?;
-    if tag != 0x03 || !rest.is_empty() {
-        return Err("no signature");
-    }
-    let (mut tag, _, mut rest) = der_element(tbs).ok_or("empty TBSCertificate")?;
-    if tag == 0xa0 {
-        (tag, _, rest) = der_element(rest).ok_or("no serial number")?;
-    }
-    if tag != 0x02 {
-        return Err("no serial number");
-    }
-    for field in ["signature", "issuer", "validity", "subject", "public key"] {
-        let (t, _, r) = der_element(rest).ok_or(field)?;
-        if t != SEQUENCE {
-            return Err(field);
-        }
-        rest = r;
-    }
-    Ok(())
+/// Checks one certificate the way the HTTPS client will take it as a trust anchor
+/// (`rustls::RootCertStore::add`, which the client unwraps: a certificate it refuses would panic
+/// there instead of giving an error line).
+fn check_trust_anchor(der: &rustls_pki_types::CertificateDer<'_>) -> Result<(), String> {
+    tokio_rustls::rustls::RootCertStore::empty()
+        .add(der.clone())
+        .map_err(|e| e.to_string())
 }
 
 /// Checks a key relative to the store prefix: no empty, `.` or `..` segment, no leading slash.
@@ -1364,7 +1314,7 @@ mod tests {
         std::fs::write(&good, cert.pem()).unwrap();
         let pem = read_ca_bundle(&good).unwrap();
         assert!(!pem.is_empty());
-        check_certificate_der(cert.der()).unwrap();
+        check_trust_anchor(cert.der()).unwrap();
 
         let key_only = dir.path().join("key.pem");
         std::fs::write(&key_only, key.serialize_pem()).unwrap();
@@ -1384,7 +1334,8 @@ mod tests {
 
         // A truncated copy of a real certificate is refused too.
         let der = cert.der().to_vec();
-        assert!(check_certificate_der(&der[..der.len() - 10]).is_err());
+        let cut = rustls_pki_types::CertificateDer::from(&der[..der.len() - 10]);
+        assert!(check_trust_anchor(&cut).is_err());
     }
 
     #[tokio::test]
