@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod certs;
 mod cli;
 pub mod etcd;
+pub mod failure;
 pub(crate) mod fsx;
 mod http1;
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::certs::error::io_reason;
+use crate::failure::FailureClass;
 
 /// Where a bad value sits in the inventory: its field path and, when the YAML parser knew it, the
 /// line.
@@ -69,27 +70,17 @@ pub enum BootstrapError {
     },
 }
 
-/// What kind of failure an error is, for the exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BootstrapErrorClass {
-    /// The input is unusable: nothing was written.
-    Unusable,
-    /// The work started and failed.
-    Failed,
-}
-
 impl BootstrapError {
-    pub fn class(&self) -> BootstrapErrorClass {
+    /// Bad input is unusable (nothing was written); a failed generation or write failed.
+    pub fn class(&self) -> FailureClass {
         match self {
             BootstrapError::ReadInventory { .. }
             | BootstrapError::Syntax { .. }
             | BootstrapError::Invalid { .. }
             | BootstrapError::Pki { .. }
             | BootstrapError::OutDir { .. }
-            | BootstrapError::Secret { .. } => BootstrapErrorClass::Unusable,
-            BootstrapError::Generate { .. } | BootstrapError::Write { .. } => {
-                BootstrapErrorClass::Failed
-            }
+            | BootstrapError::Secret { .. } => FailureClass::Unusable,
+            BootstrapError::Generate { .. } | BootstrapError::Write { .. } => FailureClass::Failed,
         }
     }
 }

@@ -876,7 +876,7 @@ fn a_directory_that_is_not_a_bundle_is_refused() {
     })
     .unwrap_err();
     assert!(e.to_string().contains("not part of a cpkeep bundle"), "{e}");
-    assert_eq!(e.class(), error::BootstrapErrorClass::Unusable);
+    assert_eq!(e.class(), crate::failure::FailureClass::Unusable);
     let e = plan(&PlanOptions {
         inventory: inv,
         out: tmp.path().join("notes.txt"),

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::exit::{Exit, ExitError};
+use super::exit::Exit;
 use super::output::{Render, Renderer};
 use super::table::Table;
 use crate::bootstrap::bundle::ChangeKind;
-use crate::bootstrap::error::{BootstrapError, BootstrapErrorClass};
+use crate::bootstrap::error::BootstrapError;
 use crate::bootstrap::{self, PlanOptions, PlanReport};
 
 #[derive(Debug, Subcommand)]
@@ -99,17 +99,9 @@ pub async fn run(cmd: BootstrapCommand, out: &Renderer) -> anyhow::Result<Exit> 
     }
 }
 
-/// The exit code of a planning failure: bad input 3, a failed write 1.
+/// A planning failure with its exit code: bad input 3, a failed write 1.
 pub fn failure(e: BootstrapError) -> anyhow::Error {
-    let code = match e.class() {
-        BootstrapErrorClass::Unusable => Exit::Unknown,
-        BootstrapErrorClass::Failed => Exit::Warning,
-    };
-    ExitError {
-        code,
-        message: e.to_string(),
-    }
-    .into()
+    super::exit::classified(e.class(), &e)
 }
 
 fn change_word(c: ChangeKind) -> &'static str {

@@ -2,6 +2,8 @@
 //! 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not evaluate: bad flags, unreadable files, nothing
 //! reachable). Commands that change things use 0 for success and the same codes for failures.
 
+use crate::failure::FailureClass;
+
 /// The process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -70,8 +72,7 @@ fn without_os_error(text: &str) -> &str {
 
 /// The exit code of a failure class: 1 failed, 2 refused (quorum lost, something in the way),
 /// 3 could not start.
-pub fn class_code(class: crate::snapshot::FailureClass) -> Exit {
-    use crate::snapshot::FailureClass;
+fn class_code(class: FailureClass) -> Exit {
     match class {
         FailureClass::Failed => Exit::Warning,
         FailureClass::Refused => Exit::Critical,
@@ -79,13 +80,18 @@ pub fn class_code(class: crate::snapshot::FailureClass) -> Exit {
     }
 }
 
-/// Maps a snapshot failure to its exit code ([`class_code`]).
-pub fn snapshot_failure(e: crate::snapshot::SnapshotError) -> anyhow::Error {
+/// An error with the exit code of its class: the one place where a failure becomes an exit code.
+pub fn classified(class: FailureClass, e: &dyn std::fmt::Display) -> anyhow::Error {
     ExitError {
-        code: class_code(e.class()),
+        code: class_code(class),
         message: e.to_string(),
     }
     .into()
+}
+
+/// A snapshot failure with the exit code of its class.
+pub fn snapshot_failure(e: crate::snapshot::SnapshotError) -> anyhow::Error {
+    classified(e.class(), &e)
 }
 
 #[cfg(test)]

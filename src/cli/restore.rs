@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::exit::{class_code, snapshot_failure, Exit, ExitError};
+use super::exit::{snapshot_failure, Exit, ExitError};
 use super::output::{Render, Renderer};
 use super::store_args::StoreArgs;
 use crate::restore::kubeadm::{
@@ -165,35 +165,14 @@ impl RestoreArgs {
     }
 }
 
-/// The exit code of a restore failure ([`RestoreError::class`]).
-fn restore_code(e: &RestoreError) -> Exit {
-    class_code(e.class())
-}
-
-/// Maps a restore failure to its exit code (see [`restore_code`]).
+/// A restore failure with the exit code of its class ([`RestoreError::class`]).
 pub fn restore_failure(e: RestoreError) -> anyhow::Error {
-    ExitError {
-        code: restore_code(&e),
-        message: e.to_string(),
-    }
-    .into()
+    super::exit::classified(e.class(), &e)
 }
 
-/// Maps a kubeadm restore failure: 3 for an unusable manifest, flags or TLS files, 2 when
-/// something is in the way, the restore's own code when it failed, else 1.
+/// A kubeadm restore failure with the exit code of its class ([`KubeadmError::class`]).
 fn kubeadm_failure(e: KubeadmError) -> anyhow::Error {
-    let code = match &e {
-        KubeadmError::Manifest(_) | KubeadmError::Usage(_) | KubeadmError::Tls(_) => Exit::Unknown,
-        KubeadmError::Plan(r) => restore_code(r),
-        KubeadmError::Restore { source, .. } => restore_code(source),
-        KubeadmError::InTheWay(_) => Exit::Critical,
-        KubeadmError::Failed { .. } => Exit::Warning,
-    };
-    ExitError {
-        code,
-        message: e.to_string(),
-    }
-    .into()
+    super::exit::classified(e.class(), &e)
 }
 
 /// The plan, as `--dry-run` prints it.

@@ -254,6 +254,21 @@ pub enum KubeadmError {
 }
 
 impl KubeadmError {
+    /// 3 for an unusable manifest, flags or TLS files, 2 when something is in the way, the
+    /// restore's own class when it failed there, else 1.
+    pub fn class(&self) -> crate::failure::FailureClass {
+        use crate::failure::FailureClass;
+        match self {
+            KubeadmError::Manifest(_) | KubeadmError::Usage(_) | KubeadmError::Tls(_) => {
+                FailureClass::Unusable
+            }
+            KubeadmError::Plan(r) => r.class(),
+            KubeadmError::Restore { source, .. } => source.class(),
+            KubeadmError::InTheWay(_) => FailureClass::Refused,
+            KubeadmError::Failed { .. } => FailureClass::Failed,
+        }
+    }
+
     fn io(action: &str, path: &Path, e: std::io::Error, state: &str) -> Self {
         KubeadmError::Failed {
             what: format!("cannot {action} {}: {e}", path.display()),

@@ -43,18 +43,7 @@ pub enum StoreError {
     Failed(String),
 }
 
-/// How a failure should be reported to a scheduler; `cli::exit::class_code` maps it to the exit
-/// code. Shared by the store, snapshot and restore errors (the store is the lowest layer that
-/// classifies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureClass {
-    /// The work was attempted and failed (stream, store, integrity).
-    Failed,
-    /// Refused on purpose (quorum lost, something in the way).
-    Refused,
-    /// Could not start: bad flags, unreadable files, unreachable cluster.
-    Unusable,
-}
+pub use crate::failure::FailureClass;
 
 impl StoreError {
     pub fn class(&self) -> FailureClass {
