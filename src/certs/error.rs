@@ -17,26 +17,27 @@ pub enum CertsError {
     #[error("certificate directory {} is not a directory", path.display())]
     CertDirNotDir { path: PathBuf },
 
-    /// A file could not be read (permissions, I/O).
-    #[error("cannot read {}: {}", path.display(), io_reason(source))]
+    /// A file could not be read (permissions, I/O). The I/O error is not a `source`: its short
+    /// form is already in the message, and the CLI would print it a second time.
+    #[error("cannot read {}: {}", path.display(), io_reason(error))]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A file holds no usable PEM certificate or key.
-    #[error("{}: {source}", path.display())]
-    Pem { path: PathBuf, source: PemError },
+    #[error("{}: {error}", path.display())]
+    Pem { path: PathBuf, error: PemError },
 
     /// A kubeconfig is not YAML or lacks the user credentials kubeadm writes.
     #[error("{}: {reason}", path.display())]
     Kubeconfig { path: PathBuf, reason: String },
 
     /// A file could not be written (a Prometheus textfile, a renewed certificate).
-    #[error("cannot write {}: {}", path.display(), io_reason(source))]
+    #[error("cannot write {}: {}", path.display(), io_reason(error))]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A certificate or key could not be generated or signed.

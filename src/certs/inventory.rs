@@ -399,7 +399,7 @@ pub fn discover(layout: &PkiLayout) -> Result<Inventory, CertsError> {
         Err(source) => {
             return Err(CertsError::Read {
                 path: layout.cert_dir.clone(),
-                source,
+                error: source,
             })
         }
     }
@@ -538,7 +538,7 @@ fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(CertsError::Read {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
         .to_string()),
     }
@@ -556,7 +556,7 @@ fn load<T>(
             Err(source) => Material::Invalid(
                 CertsError::Pem {
                     path: path.to_path_buf(),
-                    source,
+                    error: source,
                 }
                 .to_string(),
             ),

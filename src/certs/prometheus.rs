@@ -69,7 +69,7 @@ pub fn render(report: &CheckReport) -> String {
 pub fn write_textfile(report: &CheckReport, path: &Path) -> Result<(), CertsError> {
     write_atomic(path, render(report).as_bytes(), MODE_PUBLIC).map_err(|source| CertsError::Write {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })
 }
 

@@ -768,7 +768,7 @@ fn read_for_backup(path: &Path) -> Result<(Vec<u8>, u32), String> {
     let unreadable = |e: std::io::Error| {
         CertsError::Read {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         }
         .to_string()
     };
@@ -1281,7 +1281,7 @@ fn interrupted(root: &Path) -> Result<Option<Interrupted>, RenewError> {
         let text = std::fs::read(&path).map_err(|e| {
             RenewError::BadInput(vec![CertsError::Read {
                 path: path.clone(),
-                source: e,
+                error: e,
             }
             .to_string()])
         })?;

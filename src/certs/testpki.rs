@@ -89,7 +89,7 @@ impl TestPki {
         ] {
             create_dir_all_mode(&dir, 0o755).map_err(|source| CertsError::Write {
                 path: dir.clone(),
-                source,
+                error: source,
             })?;
         }
         for ca in CaId::ALL {
@@ -325,7 +325,7 @@ impl TestPki {
                             create_dir_all_mode(dir, 0o755).map_err(|source| {
                                 CertsError::Write {
                                     path: dir.to_path_buf(),
-                                    source,
+                                    error: source,
                                 }
                             })?;
                         }
@@ -366,7 +366,7 @@ impl TestPki {
     fn write(&self, path: &Path, text: &str, mode: u32) -> Result<(), CertsError> {
         write_atomic(path, text.as_bytes(), mode).map_err(|source| CertsError::Write {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })
     }
 }
@@ -462,7 +462,7 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 fn read_string(path: &Path) -> Result<String, CertsError> {
     std::fs::read_to_string(path).map_err(|source| CertsError::Read {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })
 }
 

@@ -213,3 +213,42 @@ impl Render for CheckReport {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::certs::CertsError;
+
+    /// The CLI prints an error's whole chain; a certificate error's I/O cause must appear once, in
+    /// its short form (not `…: no such file or directory: No such file or directory (os error 2)`).
+    #[test]
+    fn an_io_cause_is_printed_once() {
+        for (kind, short) in [
+            (std::io::ErrorKind::NotFound, "no such file or directory"),
+            (std::io::ErrorKind::PermissionDenied, "permission denied"),
+        ] {
+            for e in [
+                CertsError::Read {
+                    path: PathBuf::from("/etc/kubernetes/pki/ca.key"),
+                    error: std::io::Error::from(kind),
+                },
+                CertsError::Write {
+                    path: PathBuf::from("/etc/kubernetes/pki/ca.key"),
+                    error: std::io::Error::from(kind),
+                },
+            ] {
+                let verb = if matches!(e, CertsError::Read { .. }) {
+                    "read"
+                } else {
+                    "write"
+                };
+                let e = anyhow::Error::from(crate::certs::renew::RenewError::from(e));
+                assert_eq!(
+                    super::super::exit::one_line(&e),
+                    format!("cannot {verb} /etc/kubernetes/pki/ca.key: {short}")
+                );
+            }
+        }
+    }
+}
