@@ -486,7 +486,9 @@ async fn encryption_without_a_recipient_is_refused_not_stored_in_clear() {
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
-    let cases: Vec<(Vec<String>, Vec<(&str, String)>, &str)> = vec![
+    /// (arguments, environment, what the error must say)
+    type Case<'a> = (Vec<String>, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             base(&["--encrypt-to", ""]),
             vec![],
