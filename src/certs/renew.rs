@@ -436,6 +436,17 @@ pub fn plan(opts: &RenewOptions) -> Result<RenewPlan, RenewError> {
             }
             continue;
         }
+        if entry.referenced() {
+            refuse(
+                &mut refused,
+                name,
+                format!(
+                    "{where_} refers to the file {} instead of embedding the certificate: not renewed in place",
+                    entry.cert_path.display()
+                ),
+            );
+            continue;
+        }
         let cert = match std::mem::replace(&mut entry.cert, Material::Missing) {
             Material::Found(c) => c,
             Material::Missing if selected == Selected::Named => {
@@ -455,8 +466,8 @@ pub fn plan(opts: &RenewOptions) -> Result<RenewPlan, RenewError> {
                 });
                 continue;
             }
-            Material::Invalid(reason) => {
-                bad.push(reason);
+            Material::Unreadable(problem) | Material::Invalid(problem) => {
+                bad.push(problem.message);
                 continue;
             }
         };
@@ -466,17 +477,6 @@ pub fn plan(opts: &RenewOptions) -> Result<RenewPlan, RenewError> {
                 name,
                 format!(
                     "{} holds a CA certificate: cpkeep never renews a CA",
-                    entry.cert_path.display()
-                ),
-            );
-            continue;
-        }
-        if entry.referenced() {
-            refuse(
-                &mut refused,
-                name,
-                format!(
-                    "{where_} refers to the file {} instead of embedding the certificate: not renewed in place",
                     entry.cert_path.display()
                 ),
             );
@@ -492,8 +492,8 @@ pub fn plan(opts: &RenewOptions) -> Result<RenewPlan, RenewError> {
                 bad.push(format!("{name}: its private key ({key_where}) is missing"));
                 continue;
             }
-            Material::Invalid(reason) => {
-                bad.push(reason);
+            Material::Unreadable(problem) | Material::Invalid(problem) => {
+                bad.push(problem.message);
                 continue;
             }
         };
@@ -542,7 +542,8 @@ pub fn plan(opts: &RenewOptions) -> Result<RenewPlan, RenewError> {
         }
         let id = ca.id;
         let state = match (ca.cert, ca.key) {
-            (Material::Invalid(r), _) | (_, Material::Invalid(r)) => CaState::Bad(r),
+            (Material::Invalid(p) | Material::Unreadable(p), _)
+            | (_, Material::Invalid(p) | Material::Unreadable(p)) => CaState::Bad(p.message),
             (Material::Missing, _) => CaState::Refuse(format!(
                 "its CA {} ({}) is missing",
                 id.name(),

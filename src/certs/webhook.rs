@@ -1,5 +1,6 @@
-//! The `--webhook URL` alert output: one JSON POST per certificate at or past the warning threshold
-//! (WARNING, CRITICAL, EXPIRED), over plain HTTP/1.1 on a tokio socket, or TLS (rustls with aws-lc-rs
+//! The `--webhook URL` alert output: one JSON POST per certificate or CA whose row is not OK (at or
+//! past the warning threshold, not signed by its CA, a key that does not match, a file that is missing,
+//! unreadable or broken), over plain HTTP/1.1 on a tokio socket, or TLS (rustls with aws-lc-rs
 //! and the system's trust store) for `https://`.
 //!
 //! The body carries public facts only (name, path, subject, dates, status, reasons) and a `text` line
@@ -27,7 +28,7 @@ pub struct WebhookAlert {
     pub node: String,
     /// kubeadm's name of the certificate (`apiserver`, `admin.conf`, `etcd-ca`).
     pub name: String,
-    /// WARNING, CRITICAL or EXPIRED.
+    /// The row's status: WARNING, CRITICAL, EXPIRED, MISSING, UNREADABLE or ERROR.
     pub status: CertState,
     /// The verdict this certificate contributes: WARNING or CRITICAL.
     pub severity: Verdict,
@@ -42,26 +43,17 @@ pub struct WebhookAlert {
     pub text: String,
 }
 
-/// The alerts of a report: every certificate and CA at or past the warning threshold.
+/// The alerts of a report: every certificate and CA whose row is not OK.
 pub fn alerts(report: &CheckReport, node: &str) -> Vec<WebhookAlert> {
     report
         .all()
-        .filter(|s| {
-            matches!(
-                s.status,
-                CertState::Warning | CertState::Critical | CertState::Expired
-            )
-        })
+        .filter(|s| s.severity != Verdict::Ok)
         .map(|s| alert(s, node))
         .collect()
 }
 
 fn alert(s: &CertStatus, node: &str) -> WebhookAlert {
-    let severity = if s.status == CertState::Warning {
-        Verdict::Warning
-    } else {
-        Verdict::Critical
-    };
+    let severity = s.severity;
     let when = s
         .expiration_date
         .map(|d| {

@@ -62,7 +62,13 @@ pub struct CheckArgs {
     #[arg(long, value_name = "FILE", env = "CPKEEP_CERTS_PROMETHEUS")]
     pub prometheus: Option<PathBuf>,
 
-    /// POST a JSON alert to URL for every certificate at or past the warning threshold.
+    /// The kubelet's static pod directory; its etcd.yaml says whether etcd uses TLS at all
+    /// [default: <kubeconfig-dir>/manifests].
+    #[arg(long, value_name = "DIR", env = "CPKEEP_MANIFESTS_DIR")]
+    pub manifests_dir: Option<PathBuf>,
+
+    /// POST a JSON alert to URL for every certificate, CA or file that is not OK (WARNING or
+    /// CRITICAL).
     #[arg(long, value_name = "URL", env = "CPKEEP_CERTS_WEBHOOK")]
     pub webhook: Option<String>,
 
@@ -83,6 +89,9 @@ async fn run_check(args: &CheckArgs, out: &Renderer) -> anyhow::Result<Exit> {
         chrono::Duration::from_std(d).map_err(|_| anyhow::anyhow!("{flag} is too large"))
     };
     let mut opts = CheckOptions::new(args.pki.layout());
+    if let Some(dir) = &args.manifests_dir {
+        opts.manifests_dir = dir.clone();
+    }
     opts.warn = to_chrono(args.warn, "--warn")?;
     opts.critical = to_chrono(args.critical, "--critical")?;
     if opts.critical > opts.warn {
@@ -127,13 +136,37 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-/// The first cell of a row: the name, or kubeadm's `!MISSING! <name>` (and `!ERROR! <name>` for a
-/// file that could not be read).
-fn row_name(s: &CertStatus) -> Option<String> {
+/// The first cell of a row: the name, behind kubeadm's `!MISSING!` marker and cpkeep's
+/// `!UNREADABLE!` and `!ERROR!` ones, so a row that is not what it seems says so even when its
+/// certificate was read (an `!ERROR!` row with dates has a broken key).
+fn row_name(s: &CertStatus) -> String {
     match s.status {
-        CertState::Missing => Some(format!("!MISSING! {}", s.name)),
-        CertState::Error if s.expiration_date.is_none() => Some(format!("!ERROR! {}", s.name)),
-        _ => None,
+        CertState::Missing => format!("!MISSING! {}", s.name),
+        CertState::Unreadable => format!("!UNREADABLE! {}", s.name),
+        CertState::Error => format!("!ERROR! {}", s.name),
+        CertState::Ok
+        | CertState::Managed
+        | CertState::Warning
+        | CertState::Critical
+        | CertState::Expired => s.name.clone(),
+    }
+}
+
+/// The EXTERNALLY MANAGED cell: the kubelet's own rotating certificate is managed by the kubelet.
+fn managed_cell(s: &CertStatus) -> String {
+    if s.status == CertState::Managed {
+        "kubelet".to_string()
+    } else {
+        yes_no(s.externally_managed).to_string()
+    }
+}
+
+/// EXPIRES and RESIDUAL TIME, blank when the certificate could not be read (as kubeadm's
+/// `!MISSING!` rows).
+fn date_cells(s: &CertStatus) -> [String; 2] {
+    match s.expiration_date {
+        Some(exp) => [kubeadm_date(exp), short_human_duration(s.residual_time)],
+        None => [String::new(), String::new()],
     }
 }
 
@@ -147,22 +180,19 @@ impl Render for CheckReport {
             "EXTERNALLY MANAGED",
         ]);
         for c in &self.certificates {
-            match (row_name(c), c.expiration_date) {
-                (None, Some(exp)) => t.row([
-                    c.name.clone(),
-                    kubeadm_date(exp),
-                    short_human_duration(c.residual_time),
-                    c.ca_name.clone().unwrap_or_default(),
-                    yes_no(c.externally_managed).to_string(),
-                ]),
-                (name, _) => t.row([
-                    name.unwrap_or_else(|| c.name.clone()),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ]),
-            }
+            let [expires, residual] = date_cells(c);
+            let seen = c.expiration_date.is_some() || c.status == CertState::Managed;
+            t.row([
+                row_name(c),
+                expires,
+                residual,
+                if seen {
+                    c.ca_name.clone().unwrap_or_default()
+                } else {
+                    String::new()
+                },
+                if seen { managed_cell(c) } else { String::new() },
+            ]);
         }
         let mut s = t.render();
         s.push('\n');
@@ -173,20 +203,14 @@ impl Render for CheckReport {
             "EXTERNALLY MANAGED",
         ]);
         for c in &self.certificate_authorities {
-            match (row_name(c), c.expiration_date) {
-                (None, Some(exp)) => t.row([
-                    c.name.clone(),
-                    kubeadm_date(exp),
-                    short_human_duration(c.residual_time),
-                    yes_no(c.externally_managed).to_string(),
-                ]),
-                (name, _) => t.row([
-                    name.unwrap_or_else(|| c.name.clone()),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ]),
-            }
+            let [expires, residual] = date_cells(c);
+            let seen = c.expiration_date.is_some();
+            t.row([
+                row_name(c),
+                expires,
+                residual,
+                if seen { managed_cell(c) } else { String::new() },
+            ]);
         }
         s.push_str(&t.render());
         let sa = &self.service_account;
@@ -208,6 +232,12 @@ impl Render for CheckReport {
             s.push_str("\nREASONS\n");
             for f in &self.findings {
                 s.push_str(&format!("  {:<8}  {}\n", f.severity.as_str(), f.message));
+            }
+        }
+        if !self.notes.is_empty() {
+            s.push_str("\nNOTES\n");
+            for n in &self.notes {
+                s.push_str(&format!("  {n}\n"));
             }
         }
         s

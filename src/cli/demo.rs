@@ -21,7 +21,7 @@ use super::Exit;
 use crate::certs::check::{kubeadm_date, short_human_duration};
 use crate::certs::renew::{self, ApplyOptions, RenewOptions, RenewReport};
 use crate::certs::testpki::{TestPki, TestPkiOptions};
-use crate::certs::{check, CaId, CertState, CheckOptions, CheckReport, PkiLayout};
+use crate::certs::{check, CaId, CheckOptions, CheckReport, PkiLayout};
 use crate::etcd::{connect, evaluate, probe_cluster, HealthOptions, HealthReport, Verdict};
 use crate::restore::{self, RestoreReport, RestoreSource};
 use crate::sandbox::{etcd_version, locate_etcd, Sandbox, SandboxOptions};
@@ -301,10 +301,10 @@ fn etcd_cert_rows(r: &CheckReport) -> String {
 fn not_ok(r: &CheckReport) -> Vec<String> {
     let mut names: Vec<String> = r
         .all()
-        .filter(|c| c.status != CertState::Ok)
+        .filter(|c| c.severity != Verdict::Ok)
         .map(|c| c.name.clone())
         .collect();
-    if r.service_account.status != CertState::Ok {
+    if r.service_account.severity != Verdict::Ok {
         names.push(r.service_account.name.clone());
     }
     names
