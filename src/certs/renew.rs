@@ -18,7 +18,8 @@
 //!    lists each file with the sha256 of its old and new content, in state `writing`; all of it is
 //!    fsynced before the first file is replaced;
 //! 4. each file is replaced atomically (temp file in its own directory, fsync, rename, directory
-//!    fsync); a key before its certificate;
+//!    fsync) with the old file's owner and exactly its mode, whatever the umask — 0600 for a key and
+//!    for a kubeconfig, which holds its key; a key before its certificate;
 //! 5. every renewed certificate is read back from disk and checked again; then the journal becomes
 //!    `done`. A write or check failure puts every replaced file back from memory (journal
 //!    `rolled-back`) and fails the run.
@@ -51,7 +52,7 @@ use super::kubeconfig_edit::replace_client_credentials;
 use super::pem::{parse_certificate_pem, parse_private_key_pem, CertInfo, KeyFormat, PrivateKey};
 use super::restart::{self, Component, RestartError, RestartOptions, RestartStep, Restarted};
 use super::verify::{key_matches, verify_signed_by};
-use crate::fsx::{self, create_dir_all_mode, write_atomic, MODE_SECRET};
+use crate::fsx::{self, create_dir_all_mode, replace_atomic, write_atomic, MODE_SECRET};
 
 /// The backups' directory, beside the cert-dir.
 pub const BACKUP_DIR_NAME: &str = "pki-backup";
@@ -176,10 +177,18 @@ pub struct PlannedFile {
     /// The certificate it belongs to.
     pub cert: String,
     pub role: FileRole,
-    /// Its mode after the renewal (keys are always 0600).
+    /// Its mode after the renewal: the old file's, exactly; 0600 for a key and for a kubeconfig,
+    /// which holds its key in `client-key-data`.
     pub mode: String,
     #[serde(skip)]
     mode_bits: u32,
+    /// The mode the old content is put back with (rollback, `--recover`): the old mode, but never more
+    /// open than 0600 for a secret.
+    #[serde(skip)]
+    old_mode_bits: u32,
+    /// The old file's owner (uid, gid), which the new file keeps.
+    #[serde(skip)]
+    owner: (u32, u32),
     #[serde(skip)]
     old: SecretBytes,
 }
@@ -643,12 +652,15 @@ pub fn plan(opts: &RenewOptions) -> Result<RenewPlan, RenewError> {
         let mut add =
             |path: &Path, role: FileRole, files: &mut Vec<PlannedFile>| match read_for_backup(path)
             {
-                Ok((old, mode)) => {
-                    let mode_bits = if role == FileRole::Key {
-                        MODE_SECRET
-                    } else {
-                        mode
-                    };
+                Ok(Backed {
+                    bytes: old,
+                    mode,
+                    owner,
+                }) => {
+                    // Every kubeconfig renewed here embeds its key (`client-key-data`): a secret.
+                    let secret = matches!(role, FileRole::Key | FileRole::Kubeconfig);
+                    let mode_bits = if secret { MODE_SECRET } else { mode };
+                    let old_mode_bits = if secret { mode & MODE_SECRET } else { mode };
                     let rel = path
                         .strip_prefix(&base)
                         .map(Path::to_path_buf)
@@ -662,6 +674,8 @@ pub fn plan(opts: &RenewOptions) -> Result<RenewPlan, RenewError> {
                         role,
                         mode: format!("{mode_bits:04o}"),
                         mode_bits,
+                        old_mode_bits,
+                        owner,
                         old: SecretBytes::new(old),
                     });
                 }
@@ -763,9 +777,18 @@ pub fn plan(opts: &RenewOptions) -> Result<RenewPlan, RenewError> {
     })
 }
 
-/// A file's bytes and permission bits, or one error line.
-fn read_for_backup(path: &Path) -> Result<(Vec<u8>, u32), String> {
-    use std::os::unix::fs::PermissionsExt;
+/// A file as it is before the renewal.
+struct Backed {
+    bytes: Vec<u8>,
+    /// Permission bits, set-id bits included.
+    mode: u32,
+    /// (uid, gid)
+    owner: (u32, u32),
+}
+
+/// A file's bytes, permission bits and owner, or one error line.
+fn read_for_backup(path: &Path) -> Result<Backed, String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let unreadable = |e: std::io::Error| {
         CertsError::Read {
             path: path.to_path_buf(),
@@ -774,12 +797,12 @@ fn read_for_backup(path: &Path) -> Result<(Vec<u8>, u32), String> {
         .to_string()
     };
     let bytes = std::fs::read(path).map_err(unreadable)?;
-    let mode = std::fs::metadata(path)
-        .map_err(unreadable)?
-        .permissions()
-        .mode()
-        & 0o7777;
-    Ok((bytes, mode))
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    Ok(Backed {
+        bytes,
+        mode: meta.permissions().mode() & 0o7777,
+        owner: (meta.uid(), meta.gid()),
+    })
 }
 
 /// `<root>/<UTC yyyymmddThhmmssZ>`, with `-2`, `-3`… when a run in the same second left one.
@@ -951,6 +974,9 @@ pub async fn apply(plan: &RenewPlan, opts: &ApplyOptions) -> Result<RenewReport,
                     .map(Path::to_path_buf)
                     .unwrap_or_else(|_| f.backup.clone()),
                 mode: f.mode_bits,
+                old_mode: Some(f.old_mode_bits),
+                uid: Some(f.owner.0),
+                gid: Some(f.owner.1),
                 old_sha256: sha256_hex(f.old.expose()),
                 new_sha256: sha256_hex(new),
             })
@@ -962,7 +988,7 @@ pub async fn apply(plan: &RenewPlan, opts: &ApplyOptions) -> Result<RenewReport,
     // 4. The replacements.
     let mut written: Vec<&PlannedFile> = Vec::new();
     for (f, bytes) in &writes {
-        if let Err(e) = write_atomic(&f.path, bytes, f.mode_bits) {
+        if let Err(e) = replace_atomic(&f.path, bytes, f.mode_bits, Some(f.owner)) {
             let what = format!("cannot write {}: {}", f.path.display(), io_reason(&e));
             return Err(roll_back(plan, &journal, &written, what));
         }
@@ -1186,7 +1212,7 @@ fn roll_back(
 ) -> RenewError {
     let mut stuck = Vec::new();
     for f in written.iter().rev() {
-        if let Err(e) = write_atomic(&f.path, f.old.expose(), f.mode_bits) {
+        if let Err(e) = replace_atomic(&f.path, f.old.expose(), f.old_mode_bits, Some(f.owner)) {
             stuck.push(format!("{} ({})", f.path.display(), io_reason(&e)));
         }
     }
@@ -1232,7 +1258,17 @@ pub struct JournalFile {
     pub path: PathBuf,
     /// Relative to the backup directory.
     pub backup: PathBuf,
+    /// The mode the renewal writes.
     pub mode: u32,
+    /// The mode the old content is put back with; absent in journals of older cpkeep versions,
+    /// which put it back with `mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_mode: Option<u32>,
+    /// The file's owner, kept by the renewal and by `--recover`; absent in older journals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
     pub old_sha256: String,
     pub new_sha256: String,
 }
@@ -1373,8 +1409,11 @@ pub struct RecoverFile {
     pub state: FileState,
     /// Whether it is put back from the backup (it is not already old).
     pub restore: bool,
+    /// The mode it is put back with (the old file's).
     #[serde(skip)]
     mode: u32,
+    #[serde(skip)]
+    owner: Option<(u32, u32)>,
     #[serde(skip)]
     old_sha256: String,
 }
@@ -1424,7 +1463,8 @@ pub fn plan_recover(layout: &PkiLayout) -> Result<Option<RecoverPlan>, RenewErro
             backup,
             state,
             restore: state != FileState::Old,
-            mode: f.mode,
+            mode: f.old_mode.unwrap_or(f.mode),
+            owner: f.uid.zip(f.gid),
             old_sha256: f.old_sha256.clone(),
         });
     }
@@ -1487,7 +1527,7 @@ pub fn recover(plan: &RecoverPlan) -> Result<RecoverReport, RenewError> {
                 f.backup.display()
             )));
         }
-        write_atomic(&f.path, &bytes, f.mode).map_err(|e| {
+        replace_atomic(&f.path, &bytes, f.mode, f.owner).map_err(|e| {
             fail(format!(
                 "cannot write {}: {}",
                 f.path.display(),

@@ -576,8 +576,9 @@ fn check_renewed(
                 std::str::from_utf8(&before[name].0).unwrap(),
                 &std::fs::read_to_string(&conf).unwrap(),
             );
+            // It holds its key (client-key-data): 0600 like a key, whatever it was.
             let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, before[name].1 & 0o777, "{name} keeps its mode");
+            assert_eq!(mode, 0o600, "{name} is 0600");
             (oc, nc, ok, nk)
         } else {
             let crt = PathBuf::from(r["certPath"].as_str().unwrap());
@@ -1669,4 +1670,118 @@ fn manifest_flags(text: &str) -> Vec<String> {
         .filter_map(|l| l.trim().strip_prefix("- --"))
         .map(|f| format!("--{f}"))
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Modes and owners
+// ---------------------------------------------------------------------------------------------
+
+/// Runs cpkeep under `umask` (through `sh`, so the process creates its files as it would from a
+/// shell or a cron job with that umask), with `env` and no CPKEEP_* variable from the test machine.
+async fn cpkeep_with_umask(umask: &str, a: &[String], env: &[(&str, &str)]) -> Run {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_cpkeep"))
+        .args(a);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CPKEEP_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: Duration::ZERO,
+    }
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[tokio::test]
+async fn renew_and_recover_keep_each_files_mode_and_owner_whatever_the_umask() {
+    use std::os::unix::fs::MetadataExt;
+    let set = Set::build(Alg::P256, Form::Traditional, |_| 100);
+    let api_crt = set.pki.join("apiserver.crt");
+    let api_key = set.pki.join("apiserver.key");
+    let etcd_crt = set.pki.join("etcd/server.crt");
+    let admin = set.root.join("admin.conf");
+    // A group-writable certificate (0664 is what umask 022 used to turn into 0644), a certificate
+    // only its group may read, a group-readable key, a world-readable kubeconfig holding its key.
+    for (p, mode) in [
+        (&api_crt, 0o664),
+        (&etcd_crt, 0o640),
+        (&api_key, 0o640),
+        (&admin, 0o644),
+    ] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // As root (CI), a group other than root's: the renewed file must keep it, or its readers lose it.
+    let root = std::fs::metadata(&set.root).unwrap().uid() == 0;
+    if root {
+        std::os::unix::fs::chown(&etcd_crt, None, Some(65534)).unwrap();
+    }
+    let before = set.snapshot();
+    let mut a = args(&["certs", "renew", "-o", "json"]);
+    a.extend(set.dirs());
+
+    // Killed after three replaced files (admin.conf, apiserver.key, apiserver.crt), under umask 077.
+    let run = cpkeep_with_umask("077", &a, &[("CPKEEP_TEST_CRASH_AFTER_WRITES", "3")]).await;
+    assert_ne!(run.code, 0, "{}", show(&run));
+    assert_eq!(
+        mode_of(&api_crt),
+        0o664,
+        "a replaced certificate keeps its mode"
+    );
+    assert_eq!(mode_of(&api_key), 0o600, "a key is 0600");
+    assert_eq!(
+        mode_of(&admin),
+        0o600,
+        "a kubeconfig holding client-key-data is 0600"
+    );
+    // --recover, under umask 077: the old content with the old mode (secrets never above 0600).
+    let mut r = args(&["certs", "renew", "--recover", "-o", "json"]);
+    r.extend(set.dirs());
+    let run = cpkeep_with_umask("077", &r, &[]).await;
+    assert_eq!(run.code, 0, "{}", show(&run));
+    assert_eq!(run.json()["restored"].as_array().unwrap().len(), 3);
+    let after = set.snapshot();
+    for (rel, (bytes, mode)) in &before {
+        let want = if rel == "admin.conf" || rel == "pki/apiserver.key" {
+            mode & 0o600
+        } else {
+            *mode
+        };
+        assert_eq!(&after[rel].0, bytes, "{rel} is back");
+        assert_eq!(
+            after[rel].1, want,
+            "{rel}: mode {:o}, want {want:o}",
+            after[rel].1
+        );
+    }
+
+    // A whole renewal under umask 022: every certificate keeps its mode exactly.
+    let run = cpkeep_with_umask("022", &a, &[]).await;
+    assert_eq!(run.code, 0, "{}", show(&run));
+    let after = set.snapshot();
+    for f in run.json()["filesWritten"].as_array().unwrap() {
+        let path = PathBuf::from(f.as_str().unwrap());
+        let rel = path.strip_prefix(&set.root).unwrap().display().to_string();
+        let secret = rel.ends_with(".key") || rel.ends_with(".conf");
+        let want = if secret { 0o600 } else { before[&rel].1 };
+        assert_eq!(after[&rel].1, want, "{rel}: mode {:o}", after[&rel].1);
+        assert_ne!(after[&rel].0, before[&rel].0, "{rel} was renewed");
+    }
+    assert_eq!(mode_of(&api_crt), 0o664);
+    assert_eq!(mode_of(&etcd_crt), 0o640);
+    if root {
+        assert_eq!(std::fs::metadata(&etcd_crt).unwrap().gid(), 65534);
+    }
 }
