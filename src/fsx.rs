@@ -18,8 +18,43 @@ pub const MODE_SECRET: u32 = 0o600;
 pub const MODE_PUBLIC: u32 = 0o644;
 
 /// Writes `bytes` to `path` atomically with `mode`: readers see the old file or the new one, never a
-/// mix, and a crash leaves at worst a stray `.<name>.tmp-<pid>` beside it.
+/// mix, and a crash leaves at worst a stray `.<name>.tmp-<pid>` beside it. The process umask applies
+/// to `mode`, as for any file created.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_atomic_with(path, bytes, mode, |_| Ok(()))
+}
+
+/// Replaces `path` atomically, as [`write_atomic`], with a file that looks like the one it replaces:
+/// exactly `mode` (the umask does not apply: a 0664 file stays 0664 under umask 022) and, when given,
+/// `owner` (uid, gid), so a group that could read the old file can read the new one.
+pub fn replace_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    write_atomic_with(path, bytes, mode, |f| {
+        if let Some((uid, gid)) = owner {
+            let m = f.metadata()?;
+            // Only when it differs: an unprivileged user replacing its own file cannot chown.
+            if m.uid() != uid || m.gid() != gid {
+                std::os::unix::fs::fchown(f, Some(uid), Some(gid))?;
+            }
+        }
+        // After the chown, which may clear set-id bits. Created with `mode` under the umask, the
+        // file was never more open than `mode` on the way.
+        f.set_permissions(fs::Permissions::from_mode(mode))
+    })
+}
+
+/// The temp file, written, `prepare`d (ownership, mode), synced, renamed over `path`.
+fn write_atomic_with(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    prepare: impl FnOnce(&File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -39,6 +74,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(bytes)?;
+        prepare(&f)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
         sync_dir(dir)
@@ -182,5 +218,25 @@ mod tests {
         );
         // No temp file left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn replace_keeps_the_exact_mode_and_owner() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.crt");
+        // 0o4664 has bits any umask in use clears (group write), and a set-id bit.
+        for mode in [0o664, 0o640, 0o600, 0o2664] {
+            write_atomic(&p, b"old", 0o600).unwrap();
+            let owner = {
+                let m = fs::metadata(&p).unwrap();
+                (m.uid(), m.gid())
+            };
+            replace_atomic(&p, b"new", mode, Some(owner)).unwrap();
+            let m = fs::metadata(&p).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, mode, "{mode:o}");
+            assert_eq!((m.uid(), m.gid()), owner);
+            assert_eq!(fs::read(&p).unwrap(), b"new");
+        }
     }
 }

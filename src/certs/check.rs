@@ -3,22 +3,37 @@
 //! `output.kubeadm.k8s.io/v1alpha3` `CertificateExpirationInfo`, with cpkeep's per-item details and a
 //! monitoring verdict (OK, WARNING, CRITICAL, UNKNOWN).
 //!
+//! Every item is judged on its own row, and the verdict is the worst row:
+//! - a file that is present but broken (not PEM, not a kubeconfig, a key that does not match, a
+//!   certificate its CA did not sign) is CRITICAL: the component that loads it fails;
+//! - a file that cannot be read (permissions, a file a kubeconfig refers to that is absent) is a
+//!   WARNING naming the cause: the check is partly blind, the component may well be fine;
+//! - UNKNOWN only when nothing at all could be evaluated, so one unreadable file never hides an
+//!   expired certificate beside it.
+//!
+//! Two absences are normal and no finding: `super-admin.conf` except where `kubeadm init` ran, and the
+//! etcd certificates when the etcd static pod serves plain http. The kubelet's rotating client
+//! certificate that `kubelet.conf` refers to is the kubelet's business: when it is not where the check
+//! runs (a copy of /etc/kubernetes, a pod), its row says so and is no finding either.
+//!
 //! This module owns the judgement and kubeadm's presentation rules (date format, residual time). It
 //! never prints, never writes, and never puts key material in the report: only public facts
 //! (subject, SANs, serial, key algorithm) and yes/no answers about keys.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use super::error::CertsError;
 use super::inventory::{
-    discover, CaEntry, CertEntry, Inventory, Material, PkiLayout, Presence, ServiceAccountEntry,
+    discover, CaEntry, CaId, CertEntry, CertSource, Inventory, Material, PkiLayout, Presence,
+    Problem, ProblemReason, ServiceAccountEntry,
 };
 use super::pem::CertInfo;
 use super::verify::{key_matches, key_matches_public, verify_signed_by};
 use crate::etcd::{Finding, Verdict};
+use crate::units::counted;
 
 /// kubeadm's output API group/version for `check-expiration -o json`.
 pub const API_VERSION: &str = "output.kubeadm.k8s.io/v1alpha3";
@@ -29,6 +44,8 @@ pub const KIND: &str = "CertificateExpirationInfo";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckOptions {
     pub layout: PkiLayout,
+    /// The kubelet's static pod directory, where `etcd.yaml` says whether etcd uses TLS at all.
+    pub manifests_dir: PathBuf,
     /// Residual time at or below which a certificate is a WARNING (default 30 days).
     pub warn: Duration,
     /// Residual time at or below which a certificate is CRITICAL (default 7 days).
@@ -38,9 +55,11 @@ pub struct CheckOptions {
 }
 
 impl CheckOptions {
-    /// kubeadm's default layout, 30 days warning, 7 days critical, now.
+    /// kubeadm's default layout (manifests in `<kubeconfig-dir>/manifests`), 30 days warning,
+    /// 7 days critical, now.
     pub fn new(layout: PkiLayout) -> Self {
         Self {
+            manifests_dir: layout.kubeconfig_dir.join("manifests"),
             layout,
             warn: Duration::days(30),
             critical: Duration::days(7),
@@ -50,19 +69,24 @@ impl CheckOptions {
 }
 
 /// The state of one certificate, CA or key pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum CertState {
     Ok,
-    /// Within the warning threshold, not yet valid, or a key is absent.
+    /// The kubelet's rotating client certificate, referenced by `kubelet.conf`, is not where the check
+    /// runs: the kubelet manages it, nothing to judge here.
+    Managed,
+    /// Within the warning threshold, or not yet valid.
     Warning,
+    /// The file (or its key) exists but cannot be read: the check is blind to it.
+    Unreadable,
+    /// The file does not exist.
+    Missing,
     /// Within the critical threshold, not signed by its CA, or its key does not match.
     Critical,
     /// Past NotAfter.
     Expired,
-    /// The file does not exist.
-    Missing,
-    /// The file exists but cannot be evaluated (unreadable, not PEM, not YAML).
+    /// The file (or its key) was read and is broken: not PEM, not a kubeconfig.
     Error,
 }
 
@@ -70,11 +94,27 @@ impl CertState {
     pub fn as_str(self) -> &'static str {
         match self {
             CertState::Ok => "OK",
+            CertState::Managed => "MANAGED",
             CertState::Warning => "WARNING",
+            CertState::Unreadable => "UNREADABLE",
+            CertState::Missing => "MISSING",
             CertState::Critical => "CRITICAL",
             CertState::Expired => "EXPIRED",
-            CertState::Missing => "MISSING",
             CertState::Error => "ERROR",
+        }
+    }
+
+    /// Which state names a row when two reasons of the same severity apply: the more specific.
+    fn rank(self) -> u8 {
+        match self {
+            CertState::Ok => 0,
+            CertState::Managed => 1,
+            CertState::Missing => 2,
+            CertState::Warning => 3,
+            CertState::Unreadable => 4,
+            CertState::Critical => 5,
+            CertState::Expired => 6,
+            CertState::Error => 7,
         }
     }
 }
@@ -119,11 +159,22 @@ pub struct CertStatus {
     /// Whether `certs renew` renews it (false for CAs and kubelet.conf).
     pub renewable: bool,
     pub status: CertState,
-    /// Why the status is not OK, one sentence each.
+    /// What this row contributes to the verdict: OK, WARNING or CRITICAL.
+    pub severity: Verdict,
+    /// Why the status is not OK, one sentence each (and why an absence is normal).
     pub reasons: Vec<String>,
+    /// The files of this row that could not be read or used, as x509-certificate-exporter's reason
+    /// codes (`permission_denied`, `bad_pem`, …).
+    pub problems: Vec<ProblemReason>,
+    /// Each reason's own severity, for the findings (not part of the JSON report).
+    #[serde(skip)]
+    reason_severities: Vec<Verdict>,
     /// Labels for alert outputs (Prometheus); not part of the JSON report.
     #[serde(skip)]
     pub labels: Option<MetricLabels>,
+    /// Whether the row is a kubeconfig's (x509-certificate-exporter's `source_kind`).
+    #[serde(skip)]
+    pub from_kubeconfig: bool,
 }
 
 /// Certificate facts that alert outputs label series with.
@@ -152,7 +203,21 @@ pub struct KeyPairStatus {
     pub missing: bool,
     pub key_matches: Option<bool>,
     pub status: CertState,
+    pub severity: Verdict,
     pub reasons: Vec<String>,
+    pub problems: Vec<ProblemReason>,
+}
+
+/// Whether the etcd static pod uses the etcd PKI at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "mode")]
+pub enum EtcdTls {
+    /// etcd serves TLS, or its manifest could not tell (absent, unreadable): the etcd certificates
+    /// are expected.
+    Expected,
+    /// The manifest has etcd serve and peer over plain http, with no certificate flags: kubeadm
+    /// did not make (and nothing reads) the etcd certificates.
+    PlainHttp { manifest: PathBuf },
 }
 
 /// The result of `certs check`.
@@ -164,16 +229,49 @@ pub struct CheckReport {
     pub certificates: Vec<CertStatus>,
     pub certificate_authorities: Vec<CertStatus>,
     pub service_account: KeyPairStatus,
-    /// The worst finding: OK, WARNING, CRITICAL or UNKNOWN.
+    /// The worst row: OK, WARNING or CRITICAL; UNKNOWN when nothing could be evaluated.
     pub verdict: Verdict,
     /// One sentence per finding, worst first.
     pub reasons: Vec<String>,
     pub findings: Vec<Finding>,
+    /// Absences that are normal here, one sentence each (no finding).
+    pub notes: Vec<String>,
+    /// Files that could not be read or used, counted by reason (what the textfile counts).
+    pub problems: Vec<ProblemCount>,
+    pub etcd_tls: EtcdTls,
     pub cert_dir: String,
     pub kubeconfig_dir: String,
     pub checked_at: DateTime<Utc>,
     pub warn_seconds: i64,
     pub critical_seconds: i64,
+}
+
+/// How many files of one kind failed for one reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProblemCount {
+    /// `file` (the cert-dir) or `kubeconfig` (a kubeconfig and the files it refers to), as
+    /// x509-certificate-exporter's `source_kind`.
+    pub source_kind: SourceKind,
+    pub reason: ProblemReason,
+    pub count: usize,
+}
+
+/// x509-certificate-exporter's `source_kind` of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    File,
+    Kubeconfig,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::File => "file",
+            SourceKind::Kubeconfig => "kubeconfig",
+        }
+    }
 }
 
 impl CheckReport {
@@ -184,7 +282,7 @@ impl CheckReport {
             .chain(&self.certificate_authorities)
     }
 
-    /// The findings that made the verdict UNKNOWN (files that could not be evaluated).
+    /// The findings that made the verdict UNKNOWN (nothing could be evaluated).
     pub fn unknown_reasons(&self) -> Vec<&str> {
         self.findings
             .iter()
@@ -192,44 +290,144 @@ impl CheckReport {
             .map(|f| f.message.as_str())
             .collect()
     }
+
+    /// How many files could not be read or used.
+    pub fn problem_total(&self) -> usize {
+        self.problems.iter().map(|p| p.count).sum()
+    }
 }
 
-/// Loads the inventory under `opts.layout` and judges it. Fails only when the cert-dir does not exist.
+/// Loads the inventory under `opts.layout` and judges it. Fails only when the cert-dir or the
+/// kubeconfig-dir does not exist.
 pub fn check(opts: &CheckOptions) -> Result<CheckReport, CertsError> {
     let inv = discover(&opts.layout)?;
-    Ok(evaluate(&inv, opts))
+    let etcd = etcd_tls(&opts.manifests_dir);
+    Ok(evaluate(&inv, &etcd, opts))
+}
+
+/// What `<manifests-dir>/etcd.yaml` says about etcd's TLS. Anything it cannot tell (no manifest, an
+/// unreadable one: a copy, a pod) keeps the etcd certificates expected.
+pub fn etcd_tls(manifests_dir: &Path) -> EtcdTls {
+    let path = manifests_dir.join("etcd.yaml");
+    let Ok(m) = crate::restore::manifest::EtcdManifest::read(&path) else {
+        return EtcdTls::Expected;
+    };
+    let flags = crate::restore::manifest::parse_flags(&m.command);
+    let plain = |flag: &str| {
+        flags
+            .get(flag)
+            .is_some_and(|v| v.split(',').all(|u| u.trim().starts_with("http://")))
+    };
+    let no_tls_files = [
+        "cert-file",
+        "key-file",
+        "trusted-ca-file",
+        "peer-cert-file",
+        "peer-key-file",
+        "peer-trusted-ca-file",
+    ]
+    .iter()
+    .all(|f| flags.get(*f).is_none_or(|v| v.trim().is_empty()));
+    if plain("listen-client-urls") && plain("listen-peer-urls") && no_tls_files {
+        EtcdTls::PlainHttp { manifest: path }
+    } else {
+        EtcdTls::Expected
+    }
+}
+
+/// The certificates that exist only for etcd's TLS (etcd's CA, its serving, peer and health-check
+/// certificates, and the apiserver's client certificate for it).
+fn etcd_only(name: &str) -> bool {
+    matches!(
+        name,
+        "etcd-ca"
+            | "etcd-server"
+            | "etcd-peer"
+            | "etcd-healthcheck-client"
+            | "apiserver-etcd-client"
+    )
 }
 
 /// Judges an already loaded inventory.
-pub fn evaluate(inv: &Inventory, opts: &CheckOptions) -> CheckReport {
-    let mut findings: Vec<Finding> = Vec::new();
-    let certificate_authorities: Vec<CertStatus> =
-        inv.cas.iter().map(|ca| ca_status(ca, opts)).collect();
+pub fn evaluate(inv: &Inventory, etcd: &EtcdTls, opts: &CheckOptions) -> CheckReport {
+    let optional_etcd = matches!(etcd, EtcdTls::PlainHttp { .. });
+    let certificate_authorities: Vec<CertStatus> = inv
+        .cas
+        .iter()
+        .map(|ca| ca_status(ca, optional_etcd && ca.id == CaId::EtcdCa, etcd, opts))
+        .collect();
     let certificates: Vec<CertStatus> = inv
         .certs
         .iter()
-        .map(|c| cert_status(c, inv.ca(c.spec.ca), opts))
+        .map(|c| {
+            let optional = optional_etcd && etcd_only(c.spec.name);
+            cert_status(c, inv.ca(c.spec.ca), optional, etcd, opts)
+        })
         .collect();
+    let service_account = sa_status(&inv.service_account);
+
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     for s in certificates.iter().chain(&certificate_authorities) {
-        let severity = severity(s.status, s.name == "super-admin.conf");
-        if severity != Verdict::Ok {
-            for r in &s.reasons {
+        for (severity, r) in s.reason_severities.iter().zip(&s.reasons) {
+            if *severity == Verdict::Ok {
+                notes.push(r.clone());
+            } else {
                 findings.push(Finding {
-                    severity,
+                    severity: *severity,
                     message: r.clone(),
                 });
             }
         }
     }
-    let service_account = sa_status(&inv.service_account);
-    let sa_severity = severity(service_account.status, false);
-    if sa_severity != Verdict::Ok {
+    if service_account.severity != Verdict::Ok {
         for r in &service_account.reasons {
             findings.push(Finding {
-                severity: sa_severity,
+                severity: service_account.severity,
                 message: r.clone(),
             });
         }
+    }
+    let mut problems: Vec<ProblemCount> = Vec::new();
+    let mut count = |source_kind: SourceKind, reason: ProblemReason| match problems
+        .iter_mut()
+        .find(|p| p.source_kind == source_kind && p.reason == reason)
+    {
+        Some(p) => p.count += 1,
+        None => problems.push(ProblemCount {
+            source_kind,
+            reason,
+            count: 1,
+        }),
+    };
+    for s in certificates.iter().chain(&certificate_authorities) {
+        let kind = if s.from_kubeconfig {
+            SourceKind::Kubeconfig
+        } else {
+            SourceKind::File
+        };
+        for r in &s.problems {
+            count(kind, *r);
+        }
+    }
+    for r in &service_account.problems {
+        count(SourceKind::File, *r);
+    }
+    problems.sort_by_key(|p| (p.source_kind, p.reason));
+
+    if !evaluated(inv) {
+        findings.push(Finding {
+            severity: Verdict::Unknown,
+            message: format!(
+                "nothing could be evaluated: none of kubeadm's files under {} and {} could be read ({})",
+                inv.layout.cert_dir.display(),
+                inv.layout.kubeconfig_dir.display(),
+                match problems.iter().map(|p| p.count).sum::<usize>() {
+                    0 => "every one is missing".to_string(),
+                    n => format!("{} unreadable, the others missing", counted(n, "is", "are")),
+                }
+            ),
+        });
     }
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let verdict = findings
@@ -246,6 +444,9 @@ pub fn evaluate(inv: &Inventory, opts: &CheckOptions) -> CheckReport {
         verdict,
         reasons: findings.iter().map(|f| f.message.clone()).collect(),
         findings,
+        notes,
+        problems,
+        etcd_tls: etcd.clone(),
         cert_dir: inv.layout.cert_dir.display().to_string(),
         kubeconfig_dir: inv.layout.kubeconfig_dir.display().to_string(),
         checked_at: opts.now,
@@ -254,16 +455,17 @@ pub fn evaluate(inv: &Inventory, opts: &CheckOptions) -> CheckReport {
     }
 }
 
-/// The verdict a state contributes. A missing `super-admin.conf` is normal (it exists only where
-/// `kubeadm init` ran).
-fn severity(state: CertState, init_node_only: bool) -> Verdict {
-    match state {
-        CertState::Ok => Verdict::Ok,
-        CertState::Missing if init_node_only => Verdict::Ok,
-        CertState::Warning | CertState::Missing => Verdict::Warning,
-        CertState::Critical | CertState::Expired => Verdict::Critical,
-        CertState::Error => Verdict::Unknown,
-    }
+/// Whether any file was read: a certificate, a key, a kubeconfig, the service-account pair.
+fn evaluated(inv: &Inventory) -> bool {
+    inv.cas
+        .iter()
+        .any(|c| c.cert.was_read() || c.key.was_read())
+        || inv
+            .certs
+            .iter()
+            .any(|c| c.cert.was_read() || c.key.was_read() || c.kubeconfig.is_some())
+        || inv.service_account.key.was_read()
+        || inv.service_account.public.was_read()
 }
 
 fn blank(name: &str, path: &Path, ca_name: Option<&str>, renewable: bool) -> CertStatus {
@@ -288,8 +490,12 @@ fn blank(name: &str, path: &Path, ca_name: Option<&str>, renewable: bool) -> Cer
         embedded: false,
         renewable,
         status: CertState::Ok,
+        severity: Verdict::Ok,
         reasons: Vec::new(),
+        problems: Vec::new(),
+        reason_severities: Vec::new(),
         labels: None,
+        from_kubeconfig: false,
     }
 }
 
@@ -315,73 +521,101 @@ fn judge_expiry(s: &mut CertStatus, cert: &CertInfo, opts: &CheckOptions) {
     });
     let residual = cert.not_after - opts.now;
     if cert.is_expired_at(opts.now) {
-        raise(
-            s,
-            CertState::Expired,
-            format!(
-                "{} expired on {} ({})",
-                s.name,
-                kubeadm_date(cert.not_after),
-                s.path
-            ),
+        let reason = format!(
+            "{} expired on {} ({})",
+            s.name,
+            kubeadm_date(cert.not_after),
+            s.path
         );
-    } else if let Some((state, level, at)) = [
-        (CertState::Critical, "critical", opts.critical),
-        (CertState::Warning, "warning", opts.warn),
+        raise(s, CertState::Expired, Verdict::Critical, reason);
+    } else if let Some((state, severity, level, at)) = [
+        (
+            CertState::Critical,
+            Verdict::Critical,
+            "critical",
+            opts.critical,
+        ),
+        (CertState::Warning, Verdict::Warning, "warning", opts.warn),
     ]
     .into_iter()
-    .find(|(_, _, at)| residual <= *at)
+    .find(|(_, _, _, at)| residual <= *at)
     {
-        raise(
-            s,
-            state,
-            format!(
-                "{} expires in {}, on {} ({level} at {}; {})",
-                s.name,
-                short_human_duration(residual.num_seconds()),
-                kubeadm_date(cert.not_after),
-                short_human_duration(at.num_seconds()),
-                s.path
-            ),
+        let reason = format!(
+            "{} expires in {}, on {} ({level} at {}; {})",
+            s.name,
+            short_human_duration(residual.num_seconds()),
+            kubeadm_date(cert.not_after),
+            short_human_duration(at.num_seconds()),
+            s.path
         );
+        raise(s, state, severity, reason);
     }
     if cert.not_before > opts.now {
+        let reason = format!(
+            "{} is not valid before {} (check the clock; {})",
+            s.name,
+            kubeadm_date(cert.not_before),
+            s.path
+        );
+        raise(s, CertState::Warning, Verdict::Warning, reason);
+    }
+}
+
+/// Adds a reason of `severity`. The row's severity is its worst reason's, and its status that
+/// reason's state (the more specific one among equally severe reasons).
+fn raise(s: &mut CertStatus, state: CertState, severity: Verdict, reason: String) {
+    s.reasons.push(reason);
+    s.reason_severities.push(severity);
+    if severity > s.severity || (severity == s.severity && state.rank() > s.status.rank()) {
+        s.status = state;
+        s.severity = severity;
+    }
+}
+
+/// A file that could not be used: unreadable is a WARNING (the check is blind, the component may be
+/// fine), invalid is CRITICAL (whatever loads it fails).
+fn raise_problem(s: &mut CertStatus, unreadable: bool, problem: &Problem) {
+    s.problems.push(problem.reason);
+    if unreadable {
         raise(
             s,
-            CertState::Warning,
-            format!(
-                "{} is not valid before {} (check the clock; {})",
-                s.name,
-                kubeadm_date(cert.not_before),
-                s.path
-            ),
+            CertState::Unreadable,
+            Verdict::Warning,
+            format!("{} (not checked)", problem.message),
+        );
+    } else {
+        raise(
+            s,
+            CertState::Error,
+            Verdict::Critical,
+            problem.message.clone(),
         );
     }
 }
 
-/// Adds a reason and raises the status to `state` when that is worse. ERROR and MISSING are final.
-fn raise(s: &mut CertStatus, state: CertState, reason: String) {
-    s.reasons.push(reason);
-    if matches!(s.status, CertState::Error | CertState::Missing) {
-        return;
-    }
-    if rank(state) > rank(s.status) {
-        s.status = state;
+/// Records a missing file: a WARNING, or a note when its absence is normal here.
+fn raise_missing(s: &mut CertStatus, reason: String, normal: bool) {
+    s.missing = true;
+    let severity = if normal {
+        Verdict::Ok
+    } else {
+        Verdict::Warning
+    };
+    raise(s, CertState::Missing, severity, reason);
+}
+
+/// Why the etcd certificates may be absent, for the note on their rows.
+fn etcd_note(etcd: &EtcdTls) -> String {
+    match etcd {
+        EtcdTls::PlainHttp { manifest } => format!(
+            "etcd serves plain http ({}), so nothing uses the etcd certificates",
+            manifest.display()
+        ),
+        EtcdTls::Expected => String::new(),
     }
 }
 
-fn rank(s: CertState) -> u8 {
-    match s {
-        CertState::Ok => 0,
-        CertState::Warning => 1,
-        CertState::Missing => 2,
-        CertState::Critical => 3,
-        CertState::Expired => 4,
-        CertState::Error => 5,
-    }
-}
-
-fn ca_status(ca: &CaEntry, opts: &CheckOptions) -> CertStatus {
+fn ca_status(ca: &CaEntry, optional: bool, etcd: &EtcdTls, opts: &CheckOptions) -> CertStatus {
     let mut s = blank(ca.id.name(), &ca.cert_path, None, false);
     let name = s.name.clone();
     s.key_path = Some(ca.key_path.display().to_string());
@@ -389,15 +623,20 @@ fn ca_status(ca: &CaEntry, opts: &CheckOptions) -> CertStatus {
     let cert = match &ca.cert {
         Material::Found(c) => c,
         Material::Missing => {
-            s.missing = true;
-            s.status = CertState::Missing;
-            s.reasons
-                .push(format!("{} is missing ({})", s.name, s.path));
+            let reason = if optional {
+                format!("{} is missing ({}): {}", s.name, s.path, etcd_note(etcd))
+            } else {
+                format!("{} is missing ({})", s.name, s.path)
+            };
+            raise_missing(&mut s, reason, optional);
             return s;
         }
-        Material::Invalid(reason) => {
-            s.status = CertState::Error;
-            s.reasons.push(reason.clone());
+        Material::Unreadable(p) => {
+            raise_problem(&mut s, true, p);
+            return s;
+        }
+        Material::Invalid(p) => {
+            raise_problem(&mut s, false, p);
             return s;
         }
     };
@@ -410,6 +649,7 @@ fn ca_status(ca: &CaEntry, opts: &CheckOptions) -> CertStatus {
                 raise(
                     &mut s,
                     CertState::Critical,
+                    Verdict::Critical,
                     format!(
                         "{}: the CA key {} does not match the CA certificate {}",
                         name,
@@ -419,16 +659,21 @@ fn ca_status(ca: &CaEntry, opts: &CheckOptions) -> CertStatus {
                 );
             }
         }
+        // kubeadm's external-CA mode.
         Material::Missing => {}
-        Material::Invalid(reason) => {
-            s.status = CertState::Error;
-            s.reasons.push(reason.clone());
-        }
+        Material::Unreadable(p) => raise_problem(&mut s, true, p),
+        Material::Invalid(p) => raise_problem(&mut s, false, p),
     }
     s
 }
 
-fn cert_status(c: &CertEntry, ca: Option<&CaEntry>, opts: &CheckOptions) -> CertStatus {
+fn cert_status(
+    c: &CertEntry,
+    ca: Option<&CaEntry>,
+    optional: bool,
+    etcd: &EtcdTls,
+    opts: &CheckOptions,
+) -> CertStatus {
     let mut s = blank(
         c.spec.name,
         &c.cert_path,
@@ -436,6 +681,7 @@ fn cert_status(c: &CertEntry, ca: Option<&CaEntry>, opts: &CheckOptions) -> Cert
         c.spec.renewable,
     );
     let (name, path) = (s.name.clone(), s.path.clone());
+    s.from_kubeconfig = matches!(c.spec.source, CertSource::Kubeconfig { .. });
     if c.kubeconfig.is_some() || c.path != c.cert_path {
         s.kubeconfig = Some(c.path.display().to_string());
     }
@@ -444,21 +690,55 @@ fn cert_status(c: &CertEntry, ca: Option<&CaEntry>, opts: &CheckOptions) -> Cert
     s.externally_managed = ca.is_some_and(CaEntry::externally_managed);
     let cert = match &c.cert {
         Material::Found(cert) => cert,
-        Material::Missing => {
+        // The kubelet's own rotating certificate, referenced by kubelet.conf, not where the check
+        // runs: the kubelet manages it, and its absence here says nothing about the node.
+        Material::Missing if c.referenced() && !c.spec.renewable => {
             s.missing = true;
-            s.status = CertState::Missing;
-            s.reasons.push(match c.spec.presence {
+            raise(
+                &mut s,
+                CertState::Managed,
+                Verdict::Ok,
+                format!(
+                    "{} refers to {}, which is not here: the kubelet rotates its own client certificate (check it on the node itself)",
+                    c.path.display(),
+                    c.cert_path.display()
+                ),
+            );
+            return s;
+        }
+        Material::Missing if c.referenced() => {
+            let problem = Problem {
+                reason: ProblemReason::NotFound,
+                message: format!(
+                    "{} refers to {}, which does not exist",
+                    c.path.display(),
+                    c.cert_path.display()
+                ),
+            };
+            raise_problem(&mut s, true, &problem);
+            return s;
+        }
+        Material::Missing => {
+            let reason = match c.spec.presence {
                 Presence::InitNodeOnly => format!(
                     "{} is missing ({}): normal except on the node where kubeadm init ran",
                     s.name, s.path
                 ),
+                Presence::Required if optional => {
+                    format!("{} is missing ({}): {}", s.name, s.path, etcd_note(etcd))
+                }
                 Presence::Required => format!("{} is missing ({})", s.name, s.path),
-            });
+            };
+            let normal = optional || c.spec.presence == Presence::InitNodeOnly;
+            raise_missing(&mut s, reason, normal);
             return s;
         }
-        Material::Invalid(reason) => {
-            s.status = CertState::Error;
-            s.reasons.push(reason.clone());
+        Material::Unreadable(p) => {
+            raise_problem(&mut s, true, p);
+            return s;
+        }
+        Material::Invalid(p) => {
+            raise_problem(&mut s, false, p);
             return s;
         }
     };
@@ -474,6 +754,7 @@ fn cert_status(c: &CertEntry, ca: Option<&CaEntry>, opts: &CheckOptions) -> Cert
                 raise(
                     &mut s,
                     CertState::Critical,
+                    Verdict::Critical,
                     format!(
                         "{} is not signed by {}: {e} ({})",
                         name,
@@ -497,6 +778,7 @@ fn cert_status(c: &CertEntry, ca: Option<&CaEntry>, opts: &CheckOptions) -> Cert
                 raise(
                     &mut s,
                     CertState::Critical,
+                    Verdict::Critical,
                     format!(
                         "{}: the key {key_where} does not match the certificate",
                         name
@@ -507,6 +789,7 @@ fn cert_status(c: &CertEntry, ca: Option<&CaEntry>, opts: &CheckOptions) -> Cert
         Material::Missing => raise(
             &mut s,
             CertState::Warning,
+            Verdict::Warning,
             match &c.key_path {
                 Some(p) => format!("{}: its key {} is missing", name, p.display()),
                 None => format!(
@@ -516,10 +799,8 @@ fn cert_status(c: &CertEntry, ca: Option<&CaEntry>, opts: &CheckOptions) -> Cert
                 ),
             },
         ),
-        Material::Invalid(reason) => {
-            s.status = CertState::Error;
-            s.reasons.push(reason.clone());
-        }
+        Material::Unreadable(p) => raise_problem(&mut s, true, p),
+        Material::Invalid(p) => raise_problem(&mut s, false, p),
     }
     s
 }
@@ -533,16 +814,42 @@ fn sa_status(sa: &ServiceAccountEntry) -> KeyPairStatus {
         missing: false,
         key_matches: None,
         status: CertState::Ok,
+        severity: Verdict::Ok,
         reasons: Vec::new(),
+        problems: Vec::new(),
     };
-    for reason in [sa.key.invalid(), sa.public.invalid()]
-        .into_iter()
-        .flatten()
-    {
-        st.status = CertState::Error;
-        st.reasons.push(reason.to_string());
+    let set = |st: &mut KeyPairStatus, state: CertState, severity: Verdict, reason: String| {
+        st.reasons.push(reason);
+        if severity > st.severity || (severity == st.severity && state.rank() > st.status.rank()) {
+            st.status = state;
+            st.severity = severity;
+        }
+    };
+    let failures = [
+        sa.key.unreadable().map(|p| (true, p)),
+        sa.key.invalid().map(|p| (false, p)),
+        sa.public.unreadable().map(|p| (true, p)),
+        sa.public.invalid().map(|p| (false, p)),
+    ];
+    for (unreadable, p) in failures.into_iter().flatten() {
+        st.problems.push(p.reason);
+        if unreadable {
+            set(
+                &mut st,
+                CertState::Unreadable,
+                Verdict::Warning,
+                format!("{} (not checked)", p.message),
+            );
+        } else {
+            set(
+                &mut st,
+                CertState::Error,
+                Verdict::Critical,
+                p.message.clone(),
+            );
+        }
     }
-    if st.status == CertState::Error {
+    if !st.problems.is_empty() {
         return st;
     }
     match (&sa.key, &sa.public) {
@@ -551,34 +858,31 @@ fn sa_status(sa: &ServiceAccountEntry) -> KeyPairStatus {
             let ok = key_matches_public(public, key);
             st.key_matches = Some(ok);
             if !ok {
-                st.status = CertState::Critical;
-                st.reasons.push(format!(
+                let reason = format!(
                     "the service-account key {} does not match {}",
                     st.key_path, st.public_key_path
-                ));
+                );
+                set(&mut st, CertState::Critical, Verdict::Critical, reason);
             }
         }
         (Material::Missing, Material::Missing) => {
             st.missing = true;
-            st.status = CertState::Missing;
-            st.reasons.push(format!(
+            let reason = format!(
                 "the service-account key pair is missing ({}, {})",
                 st.key_path, st.public_key_path
-            ));
+            );
+            set(&mut st, CertState::Missing, Verdict::Warning, reason);
         }
         (Material::Missing, _) => {
-            st.status = CertState::Warning;
-            st.reasons.push(format!(
-                "the service-account key {} is missing",
-                st.key_path
-            ));
+            let reason = format!("the service-account key {} is missing", st.key_path);
+            set(&mut st, CertState::Missing, Verdict::Warning, reason);
         }
         _ => {
-            st.status = CertState::Warning;
-            st.reasons.push(format!(
+            let reason = format!(
                 "the service-account public key {} is missing",
                 st.public_key_path
-            ));
+            );
+            set(&mut st, CertState::Missing, Verdict::Warning, reason);
         }
     }
     st

@@ -4,39 +4,43 @@
 
 use std::path::PathBuf;
 
+use super::inventory::DirRole;
 use super::pem::PemError;
+
+use crate::failure::FailureClass;
 
 /// Why a certificate operation could not be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
-    /// The `--cert-dir` is absent or not a directory: nothing can be checked or renewed.
-    #[error("certificate directory {} does not exist (set --cert-dir to kubeadm's certificatesDir)", path.display())]
-    CertDirMissing { path: PathBuf },
+    /// The `--cert-dir` or `--kubeconfig-dir` does not exist: nothing can be checked or renewed.
+    #[error("{} {} does not exist ({})", role.noun(), path.display(), role.hint())]
+    DirMissing { path: PathBuf, role: DirRole },
 
-    /// The `--cert-dir` exists but is not a directory.
-    #[error("certificate directory {} is not a directory", path.display())]
-    CertDirNotDir { path: PathBuf },
+    /// The `--cert-dir` or `--kubeconfig-dir` exists but is not a directory.
+    #[error("{} {} is not a directory ({})", role.noun(), path.display(), role.hint())]
+    NotADirectory { path: PathBuf, role: DirRole },
 
-    /// A file could not be read (permissions, I/O).
-    #[error("cannot read {}: {}", path.display(), io_reason(source))]
+    /// A file could not be read (permissions, I/O). The I/O error is not a `source`: its short
+    /// form is already in the message, and the CLI would print it a second time.
+    #[error("cannot read {}: {}", path.display(), io_reason(error))]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A file holds no usable PEM certificate or key.
-    #[error("{}: {source}", path.display())]
-    Pem { path: PathBuf, source: PemError },
+    #[error("{}: {error}", path.display())]
+    Pem { path: PathBuf, error: PemError },
 
     /// A kubeconfig is not YAML or lacks the user credentials kubeadm writes.
     #[error("{}: {reason}", path.display())]
     Kubeconfig { path: PathBuf, reason: String },
 
     /// A file could not be written (a Prometheus textfile, a renewed certificate).
-    #[error("cannot write {}: {}", path.display(), io_reason(source))]
+    #[error("cannot write {}: {}", path.display(), io_reason(error))]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A certificate or key could not be generated or signed.
@@ -50,6 +54,38 @@ pub enum CertsError {
     /// A webhook could not be delivered.
     #[error("webhook {url}: {reason}")]
     Webhook { url: String, reason: String },
+}
+
+impl CertsError {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            CertsError::DirMissing { .. }
+            | CertsError::NotADirectory { .. }
+            | CertsError::Read { .. }
+            | CertsError::Pem { .. }
+            | CertsError::Kubeconfig { .. }
+            | CertsError::UnknownCertificate { .. } => FailureClass::Unusable,
+            CertsError::Write { .. } | CertsError::Generate { .. } | CertsError::Webhook { .. } => {
+                FailureClass::Failed
+            }
+        }
+    }
+}
+
+impl DirRole {
+    fn noun(self) -> &'static str {
+        match self {
+            DirRole::CertDir => "certificate directory",
+            DirRole::KubeconfigDir => "kubeconfig directory",
+        }
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            DirRole::CertDir => "set --cert-dir to kubeadm's certificatesDir",
+            DirRole::KubeconfigDir => "set --kubeconfig-dir to where admin.conf is",
+        }
+    }
 }
 
 /// An I/O error as a short lower-case phrase ("permission denied"), without the `(os error 13)` tail.

@@ -16,7 +16,7 @@ use super::error::CertsError;
 use super::kubeconfig::{ClientCert, ClientKey, Kubeconfig};
 use super::pem::{
     has_private_key_block, parse_certificate_pem, parse_private_key_pem, parse_public_key_pem,
-    CertInfo, PrivateKey, PublicKeyInfo,
+    CertInfo, PemError, PrivateKey, PublicKeyInfo,
 };
 
 /// kubeadm's default `certificatesDir`.
@@ -268,14 +268,80 @@ pub fn managed_cert(name: &str) -> Option<&'static ManagedCert> {
     MANAGED_CERTS.iter().find(|c| c.name == name)
 }
 
+/// Why a file could not be used, in x509-certificate-exporter's reason codes (the `reason` label of
+/// `x509_source_errors_total`), so the textfile counts them the way that exporter's rules expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemReason {
+    /// The file exists but this process may not read it.
+    PermissionDenied,
+    /// A file a kubeconfig refers to does not exist.
+    NotFound,
+    /// Any other I/O error (a directory in the file's place, an I/O error).
+    ReadFailed,
+    /// A PEM block that is malformed, or that does not hold a valid certificate or key.
+    BadPem,
+    /// Text without a `CERTIFICATE` PEM block.
+    NoCertificateFound,
+    /// A kubeconfig that is not YAML or lacks the credentials kubeadm writes.
+    BadKubeconfig,
+}
+
+impl ProblemReason {
+    /// The exporter's reason code (`permission_denied`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemReason::PermissionDenied => "permission_denied",
+            ProblemReason::NotFound => "not_found",
+            ProblemReason::ReadFailed => "read_failed",
+            ProblemReason::BadPem => "bad_pem",
+            ProblemReason::NoCertificateFound => "no_certificate_found",
+            ProblemReason::BadKubeconfig => "bad_kubeconfig",
+        }
+    }
+
+    /// The reason of an I/O error on reading a file.
+    pub fn of_io(e: &std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::PermissionDenied => ProblemReason::PermissionDenied,
+            std::io::ErrorKind::NotFound => ProblemReason::NotFound,
+            _ => ProblemReason::ReadFailed,
+        }
+    }
+
+    /// The reason of a decoding error.
+    pub fn of_pem(e: &PemError) -> Self {
+        match e {
+            PemError::NoBlock { expected } if expected.starts_with("CERTIFICATE") => {
+                ProblemReason::NoCertificateFound
+            }
+            PemError::NoBlock { .. }
+            | PemError::Malformed { .. }
+            | PemError::Certificate { .. }
+            | PemError::PrivateKey { .. }
+            | PemError::PublicKey => ProblemReason::BadPem,
+        }
+    }
+}
+
+/// A file that could not be used: why (for metrics) and one line naming the file and the cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: ProblemReason,
+    pub message: String,
+}
+
 /// The state of one loaded file.
 #[derive(Debug)]
 pub enum Material<T> {
     Found(T),
     /// The file does not exist.
     Missing,
-    /// The file exists but cannot be used: one line naming the file and the reason.
-    Invalid(String),
+    /// The file exists (or a kubeconfig names it) but cannot be read: the check is blind to it, which
+    /// is not the same as the file being broken for the component that reads it as root.
+    Unreadable(Problem),
+    /// The file was read but cannot be used (not PEM, not a kubeconfig): whatever loads it fails.
+    Invalid(Problem),
 }
 
 impl<T> Material<T> {
@@ -290,12 +356,33 @@ impl<T> Material<T> {
         matches!(self, Material::Missing)
     }
 
-    /// The one-line reason when invalid.
-    pub fn invalid(&self) -> Option<&str> {
+    /// The problem when the file cannot be read.
+    pub fn unreadable(&self) -> Option<&Problem> {
         match self {
-            Material::Invalid(s) => Some(s),
-            _ => None,
+            Material::Unreadable(p) => Some(p),
+            Material::Found(_) | Material::Missing | Material::Invalid(_) => None,
         }
+    }
+
+    /// The problem when the file was read and cannot be used.
+    pub fn invalid(&self) -> Option<&Problem> {
+        match self {
+            Material::Invalid(p) => Some(p),
+            Material::Found(_) | Material::Missing | Material::Unreadable(_) => None,
+        }
+    }
+
+    /// The problem when the file is unreadable or invalid.
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            Material::Unreadable(p) | Material::Invalid(p) => Some(p),
+            Material::Found(_) | Material::Missing => None,
+        }
+    }
+
+    /// Whether the file's content was read (found or invalid), i.e. something was evaluated.
+    pub fn was_read(&self) -> bool {
+        matches!(self, Material::Found(_) | Material::Invalid(_))
     }
 }
 
@@ -382,27 +469,11 @@ impl Inventory {
 }
 
 /// Loads every CA, certificate, kubeconfig and the service-account pair under `layout`. Fails only
-/// when the cert-dir does not exist or is not a directory.
+/// when the cert-dir or the kubeconfig-dir does not exist or is not a directory: then nothing can be
+/// evaluated, while any single file that cannot be used is recorded in its entry.
 pub fn discover(layout: &PkiLayout) -> Result<Inventory, CertsError> {
-    match std::fs::metadata(&layout.cert_dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(CertsError::CertDirNotDir {
-                path: layout.cert_dir.clone(),
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(CertsError::CertDirMissing {
-                path: layout.cert_dir.clone(),
-            })
-        }
-        Err(source) => {
-            return Err(CertsError::Read {
-                path: layout.cert_dir.clone(),
-                source,
-            })
-        }
-    }
+    require_dir(&layout.cert_dir, DirRole::CertDir)?;
+    require_dir(&layout.kubeconfig_dir, DirRole::KubeconfigDir)?;
     let cas = CaId::ALL
         .iter()
         .map(|&id| {
@@ -435,6 +506,34 @@ pub fn discover(layout: &PkiLayout) -> Result<Inventory, CertsError> {
     })
 }
 
+/// Which of the two directories a [`require_dir`] failure is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirRole {
+    /// `--cert-dir`.
+    CertDir,
+    /// `--kubeconfig-dir`.
+    KubeconfigDir,
+}
+
+/// Ok when `dir` is a directory; the error names the flag otherwise (nothing can be evaluated).
+pub fn require_dir(dir: &Path, role: DirRole) -> Result<(), CertsError> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(CertsError::NotADirectory {
+            path: dir.to_path_buf(),
+            role,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CertsError::DirMissing {
+            path: dir.to_path_buf(),
+            role,
+        }),
+        Err(source) => Err(CertsError::Read {
+            path: dir.to_path_buf(),
+            error: source,
+        }),
+    }
+}
+
 /// Loads one managed certificate (and its key) from `layout`.
 pub fn load_entry(layout: &PkiLayout, spec: &'static ManagedCert) -> CertEntry {
     match spec.source {
@@ -465,50 +564,54 @@ pub fn load_entry(layout: &PkiLayout, spec: &'static ManagedCert) -> CertEntry {
             let bytes = match read(&path) {
                 Ok(Some(b)) => b,
                 Ok(None) => return entry,
-                Err(reason) => {
-                    entry.cert = Material::Invalid(reason);
+                Err(problem) => {
+                    entry.cert = Material::Unreadable(problem);
                     return entry;
                 }
             };
             let kc = match Kubeconfig::parse(&path, &bytes) {
                 Ok(kc) => kc,
                 Err(e) => {
-                    entry.cert = Material::Invalid(e.to_string());
+                    entry.cert = Material::Invalid(Problem {
+                        reason: ProblemReason::BadKubeconfig,
+                        message: e.to_string(),
+                    });
                     return entry;
                 }
             };
             entry.cert = match &kc.client_cert {
-                ClientCert::Embedded(pem) => parse_certificate_pem(pem)
-                    .map(Material::Found)
-                    .unwrap_or_else(|e| {
-                        Material::Invalid(format!(
-                            "{}: client-certificate-data: {e}",
-                            path.display()
-                        ))
+                ClientCert::Embedded(pem) => match parse_certificate_pem(pem) {
+                    Ok(c) => Material::Found(c),
+                    Err(e) => Material::Invalid(Problem {
+                        reason: ProblemReason::of_pem(&e),
+                        message: format!("{}: client-certificate-data: {e}", path.display()),
                     }),
+                },
                 ClientCert::File(file) => {
                     entry.cert_path = file.clone();
                     match read(file) {
-                        Ok(Some(b)) => parse_certificate_pem(&b)
-                            .map(Material::Found)
-                            .unwrap_or_else(|e| {
-                                Material::Invalid(format!("{}: {e}", file.display()))
+                        Ok(Some(b)) => match parse_certificate_pem(&b) {
+                            Ok(c) => Material::Found(c),
+                            Err(e) => Material::Invalid(Problem {
+                                reason: ProblemReason::of_pem(&e),
+                                message: format!("{}: {e}", file.display()),
                             }),
-                        Ok(None) => Material::Invalid(format!(
-                            "{} refers to {}, which does not exist",
-                            path.display(),
-                            file.display()
-                        )),
-                        Err(reason) => Material::Invalid(reason),
+                        },
+                        // The caller decides what an absent referenced file means: the kubelet's
+                        // own rotating certificate is not there when checking a copy or from a pod.
+                        Ok(None) => Material::Missing,
+                        Err(problem) => Material::Unreadable(problem),
                     }
                 }
             };
             entry.key = match &kc.client_key {
-                ClientKey::Embedded(secret) => parse_private_key_pem(secret.expose())
-                    .map(Material::Found)
-                    .unwrap_or_else(|e| {
-                        Material::Invalid(format!("{}: client-key-data: {e}", path.display()))
+                ClientKey::Embedded(secret) => match parse_private_key_pem(secret.expose()) {
+                    Ok(k) => Material::Found(k),
+                    Err(e) => Material::Invalid(Problem {
+                        reason: ProblemReason::of_pem(&e),
+                        message: format!("{}: client-key-data: {e}", path.display()),
                     }),
+                },
                 ClientKey::File(file) => {
                     entry.key_path = Some(file.clone());
                     load(file, parse_private_key_pem)
@@ -531,35 +634,36 @@ pub fn load_entry(layout: &PkiLayout, spec: &'static ManagedCert) -> CertEntry {
     }
 }
 
-/// Reads a file: `Ok(None)` when it does not exist, `Err(one line)` when it cannot be read.
-fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
+/// Reads a file: `Ok(None)` when it does not exist, the problem when it cannot be read.
+fn read(path: &Path) -> Result<Option<Vec<u8>>, Problem> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CertsError::Read {
-            path: path.to_path_buf(),
-            source,
-        }
-        .to_string()),
+        Err(error) => Err(Problem {
+            reason: ProblemReason::of_io(&error),
+            message: CertsError::Read {
+                path: path.to_path_buf(),
+                error,
+            }
+            .to_string(),
+        }),
     }
 }
 
-fn load<T>(
-    path: &Path,
-    parse: impl FnOnce(&[u8]) -> Result<T, super::pem::PemError>,
-) -> Material<T> {
+fn load<T>(path: &Path, parse: impl FnOnce(&[u8]) -> Result<T, PemError>) -> Material<T> {
     match read(path) {
         Ok(None) => Material::Missing,
-        Err(reason) => Material::Invalid(reason),
+        Err(problem) => Material::Unreadable(problem),
         Ok(Some(bytes)) => match parse(&bytes) {
             Ok(t) => Material::Found(t),
-            Err(source) => Material::Invalid(
-                CertsError::Pem {
+            Err(source) => Material::Invalid(Problem {
+                reason: ProblemReason::of_pem(&source),
+                message: CertsError::Pem {
                     path: path.to_path_buf(),
-                    source,
+                    error: source,
                 }
                 .to_string(),
-            ),
+            }),
         },
     }
 }

@@ -75,7 +75,7 @@ impl Kubeconfig {
     pub fn read(path: &Path) -> Result<Self, CertsError> {
         let bytes = std::fs::read(path).map_err(|source| CertsError::Read {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
         Self::parse(path, &bytes)
     }
@@ -195,7 +195,7 @@ impl Kubeconfig {
 pub fn read_referenced(path: &Path) -> Result<Vec<u8>, CertsError> {
     std::fs::read(path).map_err(|source| CertsError::Read {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })
 }
 

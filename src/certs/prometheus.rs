@@ -4,6 +4,13 @@
 //! `issuer_O`, and for certificates embedded in a kubeconfig `embedded_kind="user"` and
 //! `embedded_key=<user name>` — so dashboards and alert rules written for that exporter work unchanged.
 //!
+//! Files that could not be read or used are counted with that exporter's names too: `x509_cert_error`
+//! (1 per certificate file that could not be read or parsed), `x509_read_errors` (v3: how many files
+//! failed in this check) and `x509_source_errors_total{source_kind, source_name, reason}` (v4: a
+//! counter). A textfile is rewritten by every check, so the counter carries the previous file's values
+//! forward and adds this check's: `increase(x509_source_errors_total[…]) > 0` then fires while a file
+//! keeps failing, as it does on the exporter.
+//!
 //! This module renders text and writes it atomically through [`crate::fsx::write_atomic`]; it never
 //! prints and never deletes anything.
 
@@ -11,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::check::{CertStatus, CheckReport};
+use super::check::{CertState, CertStatus, CheckReport};
 use super::error::CertsError;
 use crate::fsx::{write_atomic, MODE_PUBLIC};
 
@@ -43,8 +50,22 @@ const FAMILIES: [Family; 3] = [
     },
 ];
 
-/// The exposition text (Prometheus text format 0.0.4) for every certificate and CA that was read.
+/// The `source_name` of the error counter's series (the exporter names its configured sources).
+pub const SOURCE_NAME: &str = "cpkeep-certs-check";
+
+const SOURCE_ERRORS: &str = "x509_source_errors_total";
+
+/// Error counts by (`source_kind`, `reason`).
+pub type SourceErrors = BTreeMap<(String, String), u64>;
+
+/// The exposition text (Prometheus text format 0.0.4) of a report, as the first textfile written:
+/// the error counter holds only this check's errors.
 pub fn render(report: &CheckReport) -> String {
+    render_after(report, &SourceErrors::new())
+}
+
+/// The exposition text of a report whose error counter continues from `previous`.
+pub fn render_after(report: &CheckReport, previous: &SourceErrors) -> String {
     let mut out = String::new();
     for family in &FAMILIES {
         let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
@@ -61,15 +82,109 @@ pub fn render(report: &CheckReport) -> String {
             let _ = writeln!(out, "{}{{{labels}}} {value}", family.name);
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP x509_cert_error Indicates the certificate file could not be read or parsed"
+    );
+    let _ = writeln!(out, "# TYPE x509_cert_error gauge");
+    for s in report.all().filter(|s| unusable_certificate(s)) {
+        let labels = labels(s)
+            .into_iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(&v)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let _ = writeln!(out, "x509_cert_error{{{labels}}} 1");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP x509_read_errors Indicates the number of files that could not be read or parsed"
+    );
+    let _ = writeln!(out, "# TYPE x509_read_errors gauge");
+    let _ = writeln!(out, "x509_read_errors {}", report.problem_total());
+    let mut totals = previous.clone();
+    for p in &report.problems {
+        *totals
+            .entry((
+                p.source_kind.as_str().to_string(),
+                p.reason.as_str().to_string(),
+            ))
+            .or_default() += p.count as u64;
+    }
+    if !totals.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP {SOURCE_ERRORS} Number of files that could not be read or parsed, by reason, over the checks that rewrote this file"
+        );
+        let _ = writeln!(out, "# TYPE {SOURCE_ERRORS} counter");
+        for ((kind, reason), n) in &totals {
+            let _ = writeln!(
+                out,
+                "{SOURCE_ERRORS}{{reason=\"{}\",source_kind=\"{}\",source_name=\"{SOURCE_NAME}\"}} {n}",
+                escape(reason),
+                escape(kind)
+            );
+        }
+    }
     out
 }
 
-/// Writes [`render`]'s text to `path` atomically (mode 0644), as node-exporter's textfile collector
-/// expects: it never sees a half-written file.
+/// A row whose certificate could not be read or parsed (not one whose key is the problem).
+fn unusable_certificate(s: &CertStatus) -> bool {
+    s.labels.is_none() && matches!(s.status, CertState::Unreadable | CertState::Error)
+}
+
+/// The error counts of a textfile this module wrote before (`x509_source_errors_total` series of
+/// [`SOURCE_NAME`]). Lines it does not recognise are ignored: at worst the counter starts again,
+/// which Prometheus reads as a counter reset.
+pub fn previous_source_errors(text: &str) -> SourceErrors {
+    let mut out = SourceErrors::new();
+    for line in text.lines() {
+        let Some(rest) = line
+            .strip_prefix(SOURCE_ERRORS)
+            .and_then(|r| r.strip_prefix('{'))
+        else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<u64>() else {
+            continue;
+        };
+        // Our own values never hold quotes, commas or escapes: a plain split reads them back.
+        let label = |name: &str| {
+            labels.split(',').find_map(|kv| {
+                kv.strip_prefix(name)
+                    .and_then(|v| v.strip_prefix("=\""))
+                    .and_then(|v| v.strip_suffix('"'))
+            })
+        };
+        if label("source_name") != Some(SOURCE_NAME) {
+            continue;
+        }
+        if let (Some(kind), Some(reason)) = (label("source_kind"), label("reason")) {
+            *out.entry((kind.to_string(), reason.to_string()))
+                .or_default() += value;
+        }
+    }
+    out
+}
+
+/// Writes the report's text to `path` atomically (mode 0644), as node-exporter's textfile collector
+/// expects: it never sees a half-written file. The error counter continues from the file it replaces.
 pub fn write_textfile(report: &CheckReport, path: &Path) -> Result<(), CertsError> {
-    write_atomic(path, render(report).as_bytes(), MODE_PUBLIC).map_err(|source| CertsError::Write {
+    // An absent or unreadable old file only restarts the counter.
+    let previous = std::fs::read_to_string(path)
+        .map(|t| previous_source_errors(&t))
+        .unwrap_or_default();
+    write_atomic(
+        path,
+        render_after(report, &previous).as_bytes(),
+        MODE_PUBLIC,
+    )
+    .map_err(|error| CertsError::Write {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -119,10 +234,28 @@ fn escape(v: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::*;
 
     #[test]
     fn escapes_label_values() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn reads_back_its_own_error_counter_only() {
+        let text = "# TYPE x509_source_errors_total counter\n\
+            x509_source_errors_total{reason=\"permission_denied\",source_kind=\"file\",source_name=\"cpkeep-certs-check\"} 3\n\
+            x509_source_errors_total{reason=\"bad_pem\",source_kind=\"kubeconfig\",source_name=\"cpkeep-certs-check\"} 1\n\
+            x509_source_errors_total{reason=\"bad_pem\",source_kind=\"file\",source_name=\"other\"} 7\n\
+            x509_source_errors_total{reason=\"read_failed\",source_kind=\"file\",source_name=\"cpkeep-certs-check\"} x\n\
+            x509_read_errors 4\n";
+        let got = previous_source_errors(text);
+        let want: SourceErrors = [
+            (("file".to_string(), "permission_denied".to_string()), 3),
+            (("kubeconfig".to_string(), "bad_pem".to_string()), 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(got, want);
     }
 }

@@ -1,6 +1,7 @@
-//! The `--webhook URL` alert output: one JSON POST per certificate at or past the warning threshold
-//! (WARNING, CRITICAL, EXPIRED), over HTTP/1.1 (hyper), plain or with TLS (rustls with aws-lc-rs and
-//! the system's trust store) for `https://`; the URL parsed by the url crate.
+//! The `--webhook URL` alert output: one JSON POST per certificate or CA whose row is not OK (at or
+//! past the warning threshold, not signed by its CA, a key that does not match, a file that is missing,
+//! unreadable or broken), over HTTP/1.1 (hyper), plain or with TLS (rustls with aws-lc-rs and the
+//! system's trust store) for `https://`; the URL parsed by the url crate.
 //!
 //! The body carries public facts only (name, path, subject, dates, status, reasons) and a `text` line
 //! so Slack- and Mattermost-style receivers show it as is. Webhook URLs often embed a token in their
@@ -30,7 +31,7 @@ pub struct WebhookAlert {
     pub node: String,
     /// kubeadm's name of the certificate (`apiserver`, `admin.conf`, `etcd-ca`).
     pub name: String,
-    /// WARNING, CRITICAL or EXPIRED.
+    /// The row's status: WARNING, CRITICAL, EXPIRED, MISSING, UNREADABLE or ERROR.
     pub status: CertState,
     /// The verdict this certificate contributes: WARNING or CRITICAL.
     pub severity: Verdict,
@@ -45,26 +46,17 @@ pub struct WebhookAlert {
     pub text: String,
 }
 
-/// The alerts of a report: every certificate and CA at or past the warning threshold.
+/// The alerts of a report: every certificate and CA whose row is not OK.
 pub fn alerts(report: &CheckReport, node: &str) -> Vec<WebhookAlert> {
     report
         .all()
-        .filter(|s| {
-            matches!(
-                s.status,
-                CertState::Warning | CertState::Critical | CertState::Expired
-            )
-        })
+        .filter(|s| s.severity != Verdict::Ok)
         .map(|s| alert(s, node))
         .collect()
 }
 
 fn alert(s: &CertStatus, node: &str) -> WebhookAlert {
-    let severity = if s.status == CertState::Warning {
-        Verdict::Warning
-    } else {
-        Verdict::Critical
-    };
+    let severity = s.severity;
     let when = s
         .expiration_date
         .map(|d| {

@@ -62,7 +62,13 @@ pub struct CheckArgs {
     #[arg(long, value_name = "FILE", env = "CPKEEP_CERTS_PROMETHEUS")]
     pub prometheus: Option<PathBuf>,
 
-    /// POST a JSON alert to URL for every certificate at or past the warning threshold.
+    /// The kubelet's static pod directory; its etcd.yaml says whether etcd uses TLS at all
+    /// [default: <kubeconfig-dir>/manifests].
+    #[arg(long, value_name = "DIR", env = "CPKEEP_MANIFESTS_DIR")]
+    pub manifests_dir: Option<PathBuf>,
+
+    /// POST a JSON alert to URL for every certificate, CA or file that is not OK (WARNING or
+    /// CRITICAL).
     #[arg(long, value_name = "URL", env = "CPKEEP_CERTS_WEBHOOK")]
     pub webhook: Option<String>,
 
@@ -83,6 +89,9 @@ async fn run_check(args: &CheckArgs, out: &Renderer) -> anyhow::Result<Exit> {
         chrono::Duration::from_std(d).map_err(|_| anyhow::anyhow!("{flag} is too large"))
     };
     let mut opts = CheckOptions::new(args.pki.layout());
+    if let Some(dir) = &args.manifests_dir {
+        opts.manifests_dir = dir.clone();
+    }
     opts.warn = to_chrono(args.warn, "--warn")?;
     opts.critical = to_chrono(args.critical, "--critical")?;
     if opts.critical > opts.warn {
@@ -92,7 +101,7 @@ async fn run_check(args: &CheckArgs, out: &Renderer) -> anyhow::Result<Exit> {
             humantime::format_duration(args.warn)
         );
     }
-    let report = check(&opts)?;
+    let report = blocking(move || check(&opts)).await??;
     out.print(&report)?;
     if report.verdict == Verdict::Unknown {
         let mut line = format!(
@@ -106,17 +115,35 @@ async fn run_check(args: &CheckArgs, out: &Renderer) -> anyhow::Result<Exit> {
         return Ok(Exit::Unknown);
     }
     if let Some(path) = &args.prometheus {
-        prometheus::write_textfile(&report, path)?;
+        let (r, p) = (report.clone(), path.clone());
+        blocking(move || prometheus::write_textfile(&r, &p)).await??;
         tracing::info!("wrote the certificate metrics to {}", path.display());
     }
     if let Some(url) = &args.webhook {
         let alerts = webhook::alerts(&report, &webhook::hostname());
         let sent = webhook::post_alerts(url, &alerts, args.webhook_timeout).await?;
         if sent > 0 {
-            tracing::info!("posted {sent} certificate alert(s) to the webhook");
+            tracing::info!(
+                "posted {} to the webhook",
+                crate::units::counted(sent, "certificate alert", "certificate alerts")
+            );
         }
     }
     Ok(report.verdict.into())
+}
+
+/// Runs blocking certificate work (reading, parsing and writing files, generating keys) on the
+/// blocking pool rather than on one of the runtime's two workers.
+pub(super) async fn blocking<T, F>(f: F) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(t) => Ok(t),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => anyhow::bail!("the process is shutting down"),
+    }
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -127,13 +154,37 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-/// The first cell of a row: the name, or kubeadm's `!MISSING! <name>` (and `!ERROR! <name>` for a
-/// file that could not be read).
-fn row_name(s: &CertStatus) -> Option<String> {
+/// The first cell of a row: the name, behind kubeadm's `!MISSING!` marker and cpkeep's
+/// `!UNREADABLE!` and `!ERROR!` ones, so a row that is not what it seems says so even when its
+/// certificate was read (an `!ERROR!` row with dates has a broken key).
+fn row_name(s: &CertStatus) -> String {
     match s.status {
-        CertState::Missing => Some(format!("!MISSING! {}", s.name)),
-        CertState::Error if s.expiration_date.is_none() => Some(format!("!ERROR! {}", s.name)),
-        _ => None,
+        CertState::Missing => format!("!MISSING! {}", s.name),
+        CertState::Unreadable => format!("!UNREADABLE! {}", s.name),
+        CertState::Error => format!("!ERROR! {}", s.name),
+        CertState::Ok
+        | CertState::Managed
+        | CertState::Warning
+        | CertState::Critical
+        | CertState::Expired => s.name.clone(),
+    }
+}
+
+/// The EXTERNALLY MANAGED cell: the kubelet's own rotating certificate is managed by the kubelet.
+fn managed_cell(s: &CertStatus) -> String {
+    if s.status == CertState::Managed {
+        "kubelet".to_string()
+    } else {
+        yes_no(s.externally_managed).to_string()
+    }
+}
+
+/// EXPIRES and RESIDUAL TIME, blank when the certificate could not be read (as kubeadm's
+/// `!MISSING!` rows).
+fn date_cells(s: &CertStatus) -> [String; 2] {
+    match s.expiration_date {
+        Some(exp) => [kubeadm_date(exp), short_human_duration(s.residual_time)],
+        None => [String::new(), String::new()],
     }
 }
 
@@ -147,22 +198,19 @@ impl Render for CheckReport {
             "EXTERNALLY MANAGED",
         ]);
         for c in &self.certificates {
-            match (row_name(c), c.expiration_date) {
-                (None, Some(exp)) => t.row([
-                    c.name.clone(),
-                    kubeadm_date(exp),
-                    short_human_duration(c.residual_time),
-                    c.ca_name.clone().unwrap_or_default(),
-                    yes_no(c.externally_managed).to_string(),
-                ]),
-                (name, _) => t.row([
-                    name.unwrap_or_else(|| c.name.clone()),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ]),
-            }
+            let [expires, residual] = date_cells(c);
+            let seen = c.expiration_date.is_some() || c.status == CertState::Managed;
+            t.row([
+                row_name(c),
+                expires,
+                residual,
+                if seen {
+                    c.ca_name.clone().unwrap_or_default()
+                } else {
+                    String::new()
+                },
+                if seen { managed_cell(c) } else { String::new() },
+            ]);
         }
         let mut s = t.render();
         s.push('\n');
@@ -173,20 +221,14 @@ impl Render for CheckReport {
             "EXTERNALLY MANAGED",
         ]);
         for c in &self.certificate_authorities {
-            match (row_name(c), c.expiration_date) {
-                (None, Some(exp)) => t.row([
-                    c.name.clone(),
-                    kubeadm_date(exp),
-                    short_human_duration(c.residual_time),
-                    yes_no(c.externally_managed).to_string(),
-                ]),
-                (name, _) => t.row([
-                    name.unwrap_or_else(|| c.name.clone()),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ]),
-            }
+            let [expires, residual] = date_cells(c);
+            let seen = c.expiration_date.is_some();
+            t.row([
+                row_name(c),
+                expires,
+                residual,
+                if seen { managed_cell(c) } else { String::new() },
+            ]);
         }
         s.push_str(&t.render());
         let sa = &self.service_account;
@@ -210,6 +252,124 @@ impl Render for CheckReport {
                 s.push_str(&format!("  {:<8}  {}\n", f.severity.as_str(), f.message));
             }
         }
+        if !self.notes.is_empty() {
+            s.push_str("\nNOTES\n");
+            for n in &self.notes {
+                s.push_str(&format!("  {n}\n"));
+            }
+        }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::certs::CertsError;
+
+    /// The CLI prints an error's whole chain; a certificate error's I/O cause must appear once, in
+    /// its short form (not `…: no such file or directory: No such file or directory (os error 2)`).
+    #[test]
+    fn an_io_cause_is_printed_once() {
+        for (kind, short) in [
+            (std::io::ErrorKind::NotFound, "no such file or directory"),
+            (std::io::ErrorKind::PermissionDenied, "permission denied"),
+        ] {
+            for e in [
+                CertsError::Read {
+                    path: PathBuf::from("/etc/kubernetes/pki/ca.key"),
+                    error: std::io::Error::from(kind),
+                },
+                CertsError::Write {
+                    path: PathBuf::from("/etc/kubernetes/pki/ca.key"),
+                    error: std::io::Error::from(kind),
+                },
+            ] {
+                let verb = if matches!(e, CertsError::Read { .. }) {
+                    "read"
+                } else {
+                    "write"
+                };
+                let e = anyhow::Error::from(crate::certs::renew::RenewError::from(e));
+                assert_eq!(
+                    super::super::exit::one_line(&e),
+                    format!("cannot {verb} /etc/kubernetes/pki/ca.key: {short}")
+                );
+            }
+        }
+    }
+}
+
+/// Snapshots of the `certs check` table (insta): the real kubeadm v1.16 tree at a fixed instant, and
+/// a copy of it with a row in every state. Paths are replaced by placeholders, so the snapshots do
+/// not depend on where the repository or the temp directory is.
+#[cfg(test)]
+mod snapshots {
+    use std::path::Path;
+
+    use chrono::{DateTime, Utc};
+
+    use super::Render;
+    use crate::certs::testpki::kubeadm_v1_16_copy;
+    use crate::certs::{check, CheckOptions, PkiLayout};
+
+    pub(crate) fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// `text` with `dir` as `[TMP]` and the repository as `[REPO]`.
+    pub(crate) fn scrub(text: &str, dir: Option<&Path>) -> String {
+        let mut t = text.replace(env!("CARGO_MANIFEST_DIR"), "[REPO]");
+        if let Some(d) = dir {
+            t = t.replace(&d.display().to_string(), "[TMP]");
+        }
+        t
+    }
+
+    #[test]
+    fn check_table_of_the_kubeadm_1_16_tree_five_years_on() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kubeadm-v1.16");
+        let mut opts = CheckOptions::new(PkiLayout::new(root.join("pki"), &root));
+        opts.now = at("2025-11-25T12:00:00Z");
+        let r = check(&opts).unwrap();
+        insta::assert_snapshot!(scrub(&r.table(), None));
+    }
+
+    #[test]
+    fn check_table_with_a_row_in_every_state() {
+        let (dir, layout) = kubeadm_v1_16_copy();
+        let root = &layout.kubeconfig_dir;
+        // kubelet.conf refers to the kubelet's rotating certificate, which a copy does not have.
+        let pem = dir
+            .path()
+            .join("var/lib/kubelet/pki/kubelet-client-current.pem");
+        let conf = root.join("kubelet.conf");
+        let text: Vec<String> = std::fs::read_to_string(&conf)
+            .unwrap()
+            .lines()
+            .map(|l| match l.trim_start() {
+                t if t.starts_with("client-certificate-data:") => {
+                    format!("    client-certificate: {}", pem.display())
+                }
+                t if t.starts_with("client-key-data:") => {
+                    format!("    client-key: {}", pem.display())
+                }
+                _ => l.to_string(),
+            })
+            .collect();
+        std::fs::write(&conf, text.join("\n") + "\n").unwrap();
+        // A broken key beside a readable certificate; a certificate that cannot be read; a missing
+        // key; an external CA; a missing half of the service-account pair.
+        std::fs::write(layout.key_path("etcd/peer"), "garbage").unwrap();
+        std::fs::remove_file(layout.cert_path("front-proxy-client")).unwrap();
+        std::fs::create_dir(layout.cert_path("front-proxy-client")).unwrap();
+        std::fs::remove_file(layout.key_path("apiserver-kubelet-client")).unwrap();
+        std::fs::remove_file(layout.key_path("front-proxy-ca")).unwrap();
+        std::fs::remove_file(layout.sa_pub_path()).unwrap();
+        let mut opts = CheckOptions::new(layout.clone());
+        opts.now = at("2020-12-01T00:00:00Z");
+        let r = check(&opts).unwrap();
+        insta::assert_snapshot!(scrub(&r.table(), Some(dir.path())));
     }
 }

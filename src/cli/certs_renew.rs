@@ -7,7 +7,9 @@
 //! (unknown names, unusable files: one line each, nothing written).
 //!
 //! `CPKEEP_TEST_CRASH_AFTER_WRITES=N` (tests only) aborts the process after N replaced files, to
-//! check that a killed run leaves every file old or new and the backup complete.
+//! check that a killed run leaves every file old or new and the backup complete;
+//! `CPKEEP_TEST_PAUSE_AFTER_WRITES=N:FIFO` holds the run there, lock held, until FIFO gets a byte, to
+//! check that a second run at that moment is refused.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,19 +17,22 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::certs::PkiArgs;
-use super::exit::{Exit, ExitError};
+use super::certs::{blocking, PkiArgs};
+use super::exit::{class_code, Exit, ExitError};
 use super::output::{Render, Renderer};
 use super::table::Table;
 use crate::certs::pem::KeyFormat;
 use crate::certs::renew::{
-    self, ApplyOptions, ErrorClass, NotRenewed, RecoverPlan, RecoverReport, RenewError,
-    RenewOptions, RenewPlan, RenewReport, Selected, TestHook,
+    self, ApplyOptions, NotRenewed, RecoverPlan, RecoverReport, RenewError, RenewOptions,
+    RenewPlan, RenewReport, Selected, TestHook,
 };
 use crate::certs::restart::{ProbeOrigin, RestartOptions, DEFAULT_MANIFESTS_DIR};
+use crate::units::counted;
 
 /// The variable of the crash test hook.
 const CRASH_HOOK_ENV: &str = "CPKEEP_TEST_CRASH_AFTER_WRITES";
+/// The variable of the pause test hook.
+const PAUSE_HOOK_ENV: &str = "CPKEEP_TEST_PAUSE_AFTER_WRITES";
 
 #[derive(Debug, Args)]
 pub struct RenewArgs {
@@ -87,7 +92,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub async fn run(args: RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
     if args.recover {
-        return run_recover(&args, out);
+        return run_recover(&args, out).await;
     }
     let chrono = |d: Duration, flag: &str| {
         chrono::Duration::from_std(d).map_err(|_| {
@@ -107,7 +112,9 @@ pub async fn run(args: RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
         r.wait_timeout = args.wait_timeout;
         opts.restart = Some(r);
     }
-    let plan = renew::plan(&opts).map_err(failure)?;
+    let plan = blocking(move || renew::plan(&opts))
+        .await?
+        .map_err(failure)?;
     let refused = if plan.refused.is_empty() {
         Exit::Ok
     } else {
@@ -120,11 +127,8 @@ pub async fn run(args: RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
         })?;
         return Ok(refused);
     }
-    let hook = std::env::var(CRASH_HOOK_ENV)
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .map(TestHook::AbortAfterWrites);
-    let report = renew::apply(&plan, &ApplyOptions { hook })
+    let hook = test_hook();
+    let report = renew::apply(plan, ApplyOptions { hook })
         .await
         .map_err(failure)?;
     for w in &report.warnings {
@@ -134,8 +138,12 @@ pub async fn run(args: RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
     Ok(refused)
 }
 
-fn run_recover(args: &RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
-    let Some(plan) = renew::plan_recover(&args.pki.layout()).map_err(failure)? else {
+async fn run_recover(args: &RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
+    let layout = args.pki.layout();
+    let Some(plan) = blocking(move || renew::plan_recover(&layout))
+        .await?
+        .map_err(failure)?
+    else {
         out.print(&NothingToRecover {
             recovered: false,
             reason: format!(
@@ -152,18 +160,32 @@ fn run_recover(args: &RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
         })?;
         return Ok(Exit::Ok);
     }
-    let report = renew::recover(&plan).map_err(failure)?;
+    let report = blocking(move || renew::recover(&plan))
+        .await?
+        .map_err(failure)?;
     out.print(&report)?;
     Ok(Exit::Ok)
 }
 
+/// The test hook the environment asks for, if any.
+fn test_hook() -> Option<TestHook> {
+    if let Some(n) = std::env::var(CRASH_HOOK_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        return Some(TestHook::AbortAfterWrites(n));
+    }
+    let v = std::env::var(PAUSE_HOOK_ENV).ok()?;
+    let (n, fifo) = v.split_once(':')?;
+    Some(TestHook::PauseAfterWrites(
+        n.parse().ok()?,
+        PathBuf::from(fifo),
+    ))
+}
+
 /// The error's exit code, and one `cpkeep:` line per unusable file (the last one printed by main).
 fn failure(e: RenewError) -> anyhow::Error {
-    let code = match e.class() {
-        ErrorClass::Failed => Exit::Warning,
-        ErrorClass::Refused => Exit::Critical,
-        ErrorClass::BadInput => Exit::Unknown,
-    };
+    let code = class_code(e.class());
     let mut lines = e.lines();
     let last = lines.pop().unwrap_or_default();
     for l in lines {
@@ -203,19 +225,11 @@ fn date(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn form(f: KeyFormat) -> &'static str {
-    match f {
-        KeyFormat::Pkcs1 => "PKCS#1",
-        KeyFormat::Sec1 => "SEC1",
-        KeyFormat::Pkcs8 => "PKCS#8",
-    }
-}
-
 fn key_cell(algorithm: &str, format: KeyFormat, new_key: bool) -> String {
     format!(
         "{} {algorithm} {}",
         if new_key { "new" } else { "kept" },
-        form(format)
+        format.as_str()
     )
 }
 
@@ -372,7 +386,7 @@ impl Render for RecoverDryRun<'_> {
         for f in &self.plan.files {
             t.row([
                 f.path.display().to_string(),
-                format!("{:?}", f.state).to_lowercase(),
+                f.state.as_str().to_string(),
                 if f.restore { "put back" } else { "keep" }.to_string(),
             ]);
         }
@@ -384,10 +398,13 @@ impl Render for RecoverDryRun<'_> {
 impl Render for RecoverReport {
     fn table(&self) -> String {
         let mut out = format!(
-            "Put back {} file(s) from {}; {} were still old.\n",
-            self.restored.len(),
+            "Put back {} from {}; {} still old.\n",
+            counted(self.restored.len(), "file", "files"),
             self.backup_dir.display(),
-            self.already_old.len()
+            match self.already_old.len() {
+                1 => "1 was".to_string(),
+                n => format!("{n} were"),
+            }
         );
         for p in &self.restored {
             out.push_str(&format!("  {}\n", p.display()));
@@ -399,5 +416,59 @@ impl Render for RecoverReport {
 impl Render for NothingToRecover {
     fn table(&self) -> String {
         format!("Nothing to recover: {}.\n", self.reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn recover_report_counts_agree_with_their_nouns() {
+        let report = |restored: usize, old: usize| RecoverReport {
+            backup_dir: PathBuf::from("/b"),
+            restored: vec![PathBuf::from("/k/a.crt"); restored],
+            already_old: vec![PathBuf::from("/k/b.crt"); old],
+        };
+        let first = |r: RecoverReport| r.table().lines().next().unwrap_or_default().to_string();
+        assert_eq!(
+            first(report(1, 1)),
+            "Put back 1 file from /b; 1 was still old."
+        );
+        assert_eq!(
+            first(report(2, 0)),
+            "Put back 2 files from /b; 0 were still old."
+        );
+    }
+}
+
+/// A snapshot of the `certs renew --dry-run` table (insta), on a copy of the kubeadm v1.16 tree at a
+/// fixed instant, with `--within 30d` and `--restart` planned from the tree's own manifests.
+#[cfg(test)]
+mod snapshots {
+    use super::*;
+    use crate::certs::testpki::kubeadm_v1_16_copy;
+
+    #[test]
+    fn dry_run_table_within_30_days_with_restarts() {
+        let (dir, layout) = kubeadm_v1_16_copy();
+        // External front-proxy CA: its client is refused, naming the key.
+        std::fs::remove_file(layout.key_path("front-proxy-ca")).unwrap();
+        let mut opts = RenewOptions::new(layout.clone());
+        opts.now = chrono::DateTime::parse_from_rfc3339("2020-12-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        opts.within = Some(chrono::Duration::days(30));
+        opts.validity = chrono::Duration::days(3650);
+        opts.restart = Some(RestartOptions::new(layout.kubeconfig_dir.join("manifests")));
+        let plan = renew::plan(&opts).unwrap();
+        let text = DryRun {
+            dry_run: true,
+            plan: &plan,
+        }
+        .table();
+        insta::assert_snapshot!(text.replace(&dir.path().display().to_string(), "[TMP]"));
     }
 }

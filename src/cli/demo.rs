@@ -21,7 +21,7 @@ use super::Exit;
 use crate::certs::check::{kubeadm_date, short_human_duration};
 use crate::certs::renew::{self, ApplyOptions, RenewOptions, RenewReport};
 use crate::certs::testpki::{TestPki, TestPkiOptions};
-use crate::certs::{check, CaId, CertState, CheckOptions, CheckReport, PkiLayout};
+use crate::certs::{check, CaId, CheckOptions, CheckReport, PkiLayout};
 use crate::etcd::{connect, evaluate, probe_cluster, HealthOptions, HealthReport, Verdict};
 use crate::restore::{self, RestoreReport, RestoreSource};
 use crate::sandbox::{etcd_version, locate_etcd, Sandbox, SandboxOptions};
@@ -30,6 +30,7 @@ use crate::snapshot::{
     Encoding, NoProgress, VerifyReport,
 };
 use crate::store::FileStore;
+use crate::units::counted;
 use etcd_client::GetOptions;
 
 /// Written after the backup: the restore must not bring it back.
@@ -217,13 +218,17 @@ impl Render for DemoReport {
             s.push_str(&t.render());
         }
         s.push_str(&format!(
-            "{} other certificate(s) not renewed (not expiring within {RENEW_WITHIN_DAYS}d or not cpkeep's to renew)\n",
-            c.renew.skipped.len()
+            "{} not renewed (not expiring within {RENEW_WITHIN_DAYS}d or not cpkeep's to renew)\n",
+            counted(
+                c.renew.skipped.len(),
+                "other certificate",
+                "other certificates"
+            )
         ));
         match &c.renew.backup_dir {
             Some(dir) => s.push_str(&format!(
-                "{} old file(s) backed up in {}\n",
-                c.backed_up_files,
+                "{} backed up in {}\n",
+                counted(c.backed_up_files, "old file", "old files"),
                 dir.display()
             )),
             None => s.push_str("NO BACKUP DIRECTORY\n"),
@@ -274,8 +279,9 @@ fn etcd_cert_rows(r: &CheckReport) -> String {
         })
         .collect();
     s.push_str(&format!(
-        "{others} other certificate(s), {} CA(s), the service-account key pair: {}\n",
-        r.certificate_authorities.len(),
+        "{}, {}, the service-account key pair: {}\n",
+        counted(others, "other certificate", "other certificates"),
+        counted(r.certificate_authorities.len(), "CA", "CAs"),
         if elsewhere.is_empty() {
             "OK".to_string()
         } else {
@@ -301,10 +307,10 @@ fn etcd_cert_rows(r: &CheckReport) -> String {
 fn not_ok(r: &CheckReport) -> Vec<String> {
     let mut names: Vec<String> = r
         .all()
-        .filter(|c| c.status != CertState::Ok)
+        .filter(|c| c.severity != Verdict::Ok)
         .map(|c| c.name.clone())
         .collect();
-    if r.service_account.status != CertState::Ok {
+    if r.service_account.severity != Verdict::Ok {
         names.push(r.service_account.name.clone());
     }
     names
@@ -335,7 +341,7 @@ async fn certs_step(root: &Path) -> anyhow::Result<DemoCerts> {
     opts.names = vec!["all".to_string()];
     opts.within = Some(chrono::Duration::days(RENEW_WITHIN_DAYS));
     let plan = renew::plan(&opts).context("demo certs renew could not plan")?;
-    let renewed = renew::apply(&plan, &ApplyOptions::default())
+    let renewed = renew::apply(plan, ApplyOptions::default())
         .await
         .context("demo certs renew failed")?;
     let backed_up_files = renewed

@@ -72,7 +72,7 @@ fn without_os_error(text: &str) -> &str {
 
 /// The exit code of a failure class: 1 failed, 2 refused (quorum lost, something in the way),
 /// 3 could not start.
-fn class_code(class: FailureClass) -> Exit {
+pub fn class_code(class: FailureClass) -> Exit {
     match class {
         FailureClass::Failed => Exit::Warning,
         FailureClass::Refused => Exit::Critical,

@@ -350,10 +350,12 @@ fn parse_exposition(text: &str) -> Vec<Sample> {
             .unwrap_or_else(|| panic!("{ctx}: no value"));
         let name = &line[..name_end];
         assert!(valid_name(name, true), "{ctx}: bad metric name");
-        assert_eq!(
-            typed.get(name).map(String::as_str),
-            Some("gauge"),
-            "{ctx}: no TYPE before samples"
+        assert!(
+            matches!(
+                typed.get(name).map(String::as_str),
+                Some("gauge" | "counter")
+            ),
+            "{ctx}: no gauge or counter TYPE before samples"
         );
         assert_eq!(
             current.as_deref(),
@@ -663,7 +665,7 @@ fn assert_unknown_line(run: &Run, must: &[&str]) -> String {
 }
 
 #[tokio::test]
-async fn bad_inputs_give_one_clear_line_and_exit_3() {
+async fn broken_files_are_critical_and_every_other_row_is_still_judged() {
     let (dir, pki) = generate(TestPkiOptions::default());
     let l = pki.layout.clone();
     let prom = dir.path().join("out.prom");
@@ -677,52 +679,419 @@ async fn bad_inputs_give_one_clear_line_and_exit_3() {
                 .map(str::to_string)
         })
         .unwrap();
+    let now = OffsetDateTime::now_utc();
+    pki.reissue(
+        "front-proxy-client",
+        now - Duration::days(340),
+        now + Duration::days(20),
+    )
+    .unwrap();
 
-    // Unparseable PEM.
-    let good_crt = std::fs::read(l.cert_path("apiserver")).unwrap();
+    // A certificate that is not PEM, a key that is garbage, a kubeconfig that is not YAML (and holds
+    // a key that must not leak): CRITICAL each, and the near-expiry certificate beside them is still
+    // reported, in the table, the textfile and the webhook.
     std::fs::write(
         l.cert_path("apiserver"),
         b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    let run = cpkeep(&args(&l, &["--prometheus", &prom_s])).await;
-    let line = assert_unknown_line(
-        &run,
-        &[
-            "cannot evaluate certificates",
-            "apiserver.crt",
-            "not a valid X.509 certificate",
-            "no textfile written",
-        ],
-    );
-    assert!(run.stdout.contains("!ERROR! apiserver"), "{}", run.stdout);
-    assert!(!prom.exists(), "a textfile was written: {line}");
-    std::fs::write(l.cert_path("apiserver"), &good_crt).unwrap();
-
-    // A kubeconfig that is not YAML (and holds a key that must not leak).
-    let good_conf = std::fs::read(l.kubeconfig_path("admin.conf")).unwrap();
+    std::fs::write(l.key_path("etcd/peer"), "garbage").unwrap();
     std::fs::write(
         l.kubeconfig_path("admin.conf"),
         format!("users: [\n  {{name: x, client-key-data: {admin_key_b64}\n"),
     )
     .unwrap();
-    let run = cpkeep(&args(&l, &["-o", "json", "--prometheus", &prom_s])).await;
-    assert_unknown_line(&run, &["admin.conf: not a kubeconfig: not YAML"]);
-    assert!(!prom.exists());
-    assert_eq!(run.json()["verdict"], "UNKNOWN");
-    assert!(
-        !run.stdout.contains(&admin_key_b64[..32]) && !run.stderr.contains(&admin_key_b64[..32])
+    let (url, server) = webhook_server().await;
+    let run = cpkeep(&args(&l, &["--prometheus", &prom_s, "--webhook", &url])).await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("cpkeep: "), "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let starts = |p: &str| lines.iter().any(|l| l.starts_with(p));
+    // Certificates that could not be read: the marker, and no dates (as kubeadm's !MISSING! rows).
+    assert!(lines.contains(&"!ERROR! apiserver"), "{}", run.stdout);
+    assert!(lines.contains(&"!ERROR! admin.conf"), "{}", run.stdout);
+    // The peer certificate was read, its key is broken: dates, and the marker.
+    let peer = lines
+        .iter()
+        .find(|l| l.starts_with("!ERROR! etcd-peer "))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(peer.contains(" UTC "), "{peer}");
+    assert!(starts("front-proxy-client "), "{}", run.stdout);
+    assert!(run.stdout.contains("VERDICT: CRITICAL"));
+    for want in [
+        "CRITICAL  ",
+        "apiserver.crt: not a valid X.509 certificate",
+        "peer.key: no PEM private key block found",
+        "admin.conf: not a kubeconfig: not YAML",
+        "WARNING   front-proxy-client expires in 19d",
+    ] {
+        assert!(
+            run.stdout.contains(want),
+            "{want:?} not in:\n{}",
+            run.stdout
+        );
+    }
+    assert!(!run.stdout.contains(&admin_key_b64[..32]));
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let samples = parse_exposition(&text);
+    let value = |name: &str, label: Option<(&str, &str)>| {
+        samples
+            .iter()
+            .filter(|s| s.name == name && label.is_none_or(|(k, v)| s.labels[k] == v))
+            .map(|s| s.value)
+            .collect::<Vec<f64>>()
+    };
+    assert_eq!(value("x509_read_errors", None), [3.0]);
+    assert_eq!(
+        value("x509_source_errors_total", Some(("reason", "bad_pem"))),
+        [2.0]
     );
-    std::fs::write(l.kubeconfig_path("admin.conf"), &good_conf).unwrap();
+    assert_eq!(
+        value(
+            "x509_source_errors_total",
+            Some(("reason", "bad_kubeconfig"))
+        ),
+        [1.0]
+    );
+    // One error series per certificate that could not be read (the peer's key is not one).
+    assert_eq!(value("x509_cert_error", None), [1.0, 1.0]);
+    assert_eq!(
+        value(
+            "x509_cert_not_after",
+            Some(("filename", "front-proxy-client.crt"))
+        )
+        .len(),
+        1
+    );
+    let mut alerted: Vec<String> = server
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| {
+            format!(
+                "{} {}",
+                b["name"].as_str().unwrap(),
+                b["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    alerted.sort();
+    assert_eq!(
+        alerted,
+        [
+            "admin.conf ERROR",
+            "apiserver ERROR",
+            "etcd-peer ERROR",
+            "front-proxy-client WARNING"
+        ]
+    );
+}
 
-    // An unreadable file (a directory in its place: root reads any regular file).
-    let good_key = std::fs::read(l.key_path("etcd/server")).unwrap();
-    std::fs::remove_file(l.key_path("etcd/server")).unwrap();
-    std::fs::create_dir(l.key_path("etcd/server")).unwrap();
+/// Runs cpkeep as user `nobody` (65534) when the tests run as root, so that files only root may read
+/// are unreadable as they are to a non-root check; as another user, the files made unreadable to
+/// their owner (mode 0) do the same.
+async fn cpkeep_unprivileged(a: &[String]) -> Run {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    if probe.as_file().metadata().unwrap().uid() != 0 {
+        return cpkeep(a).await;
+    }
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("setpriv (util-linux) is needed to run cpkeep as an unprivileged user");
+    let out = tokio::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_cpkeep"))
+        .args(a)
+        .env_remove("CPKEEP_CERT_DIR")
+        .env_remove("CPKEEP_KUBECONFIG_DIR")
+        .env_remove("CPKEEP_CERTS_PROMETHEUS")
+        .env_remove("CPKEEP_CERTS_WEBHOOK")
+        .env_remove("CPKEEP_MANIFESTS_DIR")
+        .output()
+        .await
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: std::time::Duration::ZERO,
+    }
+}
+
+/// Makes a tree traversable and its files readable by anyone, except the keys and kubeconfigs
+/// (0600, as kubeadm writes them), which only their owner may read.
+fn open_tree_but_secrets(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            open_tree_but_secrets(&p);
+            continue;
+        }
+        let secret = p.extension().is_some_and(|x| x == "key" || x == "conf")
+            || p.file_name()
+                .is_some_and(|n| n == "kubelet-client-current.pem");
+        let mode = if secret { 0o600 } else { 0o644 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        let probe = tempfile::NamedTempFile::new().unwrap();
+        use std::os::unix::fs::MetadataExt;
+        if secret && probe.as_file().metadata().unwrap().uid() != 0 {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn unreadable_files_are_warnings_named_and_counted_and_the_textfile_is_written() {
+    let (dir, pki) = generate(TestPkiOptions::default());
+    let l = pki.layout.clone();
+    open_tree_but_secrets(dir.path());
+    let out_dir = dir.path().join("textfile");
+    std::fs::create_dir(&out_dir).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let prom = out_dir.join("cpkeep_certs.prom");
+    let prom_s = prom.display().to_string();
+    let run = cpkeep_unprivileged(&args(&l, &["--prometheus", &prom_s])).await;
+    // Every certificate is valid; keys and kubeconfigs cannot be read: WARNING, not UNKNOWN.
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("cpkeep: "), "{}", run.stderr);
+    assert!(run.stdout.contains("VERDICT: WARNING"), "{}", run.stdout);
+    // 5 kubeconfigs, 7 leaf keys, 3 CA keys, sa.key.
+    let reasons: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|x| *x != "REASONS")
+        .skip(1)
+        .take_while(|x| !x.is_empty())
+        .collect();
+    assert_eq!(reasons.len(), 16, "{}", run.stdout);
+    for r in &reasons {
+        assert!(
+            r.starts_with("  WARNING   cannot read ")
+                && r.ends_with(": permission denied (not checked)"),
+            "{r}"
+        );
+    }
+    assert!(
+        run.stdout.contains("!UNREADABLE! admin.conf"),
+        "{}",
+        run.stdout
+    );
+    // A leaf whose key alone is unreadable still shows its expiry.
+    let api = run
+        .stdout
+        .lines()
+        .find(|x| x.starts_with("!UNREADABLE! apiserver "))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(api.contains(" UTC "), "{api}");
+    let samples = parse_exposition(&std::fs::read_to_string(&prom).unwrap());
+    let read_errors: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.name == "x509_read_errors")
+        .map(|s| s.value)
+        .collect();
+    assert_eq!(read_errors, [16.0]);
+    let counter = |samples: &[Sample]| {
+        samples
+            .iter()
+            .filter(|s| s.name == "x509_source_errors_total")
+            .map(|s| {
+                (
+                    s.labels["source_kind"].clone(),
+                    s.labels["reason"].clone(),
+                    s.value,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        counter(&samples),
+        [
+            ("file".to_string(), "permission_denied".to_string(), 11.0),
+            (
+                "kubeconfig".to_string(),
+                "permission_denied".to_string(),
+                5.0
+            ),
+        ]
+    );
+    // The 10 certificates that could be read have their expiry series.
+    assert_eq!(
+        samples
+            .iter()
+            .filter(|s| s.name == "x509_cert_not_after")
+            .count(),
+        10
+    );
+    // A second check counts on: the counter rises while the files stay unreadable.
+    let run = cpkeep_unprivileged(&args(&l, &["--prometheus", &prom_s])).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let samples = parse_exposition(&std::fs::read_to_string(&prom).unwrap());
+    assert_eq!(
+        counter(&samples),
+        [
+            ("file".to_string(), "permission_denied".to_string(), 22.0),
+            (
+                "kubeconfig".to_string(),
+                "permission_denied".to_string(),
+                10.0
+            ),
+        ]
+    );
+    // Read by root (the owner) again: OK, and the counter keeps its total without rising.
+    let run = cpkeep(&args(&l, &["--prometheus", &prom_s])).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let samples = parse_exposition(&std::fs::read_to_string(&prom).unwrap());
+    assert_eq!(counter(&samples).len(), 2);
+    assert!(samples
+        .iter()
+        .any(|s| s.name == "x509_read_errors" && s.value == 0.0));
+}
+
+#[tokio::test]
+async fn a_missing_kubelet_client_certificate_does_not_blind_the_check() {
+    // A copy of a real kubeadm node whose kubelet.conf refers to the kubelet's rotating
+    // certificate, as every kubeadm node's does since 1.17 — a file the copy does not have.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("etc/kubernetes");
+    copy_tree(&fixture_dir(), &root);
+    let pem = dir
+        .path()
+        .join("var/lib/kubelet/pki/kubelet-client-current.pem");
+    let conf = root.join("kubelet.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        match line.trim_start() {
+            l if l.starts_with("client-certificate-data:") => {
+                out.push(format!("    client-certificate: {}", pem.display()))
+            }
+            l if l.starts_with("client-key-data:") => {
+                out.push(format!("    client-key: {}", pem.display()))
+            }
+            _ => out.push(line.to_string()),
+        }
+    }
+    std::fs::write(&conf, out.join("\n") + "\n").unwrap();
+    let layout = PkiLayout::new(root.join("pki"), &root);
+    let prom = dir.path().join("certs.prom");
+    let prom_s = prom.display().to_string();
+    let (url, server) = webhook_server().await;
+    let run = cpkeep(&args(
+        &layout,
+        &["--prometheus", &prom_s, "--webhook", &url],
+    ))
+    .await;
+    // admin.conf and every other leaf have expired: CRITICAL, with the textfile and the webhook.
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    let kubelet = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("kubelet.conf "))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    let cells: Vec<&str> = kubelet
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(cells, ["kubelet.conf", "ca", "kubelet"], "{kubelet:?}");
+    assert!(run.stdout.contains(&format!(
+        "NOTES\n  {} refers to {}, which is not here: the kubelet rotates its own client certificate",
+        conf.display(),
+        pem.display()
+    )), "{}", run.stdout);
+    let samples = parse_exposition(&std::fs::read_to_string(&prom).unwrap());
+    let expired: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.name == "x509_cert_expired" && s.value == 1.0)
+        .collect();
+    assert_eq!(expired.len(), 10);
+    assert!(expired.iter().any(|s| s.labels["filename"] == "admin.conf"));
+    assert!(samples
+        .iter()
+        .any(|s| s.name == "x509_read_errors" && s.value == 0.0));
+    let bodies = server.await.unwrap();
+    assert_eq!(bodies.len(), 10);
+    assert!(bodies
+        .iter()
+        .any(|b| b["name"] == "admin.conf" && b["status"] == "EXPIRED"));
+    assert!(!bodies.iter().any(|b| b["name"] == "kubelet.conf"));
+    let run = cpkeep(&args(&layout, &["-o", "json"])).await;
+    let v = run.json();
+    let k = v["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "kubelet.conf")
+        .unwrap();
+    assert_eq!(k["status"], "MANAGED");
+    assert_eq!(k["severity"], "OK");
+    assert_eq!(k["path"], pem.display().to_string());
+}
+
+#[tokio::test]
+async fn etcd_over_plain_http_needs_no_etcd_certificates() {
+    let (dir, pki) = generate(TestPkiOptions::default());
+    let l = pki.layout.clone();
+    for base in [
+        "etcd/ca",
+        "etcd/server",
+        "etcd/peer",
+        "etcd/healthcheck-client",
+        "apiserver-etcd-client",
+    ] {
+        std::fs::remove_file(l.cert_path(base)).unwrap();
+        std::fs::remove_file(l.key_path(base)).unwrap();
+    }
+    // No manifest: the etcd certificates are expected, five missing files.
     let run = cpkeep(&args(&l, &[])).await;
-    assert_unknown_line(&run, &["cannot read ", "etcd/server.key: is a directory"]);
-    std::fs::remove_dir(l.key_path("etcd/server")).unwrap();
-    std::fs::write(l.key_path("etcd/server"), &good_key).unwrap();
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    // kubeadm's etcd manifest, switched to plain http (the way `etcd.local.extraArgs` and an
+    // external-less test cluster end up): nothing reads the etcd certificates.
+    let manifests = l.kubeconfig_dir.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let text = std::fs::read_to_string(fixture_dir().join("manifests/etcd.yaml")).unwrap();
+    let http: String = text
+        .lines()
+        .filter(|x| !x.contains("-file="))
+        .map(|x| x.replace("https://", "http://"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(manifests.join("etcd.yaml"), &http).unwrap();
+    let run = cpkeep(&args(&l, &[])).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("!MISSING! etcd-server"));
+    assert!(
+        run.stdout.contains("etcd serves plain http"),
+        "{}",
+        run.stdout
+    );
+    // kubeadm's own (https) manifest in another directory given by --manifests-dir: expected again.
+    let other = dir.path().join("other-manifests");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("etcd.yaml"), &text).unwrap();
+    let run = cpkeep(&args(&l, &["--manifests-dir", other.to_str().unwrap()])).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let warnings = run
+        .stdout
+        .lines()
+        .filter(|x| x.starts_with("  WARNING   ") && x.contains(" is missing ("))
+        .count();
+    assert_eq!(warnings, 5, "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn nothing_to_evaluate_gives_one_clear_line_and_exit_3() {
+    let (dir, pki) = generate(TestPkiOptions::default());
+    let l = pki.layout.clone();
+    let prom = dir.path().join("out.prom");
+    let prom_s = prom.display().to_string();
 
     // A cert-dir that does not exist.
     let missing = PkiLayout::new(dir.path().join("no-such-pki"), l.kubeconfig_dir.clone());
@@ -734,14 +1103,61 @@ async fn bad_inputs_give_one_clear_line_and_exit_3() {
     assert!(run.stdout.is_empty());
     assert!(!prom.exists());
 
+    // A kubeconfig-dir that does not exist, as the cert-dir.
+    let missing = PkiLayout::new(l.cert_dir.clone(), dir.path().join("no-such-etc"));
+    let run = cpkeep(&args(&missing, &["--prometheus", &prom_s])).await;
+    assert_unknown_line(
+        &run,
+        &[
+            "kubeconfig directory ",
+            "no-such-etc does not exist (set --kubeconfig-dir to where admin.conf is)",
+        ],
+    );
+    assert!(run.stdout.is_empty());
+    assert!(!prom.exists());
+
+    // A cert-dir that is a file: the cause once, in its short form.
+    let file = l.cert_path("ca");
+    let under_file = PkiLayout::new(file.join("pki"), l.kubeconfig_dir.clone());
+    let run = cpkeep(&args(&under_file, &[])).await;
+    let line = assert_unknown_line(&run, &["cannot read ", "ca.crt/pki: not a directory"]);
+    assert!(!line.contains("os error"), "{line}");
+
+    // Directories without one of kubeadm's files: nothing evaluated.
+    let empty = PkiLayout::new(dir.path().join("empty/pki"), dir.path().join("empty"));
+    std::fs::create_dir_all(&empty.cert_dir).unwrap();
+    let run = cpkeep(&args(&empty, &["--prometheus", &prom_s])).await;
+    assert_unknown_line(
+        &run,
+        &[
+            "cannot evaluate certificates: nothing could be evaluated",
+            "no textfile written",
+        ],
+    );
+    assert!(!prom.exists());
+
     // Bad flags.
     let run = cpkeep(&args(&l, &["--warn", "7d", "--critical", "30d"])).await;
     assert_unknown_line(&run, &["--critical 30days is longer than --warn 7days"]);
 
-    // Everything restored: OK again.
+    // The real tree: OK, and the textfile is written.
     let run = cpkeep(&args(&l, &["--prometheus", &prom_s])).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(prom.exists());
+}
+
+/// Copies a directory tree (files keep their bytes; modes are the copy's defaults).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let dest = to.join(e.file_name());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
 }
 
 #[tokio::test]

@@ -576,8 +576,9 @@ fn check_renewed(
                 std::str::from_utf8(&before[name].0).unwrap(),
                 &std::fs::read_to_string(&conf).unwrap(),
             );
+            // It holds its key (client-key-data): 0600 like a key, whatever it was.
             let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, before[name].1 & 0o777, "{name} keeps its mode");
+            assert_eq!(mode, 0o600, "{name} is 0600");
             (oc, nc, ok, nk)
         } else {
             let crt = PathBuf::from(r["certPath"].as_str().unwrap());
@@ -933,6 +934,12 @@ async fn dry_run_writes_nothing() {
     assert_eq!(files[1]["role"], "key");
     assert_eq!(files[1]["mode"], "0600");
     assert_eq!(files[2]["role"], "cert");
+    // The key form has one name, in JSON and in the table.
+    assert!(j["renew"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["keyFormat"] == "SEC1" && r["keyAlgorithm"] == "ECDSA-P256"));
     // The table says the same.
     let mut a = args(&["certs", "renew", "--dry-run"]);
     a.extend(set.dirs());
@@ -942,6 +949,15 @@ async fn dry_run_writes_nothing() {
         table.stdout.starts_with("Dry run: nothing was changed."),
         "{}",
         table.stdout
+    );
+    let apiserver = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("apiserver "))
+        .unwrap();
+    assert!(
+        apiserver.contains("   new ECDSA-P256 SEC1   "),
+        "{apiserver}"
     );
     assert!(table.stdout.contains("kubelet.conf: "), "{}", table.stdout);
     // No private key material in any output.
@@ -1669,4 +1685,273 @@ fn manifest_flags(text: &str) -> Vec<String> {
         .filter_map(|l| l.trim().strip_prefix("- --"))
         .map(|f| format!("--{f}"))
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Modes and owners
+// ---------------------------------------------------------------------------------------------
+
+/// Runs cpkeep under `umask` (through `sh`, so the process creates its files as it would from a
+/// shell or a cron job with that umask), with `env` and no CPKEEP_* variable from the test machine.
+async fn cpkeep_with_umask(umask: &str, a: &[String], env: &[(&str, &str)]) -> Run {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_cpkeep"))
+        .args(a);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CPKEEP_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: Duration::ZERO,
+    }
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[tokio::test]
+async fn renew_and_recover_keep_each_files_mode_and_owner_whatever_the_umask() {
+    use std::os::unix::fs::MetadataExt;
+    let set = Set::build(Alg::P256, Form::Traditional, |_| 100);
+    let api_crt = set.pki.join("apiserver.crt");
+    let api_key = set.pki.join("apiserver.key");
+    let etcd_crt = set.pki.join("etcd/server.crt");
+    let admin = set.root.join("admin.conf");
+    // A group-writable certificate (0664 is what umask 022 used to turn into 0644), a certificate
+    // only its group may read, a group-readable key, a world-readable kubeconfig holding its key.
+    for (p, mode) in [
+        (&api_crt, 0o664),
+        (&etcd_crt, 0o640),
+        (&api_key, 0o640),
+        (&admin, 0o644),
+    ] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // As root (CI), a group other than root's: the renewed file must keep it, or its readers lose it.
+    let root = std::fs::metadata(&set.root).unwrap().uid() == 0;
+    if root {
+        std::os::unix::fs::chown(&etcd_crt, None, Some(65534)).unwrap();
+    }
+    let before = set.snapshot();
+    let mut a = args(&["certs", "renew", "-o", "json"]);
+    a.extend(set.dirs());
+
+    // Killed after three replaced files (admin.conf, apiserver.key, apiserver.crt), under umask 077.
+    let run = cpkeep_with_umask("077", &a, &[("CPKEEP_TEST_CRASH_AFTER_WRITES", "3")]).await;
+    assert_ne!(run.code, 0, "{}", show(&run));
+    assert_eq!(
+        mode_of(&api_crt),
+        0o664,
+        "a replaced certificate keeps its mode"
+    );
+    assert_eq!(mode_of(&api_key), 0o600, "a key is 0600");
+    assert_eq!(
+        mode_of(&admin),
+        0o600,
+        "a kubeconfig holding client-key-data is 0600"
+    );
+    // --recover, under umask 077: the old content with the old mode (secrets never above 0600).
+    let mut r = args(&["certs", "renew", "--recover", "-o", "json"]);
+    r.extend(set.dirs());
+    let run = cpkeep_with_umask("077", &r, &[]).await;
+    assert_eq!(run.code, 0, "{}", show(&run));
+    assert_eq!(run.json()["restored"].as_array().unwrap().len(), 3);
+    let after = set.snapshot();
+    for (rel, (bytes, mode)) in &before {
+        let want = if rel == "admin.conf" || rel == "pki/apiserver.key" {
+            mode & 0o600
+        } else {
+            *mode
+        };
+        assert_eq!(&after[rel].0, bytes, "{rel} is back");
+        assert_eq!(
+            after[rel].1, want,
+            "{rel}: mode {:o}, want {want:o}",
+            after[rel].1
+        );
+    }
+
+    // A whole renewal under umask 022: every certificate keeps its mode exactly.
+    let run = cpkeep_with_umask("022", &a, &[]).await;
+    assert_eq!(run.code, 0, "{}", show(&run));
+    let after = set.snapshot();
+    for f in run.json()["filesWritten"].as_array().unwrap() {
+        let path = PathBuf::from(f.as_str().unwrap());
+        let rel = path.strip_prefix(&set.root).unwrap().display().to_string();
+        let secret = rel.ends_with(".key") || rel.ends_with(".conf");
+        let want = if secret { 0o600 } else { before[&rel].1 };
+        assert_eq!(after[&rel].1, want, "{rel}: mode {:o}", after[&rel].1);
+        assert_ne!(after[&rel].0, before[&rel].0, "{rel} was renewed");
+    }
+    assert_eq!(mode_of(&api_crt), 0o664);
+    assert_eq!(mode_of(&etcd_crt), 0o640);
+    if root {
+        assert_eq!(std::fs::metadata(&etcd_crt).unwrap().gid(), 65534);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One renewal at a time
+// ---------------------------------------------------------------------------------------------
+
+/// The cpkeep command with `a` and `env`, without CPKEEP_* variables from the test machine.
+fn cpkeep_command(a: &[String], env: &[(&str, String)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpkeep"));
+    cmd.args(a);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CPKEEP_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+fn run_of(out: std::process::Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: Duration::ZERO,
+    }
+}
+
+/// Every renewed pair on disk is consistent: `certs check` finds every renewable certificate OK —
+/// its key matching, chained to its CA — and every journal says done. (The sets have no service-account
+/// pair, so the verdict itself is a WARNING.)
+async fn assert_consistent(set: &Set) {
+    let mut c = args(&["certs", "check", "-o", "json"]);
+    c.extend(set.dirs());
+    let check = cpkeep(&c).await;
+    assert_eq!(check.code, 1, "{}", show(&check));
+    let v = check.json();
+    assert_eq!(
+        v["reasons"].as_array().unwrap().len(),
+        1,
+        "{}",
+        v["reasons"]
+    );
+    for c in v["certificates"].as_array().unwrap() {
+        if c["renewable"] == true {
+            assert_eq!(c["status"], "OK", "{c}");
+            assert_eq!(c["keyMatches"], true, "{c}");
+            assert_eq!(c["chainsToCA"], true, "{c}");
+        }
+    }
+    for d in std::fs::read_dir(set.backup_root()).unwrap().flatten() {
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join("cpkeep-renew.json")).unwrap())
+                .unwrap();
+        assert_eq!(j["state"], "done", "{}", d.path().display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_renewal_while_one_is_replacing_files_is_refused_and_changes_nothing() {
+    let set = Set::build(Alg::P256, Form::Traditional, |_| 100);
+    // Outside the tree: the snapshots below read every file in it, and a FIFO would block them.
+    let fifo_dir = tempfile::tempdir().unwrap();
+    let fifo = fifo_dir.path().join("pause.fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success(), "mkfifo");
+    let mut a = args(&["certs", "renew", "-o", "json"]);
+    a.extend(set.dirs());
+    // The first run stops after three replaced files (admin.conf, apiserver.key, apiserver.crt) —
+    // half of the apiserver pair would be new without the third — and waits on the FIFO.
+    let first = cpkeep_command(
+        &a,
+        &[(
+            "CPKEEP_TEST_PAUSE_AFTER_WRITES",
+            format!("3:{}", fifo.display()),
+        )],
+    )
+    .spawn()
+    .unwrap();
+    // Opening the FIFO for writing returns once the first run has opened it for reading: then it
+    // is paused, holding its lock. (A thread, not a blocking task: should the run never get there,
+    // the timeout fails the test without leaving the runtime waiting on the open.)
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::OpenOptions::new().write(true).open(path));
+    });
+    let mut writer = tokio::time::timeout(Duration::from_secs(60), rx)
+        .await
+        .expect("the first renewal never reached its pause")
+        .unwrap()
+        .unwrap();
+    let during = set.snapshot();
+    let backups = std::fs::read_dir(set.backup_root()).unwrap().count();
+    assert_eq!(backups, 1);
+    // A second renewal, its dry run and a recovery, now: each refused, one clear line, exit 2.
+    for extra in [&[][..], &["--dry-run"][..], &["--recover"][..]] {
+        let run = set.renew(extra).await;
+        assert_eq!(run.code, 2, "{extra:?}: {}", show(&run));
+        let line = run.assert_one_clear_line();
+        assert!(
+            line.contains("another `cpkeep certs renew` is running on")
+                && line.contains(&set.pki.display().to_string())
+                && line.contains("nothing was written"),
+            "{line}"
+        );
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+    }
+    // Nothing was touched by them: the files are as the first run left them, and no second backup.
+    assert_eq!(set.snapshot(), during);
+    assert_eq!(std::fs::read_dir(set.backup_root()).unwrap().count(), 1);
+    // Let the first run go on: it finishes, and every pair on disk is consistent.
+    use std::io::Write;
+    writer.write_all(b"x").unwrap();
+    drop(writer);
+    let first = tokio::time::timeout(Duration::from_secs(120), first.wait_with_output())
+        .await
+        .expect("the first renewal did not finish once let go")
+        .unwrap();
+    let first = run_of(first);
+    assert_eq!(first.code, 0, "{}", show(&first));
+    assert_eq!(first.json()["renewed"].as_array().unwrap().len(), 11);
+    assert_consistent(&set).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_renewals_started_at_once_never_both_replace_the_files() {
+    let set = Set::build(Alg::Rsa2048, Form::Traditional, |_| 100);
+    let mut a = args(&["certs", "renew", "-o", "json"]);
+    a.extend(set.dirs());
+    for round in 0..3 {
+        let (x, y) = tokio::join!(
+            cpkeep_command(&a, &[]).output(),
+            cpkeep_command(&a, &[]).output()
+        );
+        let runs = [run_of(x.unwrap()), run_of(y.unwrap())];
+        let renewed = runs.iter().filter(|r| r.code == 0).count();
+        // Either they overlapped and one was refused, or one ran after the other: never both at once.
+        assert!(renewed >= 1, "round {round}: {}", show(&runs[0]));
+        for r in runs.iter().filter(|r| r.code != 0) {
+            assert_eq!(r.code, 2, "round {round}: {}", show(r));
+            assert!(
+                r.assert_one_clear_line()
+                    .contains("another `cpkeep certs renew` is running on"),
+                "{}",
+                r.stderr
+            );
+        }
+        assert_consistent(&set).await;
+    }
 }

@@ -9,7 +9,7 @@ use chrono::TimeZone;
 use time::{Duration as TDuration, OffsetDateTime};
 
 use super::*;
-use crate::certs::inventory::CaId;
+use crate::certs::inventory::{CaId, ProblemReason};
 use crate::certs::testpki::{TestKeyAlgorithm, TestKeyEncoding, TestPki, TestPkiOptions};
 use crate::certs::{prometheus, webhook};
 
@@ -311,15 +311,65 @@ fn kubelet_conf_file_reference() {
         k.subject.as_deref(),
         Some("O=system:nodes, CN=system:node:master1")
     );
-    // The referenced file gone: one clear line naming both files, UNKNOWN.
+    // The referenced file gone (a copy of /etc/kubernetes, a pod): the kubelet's business, no
+    // finding, and the verdict is the other rows'.
     std::fs::remove_file(&pem).unwrap();
     let r = run(&pki.layout);
-    assert_eq!(r.verdict, Verdict::Unknown);
-    assert_eq!(row(&r, "kubelet.conf").status, CertState::Error);
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.reasons);
+    let k = row(&r, "kubelet.conf");
+    assert_eq!(k.status, CertState::Managed);
+    assert_eq!(k.severity, Verdict::Ok);
+    assert!(k.problems.is_empty());
     assert!(
-        r.unknown_reasons()[0].ends_with(&format!(
-            "refers to {}, which does not exist",
+        r.notes.iter().any(|n| n.contains(&format!(
+            "refers to {}, which is not here: the kubelet rotates",
             pem.display()
+        ))),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(r.problem_total(), 0);
+    // With an expired admin.conf beside it, the verdict is CRITICAL, not UNKNOWN.
+    let now = OffsetDateTime::now_utc();
+    pki.reissue(
+        "admin.conf",
+        now - TDuration::days(400),
+        now - TDuration::days(1),
+    )
+    .unwrap();
+    let r = run(&pki.layout);
+    assert_eq!(r.verdict, Verdict::Critical, "{:?}", r.reasons);
+    assert_eq!(r.findings.len(), 1, "{:?}", r.reasons);
+    assert!(r.reasons[0].starts_with("admin.conf expired on "));
+}
+
+#[test]
+fn a_missing_referenced_file_of_another_kubeconfig_is_a_warning() {
+    let (_d, pki) = gen(TestPkiOptions::default());
+    let conf = pki.layout.kubeconfig_path("scheduler.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let gone = pki.layout.cert_dir.join("scheduler-client.pem");
+    let edited: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("client-certificate-data:") {
+                format!("    client-certificate: {}", gone.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&conf, edited + "\n").unwrap();
+    let r = run(&pki.layout);
+    assert_eq!(r.verdict, Verdict::Warning, "{:?}", r.reasons);
+    let s = row(&r, "scheduler.conf");
+    assert_eq!(s.status, CertState::Unreadable);
+    assert_eq!(s.problems, [ProblemReason::NotFound]);
+    assert!(
+        r.reasons[0].ends_with(&format!(
+            "refers to {}, which does not exist (not checked)",
+            gone.display()
         )),
         "{:?}",
         r.reasons
@@ -393,7 +443,7 @@ fn leaf_signed_by_another_ca_is_critical() {
 }
 
 #[test]
-fn bad_inputs_are_one_line_each_and_unknown() {
+fn broken_files_are_critical_unreadable_ones_a_warning_one_line_each() {
     let (_d, pki) = gen(TestPkiOptions::default());
     let l = &pki.layout;
     std::fs::write(
@@ -412,34 +462,156 @@ fn bad_inputs_are_one_line_each_and_unknown() {
     std::fs::create_dir(l.cert_path("front-proxy-client")).unwrap();
     std::fs::write(l.sa_pub_path(), "nope").unwrap();
     let r = run(l);
-    assert_eq!(r.verdict, Verdict::Unknown);
-    let unknown = r.unknown_reasons();
-    assert_eq!(unknown.len(), 5, "{unknown:?}");
+    assert_eq!(r.verdict, Verdict::Critical, "{:?}", r.reasons);
+    assert!(r.unknown_reasons().is_empty());
     let line = |p: PathBuf| {
         let p = p.display().to_string();
-        unknown
+        r.findings
             .iter()
-            .find(|u| u.contains(&p))
-            .unwrap_or_else(|| panic!("no line for {p} in {unknown:?}"))
-            .to_string()
+            .find(|f| f.message.contains(&p))
+            .unwrap_or_else(|| panic!("no line for {p} in {:?}", r.reasons))
+            .clone()
     };
-    assert!(line(l.cert_path("apiserver"))
+    let f = line(l.cert_path("apiserver"));
+    assert_eq!(f.severity, Verdict::Critical);
+    assert!(f
+        .message
         .ends_with("apiserver.crt: malformed PEM: bad base64 in a PEM block"));
-    assert!(line(l.key_path("etcd/peer")).ends_with("peer.key: no PEM private key block found"));
-    assert!(line(l.kubeconfig_path("scheduler.conf"))
+    let f = line(l.key_path("etcd/peer"));
+    assert_eq!(f.severity, Verdict::Critical);
+    assert!(f
+        .message
+        .ends_with("peer.key: no PEM private key block found"));
+    let f = line(l.kubeconfig_path("scheduler.conf"));
+    assert_eq!(f.severity, Verdict::Critical);
+    assert!(f
+        .message
         .contains("scheduler.conf: not a kubeconfig: not YAML"));
-    assert!(line(l.cert_path("front-proxy-client")).starts_with("cannot read "));
-    assert!(
-        line(l.cert_path("front-proxy-client")).ends_with("front-proxy-client.crt: is a directory")
-    );
-    assert!(line(l.sa_pub_path()).ends_with("sa.pub: no PEM PUBLIC KEY block found"));
-    for u in &unknown {
-        assert!(!u.contains('\n'), "{u}");
+    let f = line(l.cert_path("front-proxy-client"));
+    assert_eq!(f.severity, Verdict::Warning);
+    assert!(f.message.starts_with("cannot read "), "{}", f.message);
+    assert!(f
+        .message
+        .ends_with("front-proxy-client.crt: is a directory (not checked)"));
+    let f = line(l.sa_pub_path());
+    assert_eq!(f.severity, Verdict::Critical);
+    assert!(f.message.ends_with("sa.pub: no PEM PUBLIC KEY block found"));
+    assert_eq!(r.findings.len(), 5, "{:?}", r.reasons);
+    for f in &r.findings {
+        assert!(!f.message.contains('\n'), "{}", f.message);
     }
     assert_eq!(row(&r, "apiserver").status, CertState::Error);
-    // The peer certificate was read; only its key is bad.
+    assert_eq!(row(&r, "front-proxy-client").status, CertState::Unreadable);
+    // The peer certificate was read; only its key is broken.
     assert_eq!(row(&r, "etcd-peer").status, CertState::Error);
     assert!(row(&r, "etcd-peer").expiration_date.is_some());
+    // Every other row was judged as usual.
+    assert_eq!(row(&r, "etcd-server").status, CertState::Ok);
+    // The counts the textfile gets.
+    let counts: Vec<(SourceKind, ProblemReason, usize)> = r
+        .problems
+        .iter()
+        .map(|p| (p.source_kind, p.reason, p.count))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            (SourceKind::File, ProblemReason::ReadFailed, 1),
+            (SourceKind::File, ProblemReason::BadPem, 3),
+            (SourceKind::Kubeconfig, ProblemReason::BadKubeconfig, 1),
+        ]
+    );
+    let text = prometheus::render(&r);
+    assert!(text.contains("\nx509_read_errors 5\n"), "{text}");
+    assert!(text.contains("x509_source_errors_total{reason=\"bad_pem\",source_kind=\"file\",source_name=\"cpkeep-certs-check\"} 3\n"), "{text}");
+    // Certificate files that could not be read or parsed (not etcd-peer: its key is the problem).
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("x509_cert_error{"))
+        .collect();
+    assert_eq!(errors.len(), 3, "{text}");
+    // The counter continues from the file it replaces.
+    let again = prometheus::render_after(&r, &prometheus::previous_source_errors(&text));
+    assert!(
+        again.contains("source_kind=\"kubeconfig\",source_name=\"cpkeep-certs-check\"} 2\n"),
+        "{again}"
+    );
+    assert!(again.contains("\nx509_read_errors 5\n"), "{again}");
+}
+
+#[test]
+fn nothing_to_read_is_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("pki")).unwrap();
+    let layout = PkiLayout::new(dir.path().join("pki"), dir.path().to_path_buf());
+    let r = run(&layout);
+    assert_eq!(r.verdict, Verdict::Unknown);
+    assert_eq!(r.unknown_reasons().len(), 1);
+    assert!(
+        r.unknown_reasons()[0]
+            .starts_with("nothing could be evaluated: none of kubeadm's files under "),
+        "{:?}",
+        r.reasons
+    );
+}
+
+#[test]
+fn etcd_over_plain_http_needs_no_etcd_certificates() {
+    let (_d, pki) = gen(TestPkiOptions::default());
+    let l = &pki.layout;
+    for base in [
+        "etcd/ca",
+        "etcd/server",
+        "etcd/peer",
+        "etcd/healthcheck-client",
+        "apiserver-etcd-client",
+    ] {
+        std::fs::remove_file(l.cert_path(base)).unwrap();
+        std::fs::remove_file(l.key_path(base)).unwrap();
+    }
+    // Without a manifest saying otherwise, they are expected: five warnings.
+    let r = run(l);
+    assert_eq!(r.verdict, Verdict::Warning);
+    assert_eq!(r.findings.len(), 5, "{:?}", r.reasons);
+    let manifests = l.kubeconfig_dir.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let manifest = |client: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - command:\n    - etcd\n    - --name=master1\n    - --data-dir=/var/lib/etcd\n    - --advertise-client-urls={client}://10.0.0.10:2379\n    - --initial-advertise-peer-urls=http://10.0.0.10:2380\n    - --listen-client-urls={client}://127.0.0.1:2379,{client}://10.0.0.10:2379\n    - --listen-peer-urls=http://10.0.0.10:2380\n{extra}    name: etcd\n"
+        )
+    };
+    std::fs::write(manifests.join("etcd.yaml"), manifest("http", "")).unwrap();
+    let r = run(l);
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.reasons);
+    assert!(matches!(r.etcd_tls, EtcdTls::PlainHttp { .. }));
+    assert_eq!(r.notes.len(), 5, "{:?}", r.notes);
+    assert!(r.notes.iter().all(|n| n.contains("etcd serves plain http")));
+    assert_eq!(row(&r, "etcd-ca").status, CertState::Missing);
+    assert_eq!(row(&r, "etcd-ca").severity, Verdict::Ok);
+    // https clients, or certificate flags: the certificates are expected again.
+    std::fs::write(manifests.join("etcd.yaml"), manifest("https", "")).unwrap();
+    assert_eq!(run(l).verdict, Verdict::Warning);
+    std::fs::write(
+        manifests.join("etcd.yaml"),
+        manifest(
+            "http",
+            "    - --peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt\n",
+        ),
+    )
+    .unwrap();
+    assert_eq!(run(l).verdict, Verdict::Warning);
+}
+
+#[test]
+fn a_missing_kubeconfig_dir_is_an_error() {
+    let (d, pki) = gen(TestPkiOptions::default());
+    let layout = PkiLayout::new(&pki.layout.cert_dir, d.path().join("nope"));
+    let e = check(&CheckOptions::new(layout)).unwrap_err().to_string();
+    assert!(
+        e.starts_with("kubeconfig directory ")
+            && e.ends_with("nope does not exist (set --kubeconfig-dir to where admin.conf is)"),
+        "{e}"
+    );
 }
 
 #[test]
