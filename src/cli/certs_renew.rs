@@ -29,9 +29,11 @@ use crate::certs::renew::{
 use crate::certs::restart::{ProbeOrigin, RestartOptions, DEFAULT_MANIFESTS_DIR};
 use crate::units::counted;
 
-/// The variable of the crash test hook.
+/// The variable of the crash test hook (read only in test-support builds).
+#[cfg(any(test, feature = "test-support"))]
 const CRASH_HOOK_ENV: &str = "CPKEEP_TEST_CRASH_AFTER_WRITES";
-/// The variable of the pause test hook.
+/// The variable of the pause test hook (read only in test-support builds).
+#[cfg(any(test, feature = "test-support"))]
 const PAUSE_HOOK_ENV: &str = "CPKEEP_TEST_PAUSE_AFTER_WRITES";
 
 #[derive(Debug, Args)]
@@ -167,7 +169,14 @@ async fn run_recover(args: &RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// The test hook the environment asks for, if any.
+/// No test hook in a release build: the environment is not even read.
+#[cfg(not(any(test, feature = "test-support")))]
+fn test_hook() -> Option<TestHook> {
+    None
+}
+
+/// The test hook the environment asks for, if any (test-support builds only).
+#[cfg(any(test, feature = "test-support"))]
 fn test_hook() -> Option<TestHook> {
     if let Some(n) = std::env::var(CRASH_HOOK_ENV)
         .ok()
