@@ -1,4 +1,10 @@
-//! Sizes as operators write and read them: `2GiB` in, `1.9 GiB` out.
+//! Sizes as operators write and read them: `2GiB` in, `1.9 GiB` out; counts of things as they read
+//! them: `1 file`, `2 files`.
+
+/// `n` and the noun in the number it takes: `1 file`, `0 files`, `2 files`.
+pub fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
 
 /// Bytes in binary units with one decimal, as operators read db sizes.
 pub fn human_bytes(n: u64) -> String {
@@ -47,6 +53,13 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(super::counted(1, "problem", "problems"), "1 problem");
+        assert_eq!(super::counted(0, "file", "files"), "0 files");
+        assert_eq!(super::counted(2, "file", "files"), "2 files");
+    }
+
     use super::{human_bytes, parse_bytes};
 
     #[test]

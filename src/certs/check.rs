@@ -33,6 +33,7 @@ use super::inventory::{
 use super::pem::CertInfo;
 use super::verify::{key_matches, key_matches_public, verify_signed_by};
 use crate::etcd::{Finding, Verdict};
+use crate::units::counted;
 
 /// kubeadm's output API group/version for `check-expiration -o json`.
 pub const API_VERSION: &str = "output.kubeadm.k8s.io/v1alpha3";
@@ -253,7 +254,7 @@ pub struct ProblemCount {
     /// x509-certificate-exporter's `source_kind`.
     pub source_kind: SourceKind,
     pub reason: ProblemReason,
-    pub count: u64,
+    pub count: usize,
 }
 
 /// x509-certificate-exporter's `source_kind` of a file.
@@ -291,7 +292,7 @@ impl CheckReport {
     }
 
     /// How many files could not be read or used.
-    pub fn problem_total(&self) -> u64 {
+    pub fn problem_total(&self) -> usize {
         self.problems.iter().map(|p| p.count).sum()
     }
 }
@@ -421,9 +422,9 @@ pub fn evaluate(inv: &Inventory, etcd: &EtcdTls, opts: &CheckOptions) -> CheckRe
                 "nothing could be evaluated: none of kubeadm's files under {} and {} could be read ({})",
                 inv.layout.cert_dir.display(),
                 inv.layout.kubeconfig_dir.display(),
-                match problems.iter().map(|p| p.count).sum::<u64>() {
+                match problems.iter().map(|p| p.count).sum::<usize>() {
                     0 => "every one is missing".to_string(),
-                    n => format!("{} unreadable, the others missing", count_of(n, "is", "are")),
+                    n => format!("{} unreadable, the others missing", counted(n, "is", "are")),
                 }
             ),
         });
@@ -452,11 +453,6 @@ pub fn evaluate(inv: &Inventory, etcd: &EtcdTls, opts: &CheckOptions) -> CheckRe
         warn_seconds: opts.warn.num_seconds(),
         critical_seconds: opts.critical.num_seconds(),
     }
-}
-
-/// `n` followed by a verb agreeing with it: `1 is`, `2 are`.
-fn count_of(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Whether any file was read: a certificate, a key, a kubeconfig, the service-account pair.

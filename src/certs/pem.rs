@@ -36,15 +36,29 @@ pub enum PemError {
     PublicKey,
 }
 
-/// The form a private key was stored in.
+/// The form a private key was stored in. JSON and tables name it alike: `PKCS#1`, `SEC1`, `PKCS#8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum KeyFormat {
     /// `RSA PRIVATE KEY` (what kubeadm writes for RSA keys).
+    #[serde(rename = "PKCS#1")]
     Pkcs1,
     /// `EC PRIVATE KEY` (what kubeadm writes for ECDSA keys).
+    #[serde(rename = "SEC1")]
     Sec1,
     /// `PRIVATE KEY`.
+    #[serde(rename = "PKCS#8")]
     Pkcs8,
+}
+
+impl KeyFormat {
+    /// The name of the form, as the JSON reports spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyFormat::Pkcs1 => "PKCS#1",
+            KeyFormat::Sec1 => "SEC1",
+            KeyFormat::Pkcs8 => "PKCS#8",
+        }
+    }
 }
 
 /// The public facts of one X.509 certificate, owned and serialisable. Holds no secret.

@@ -108,7 +108,7 @@ pub fn render_after(report: &CheckReport, previous: &SourceErrors) -> String {
                 p.source_kind.as_str().to_string(),
                 p.reason.as_str().to_string(),
             ))
-            .or_default() += p.count;
+            .or_default() += p.count as u64;
     }
     if !totals.is_empty() {
         let _ = writeln!(

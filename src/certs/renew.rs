@@ -53,6 +53,7 @@ use super::pem::{parse_certificate_pem, parse_private_key_pem, CertInfo, KeyForm
 use super::restart::{self, Component, RestartError, RestartOptions, RestartStep, Restarted};
 use super::verify::{key_matches, verify_signed_by};
 use crate::fsx::{self, create_dir_all_mode, replace_atomic, write_atomic, MODE_SECRET};
+use crate::units::counted;
 
 /// The backups' directory, beside the cert-dir.
 pub const BACKUP_DIR_NAME: &str = "pki-backup";
@@ -1223,8 +1224,8 @@ fn roll_back(
         };
         let _ = write_journal(&plan.backup_dir, &rolled);
         format!(
-            "every replaced file was put back ({} files); the backup is in {}",
-            written.len(),
+            "every replaced file was put back ({}); the backup is in {}",
+            counted(written.len(), "file", "files"),
             plan.backup_dir.display()
         )
     } else {
@@ -1335,7 +1336,8 @@ fn interrupted(root: &Path) -> Result<Option<Interrupted>, RenewError> {
     Ok(None)
 }
 
-/// Where each file of an interrupted renewal stands.
+/// Where each file of an interrupted renewal stands (`old`, `new`, `changed`, `missing` in JSON and
+/// tables alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum FileState {
@@ -1346,6 +1348,17 @@ pub enum FileState {
     /// Neither: changed by something else since.
     Changed,
     Missing,
+}
+
+impl FileState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Old => "old",
+            FileState::New => "new",
+            FileState::Changed => "changed",
+            FileState::Missing => "missing",
+        }
+    }
 }
 
 fn file_state(f: &JournalFile) -> FileState {
@@ -1376,10 +1389,10 @@ fn describe_interrupted(i: &Interrupted) -> String {
     };
     let new = list(FileState::New);
     let mut parts = vec![format!(
-        "an interrupted renewal (journal {}) replaced {} of {} files",
+        "an interrupted renewal (journal {}) replaced {} of {}",
         i.dir.join(JOURNAL_FILE).display(),
         new.len(),
-        states.len()
+        counted(states.len(), "file", "files")
     )];
     if !new.is_empty() {
         parts.push(format!("new: {}", new.join(", ")));

@@ -122,7 +122,10 @@ async fn run_check(args: &CheckArgs, out: &Renderer) -> anyhow::Result<Exit> {
         let alerts = webhook::alerts(&report, &webhook::hostname());
         let sent = webhook::post_alerts(url, &alerts, args.webhook_timeout).await?;
         if sent > 0 {
-            tracing::info!("posted {sent} certificate alert(s) to the webhook");
+            tracing::info!(
+                "posted {} to the webhook",
+                crate::units::counted(sent, "certificate alert", "certificate alerts")
+            );
         }
     }
     Ok(report.verdict.into())

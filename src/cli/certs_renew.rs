@@ -25,6 +25,7 @@ use crate::certs::renew::{
     RenewOptions, RenewPlan, RenewReport, Selected, TestHook,
 };
 use crate::certs::restart::{ProbeOrigin, RestartOptions, DEFAULT_MANIFESTS_DIR};
+use crate::units::counted;
 
 /// The variable of the crash test hook.
 const CRASH_HOOK_ENV: &str = "CPKEEP_TEST_CRASH_AFTER_WRITES";
@@ -203,19 +204,11 @@ fn date(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn form(f: KeyFormat) -> &'static str {
-    match f {
-        KeyFormat::Pkcs1 => "PKCS#1",
-        KeyFormat::Sec1 => "SEC1",
-        KeyFormat::Pkcs8 => "PKCS#8",
-    }
-}
-
 fn key_cell(algorithm: &str, format: KeyFormat, new_key: bool) -> String {
     format!(
         "{} {algorithm} {}",
         if new_key { "new" } else { "kept" },
-        form(format)
+        format.as_str()
     )
 }
 
@@ -372,7 +365,7 @@ impl Render for RecoverDryRun<'_> {
         for f in &self.plan.files {
             t.row([
                 f.path.display().to_string(),
-                format!("{:?}", f.state).to_lowercase(),
+                f.state.as_str().to_string(),
                 if f.restore { "put back" } else { "keep" }.to_string(),
             ]);
         }
@@ -384,10 +377,13 @@ impl Render for RecoverDryRun<'_> {
 impl Render for RecoverReport {
     fn table(&self) -> String {
         let mut out = format!(
-            "Put back {} file(s) from {}; {} were still old.\n",
-            self.restored.len(),
+            "Put back {} from {}; {} still old.\n",
+            counted(self.restored.len(), "file", "files"),
             self.backup_dir.display(),
-            self.already_old.len()
+            match self.already_old.len() {
+                1 => "1 was".to_string(),
+                n => format!("{n} were"),
+            }
         );
         for p in &self.restored {
             out.push_str(&format!("  {}\n", p.display()));
@@ -399,5 +395,30 @@ impl Render for RecoverReport {
 impl Render for NothingToRecover {
     fn table(&self) -> String {
         format!("Nothing to recover: {}.\n", self.reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn recover_report_counts_agree_with_their_nouns() {
+        let report = |restored: usize, old: usize| RecoverReport {
+            backup_dir: PathBuf::from("/b"),
+            restored: vec![PathBuf::from("/k/a.crt"); restored],
+            already_old: vec![PathBuf::from("/k/b.crt"); old],
+        };
+        let first = |r: RecoverReport| r.table().lines().next().unwrap_or_default().to_string();
+        assert_eq!(
+            first(report(1, 1)),
+            "Put back 1 file from /b; 1 was still old."
+        );
+        assert_eq!(
+            first(report(2, 0)),
+            "Put back 2 files from /b; 0 were still old."
+        );
     }
 }

@@ -30,6 +30,7 @@ use crate::snapshot::{
     Encoding, NoProgress, VerifyReport,
 };
 use crate::store::FileStore;
+use crate::units::counted;
 use etcd_client::GetOptions;
 
 /// Written after the backup: the restore must not bring it back.
@@ -217,13 +218,17 @@ impl Render for DemoReport {
             s.push_str(&t.render());
         }
         s.push_str(&format!(
-            "{} other certificate(s) not renewed (not expiring within {RENEW_WITHIN_DAYS}d or not cpkeep's to renew)\n",
-            c.renew.skipped.len()
+            "{} not renewed (not expiring within {RENEW_WITHIN_DAYS}d or not cpkeep's to renew)\n",
+            counted(
+                c.renew.skipped.len(),
+                "other certificate",
+                "other certificates"
+            )
         ));
         match &c.renew.backup_dir {
             Some(dir) => s.push_str(&format!(
-                "{} old file(s) backed up in {}\n",
-                c.backed_up_files,
+                "{} backed up in {}\n",
+                counted(c.backed_up_files, "old file", "old files"),
                 dir.display()
             )),
             None => s.push_str("NO BACKUP DIRECTORY\n"),
@@ -274,8 +279,9 @@ fn etcd_cert_rows(r: &CheckReport) -> String {
         })
         .collect();
     s.push_str(&format!(
-        "{others} other certificate(s), {} CA(s), the service-account key pair: {}\n",
-        r.certificate_authorities.len(),
+        "{}, {}, the service-account key pair: {}\n",
+        counted(others, "other certificate", "other certificates"),
+        counted(r.certificate_authorities.len(), "CA", "CAs"),
         if elsewhere.is_empty() {
             "OK".to_string()
         } else {

@@ -934,6 +934,12 @@ async fn dry_run_writes_nothing() {
     assert_eq!(files[1]["role"], "key");
     assert_eq!(files[1]["mode"], "0600");
     assert_eq!(files[2]["role"], "cert");
+    // The key form has one name, in JSON and in the table.
+    assert!(j["renew"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["keyFormat"] == "SEC1" && r["keyAlgorithm"] == "ECDSA-P256"));
     // The table says the same.
     let mut a = args(&["certs", "renew", "--dry-run"]);
     a.extend(set.dirs());
@@ -943,6 +949,15 @@ async fn dry_run_writes_nothing() {
         table.stdout.starts_with("Dry run: nothing was changed."),
         "{}",
         table.stdout
+    );
+    let apiserver = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("apiserver "))
+        .unwrap();
+    assert!(
+        apiserver.contains("   new ECDSA-P256 SEC1   "),
+        "{apiserver}"
     );
     assert!(table.stdout.contains("kubelet.conf: "), "{}", table.stdout);
     // No private key material in any output.

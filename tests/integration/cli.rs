@@ -145,7 +145,7 @@ async fn demo_runs_start_to_finish() {
         "{renew}"
     );
     assert!(
-        renew.contains("6 old file(s) backed up in ")
+        renew.contains("6 old files backed up in ")
             && renew.contains("/node/etc/kubernetes/pki-backup/"),
         "{renew}"
     );

@@ -508,7 +508,7 @@ fn broken_files_are_critical_unreadable_ones_a_warning_one_line_each() {
     // Every other row was judged as usual.
     assert_eq!(row(&r, "etcd-server").status, CertState::Ok);
     // The counts the textfile gets.
-    let counts: Vec<(SourceKind, ProblemReason, u64)> = r
+    let counts: Vec<(SourceKind, ProblemReason, usize)> = r
         .problems
         .iter()
         .map(|p| (p.source_kind, p.reason, p.count))
