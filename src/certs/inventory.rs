@@ -472,8 +472,8 @@ impl Inventory {
 /// when the cert-dir or the kubeconfig-dir does not exist or is not a directory: then nothing can be
 /// evaluated, while any single file that cannot be used is recorded in its entry.
 pub fn discover(layout: &PkiLayout) -> Result<Inventory, CertsError> {
-    must_be_dir(&layout.cert_dir, DirRole::CertDir)?;
-    must_be_dir(&layout.kubeconfig_dir, DirRole::KubeconfigDir)?;
+    require_dir(&layout.cert_dir, DirRole::CertDir)?;
+    require_dir(&layout.kubeconfig_dir, DirRole::KubeconfigDir)?;
     let cas = CaId::ALL
         .iter()
         .map(|&id| {
@@ -506,7 +506,7 @@ pub fn discover(layout: &PkiLayout) -> Result<Inventory, CertsError> {
     })
 }
 
-/// Which of the two directories a [`must_be_dir`] failure is about.
+/// Which of the two directories a [`require_dir`] failure is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DirRole {
     /// `--cert-dir`.
@@ -515,8 +515,8 @@ pub enum DirRole {
     KubeconfigDir,
 }
 
-/// Ok when `dir` is a directory; the error names the flag otherwise.
-fn must_be_dir(dir: &Path, role: DirRole) -> Result<(), CertsError> {
+/// Ok when `dir` is a directory; the error names the flag otherwise (nothing can be evaluated).
+pub fn require_dir(dir: &Path, role: DirRole) -> Result<(), CertsError> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(CertsError::NotADirectory {

@@ -7,7 +7,9 @@
 //! (unknown names, unusable files: one line each, nothing written).
 //!
 //! `CPKEEP_TEST_CRASH_AFTER_WRITES=N` (tests only) aborts the process after N replaced files, to
-//! check that a killed run leaves every file old or new and the backup complete.
+//! check that a killed run leaves every file old or new and the backup complete;
+//! `CPKEEP_TEST_PAUSE_AFTER_WRITES=N:FIFO` holds the run there, lock held, until FIFO gets a byte, to
+//! check that a second run at that moment is refused.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,19 +18,21 @@ use clap::Args;
 use serde::Serialize;
 
 use super::certs::PkiArgs;
-use super::exit::{Exit, ExitError};
+use super::exit::{certs_class_code, Exit, ExitError};
 use super::output::{Render, Renderer};
 use super::table::Table;
 use crate::certs::pem::KeyFormat;
 use crate::certs::renew::{
-    self, ApplyOptions, ErrorClass, NotRenewed, RecoverPlan, RecoverReport, RenewError,
-    RenewOptions, RenewPlan, RenewReport, Selected, TestHook,
+    self, ApplyOptions, NotRenewed, RecoverPlan, RecoverReport, RenewError, RenewOptions,
+    RenewPlan, RenewReport, Selected, TestHook,
 };
 use crate::certs::restart::{ProbeOrigin, RestartOptions, DEFAULT_MANIFESTS_DIR};
 use crate::units::counted;
 
 /// The variable of the crash test hook.
 const CRASH_HOOK_ENV: &str = "CPKEEP_TEST_CRASH_AFTER_WRITES";
+/// The variable of the pause test hook.
+const PAUSE_HOOK_ENV: &str = "CPKEEP_TEST_PAUSE_AFTER_WRITES";
 
 #[derive(Debug, Args)]
 pub struct RenewArgs {
@@ -121,10 +125,7 @@ pub async fn run(args: RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
         })?;
         return Ok(refused);
     }
-    let hook = std::env::var(CRASH_HOOK_ENV)
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .map(TestHook::AbortAfterWrites);
+    let hook = test_hook();
     let report = renew::apply(&plan, &ApplyOptions { hook })
         .await
         .map_err(failure)?;
@@ -158,13 +159,25 @@ fn run_recover(args: &RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The test hook the environment asks for, if any.
+fn test_hook() -> Option<TestHook> {
+    if let Some(n) = std::env::var(CRASH_HOOK_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        return Some(TestHook::AbortAfterWrites(n));
+    }
+    let v = std::env::var(PAUSE_HOOK_ENV).ok()?;
+    let (n, fifo) = v.split_once(':')?;
+    Some(TestHook::PauseAfterWrites(
+        n.parse().ok()?,
+        PathBuf::from(fifo),
+    ))
+}
+
 /// The error's exit code, and one `cpkeep:` line per unusable file (the last one printed by main).
 fn failure(e: RenewError) -> anyhow::Error {
-    let code = match e.class() {
-        ErrorClass::Failed => Exit::Warning,
-        ErrorClass::Refused => Exit::Critical,
-        ErrorClass::BadInput => Exit::Unknown,
-    };
+    let code = certs_class_code(e.class());
     let mut lines = e.lines();
     let last = lines.pop().unwrap_or_default();
     for l in lines {

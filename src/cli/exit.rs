@@ -67,6 +67,17 @@ pub fn class_code(class: crate::snapshot::FailureClass) -> Exit {
     }
 }
 
+/// The exit code of a certificate command's failure class: 1 failed, 2 refused (an external CA, an
+/// interrupted or concurrent renewal), 3 bad input.
+pub fn certs_class_code(class: crate::certs::error::ErrorClass) -> Exit {
+    use crate::certs::error::ErrorClass;
+    match class {
+        ErrorClass::Failed => Exit::Warning,
+        ErrorClass::Refused => Exit::Critical,
+        ErrorClass::BadInput => Exit::Unknown,
+    }
+}
+
 /// Maps a snapshot failure to its exit code ([`class_code`]).
 pub fn snapshot_failure(e: crate::snapshot::SnapshotError) -> anyhow::Error {
     ExitError {

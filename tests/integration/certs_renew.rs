@@ -1800,3 +1800,158 @@ async fn renew_and_recover_keep_each_files_mode_and_owner_whatever_the_umask() {
         assert_eq!(std::fs::metadata(&etcd_crt).unwrap().gid(), 65534);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// One renewal at a time
+// ---------------------------------------------------------------------------------------------
+
+/// The cpkeep command with `a` and `env`, without CPKEEP_* variables from the test machine.
+fn cpkeep_command(a: &[String], env: &[(&str, String)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpkeep"));
+    cmd.args(a);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CPKEEP_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+fn run_of(out: std::process::Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: Duration::ZERO,
+    }
+}
+
+/// Every renewed pair on disk is consistent: `certs check` finds every renewable certificate OK —
+/// its key matching, chained to its CA — and every journal says done. (The sets have no service-account
+/// pair, so the verdict itself is a WARNING.)
+async fn assert_consistent(set: &Set) {
+    let mut c = args(&["certs", "check", "-o", "json"]);
+    c.extend(set.dirs());
+    let check = cpkeep(&c).await;
+    assert_eq!(check.code, 1, "{}", show(&check));
+    let v = check.json();
+    assert_eq!(
+        v["reasons"].as_array().unwrap().len(),
+        1,
+        "{}",
+        v["reasons"]
+    );
+    for c in v["certificates"].as_array().unwrap() {
+        if c["renewable"] == true {
+            assert_eq!(c["status"], "OK", "{c}");
+            assert_eq!(c["keyMatches"], true, "{c}");
+            assert_eq!(c["chainsToCA"], true, "{c}");
+        }
+    }
+    for d in std::fs::read_dir(set.backup_root()).unwrap().flatten() {
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join("cpkeep-renew.json")).unwrap())
+                .unwrap();
+        assert_eq!(j["state"], "done", "{}", d.path().display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_renewal_while_one_is_replacing_files_is_refused_and_changes_nothing() {
+    let set = Set::build(Alg::P256, Form::Traditional, |_| 100);
+    // Outside the tree: the snapshots below read every file in it, and a FIFO would block them.
+    let fifo_dir = tempfile::tempdir().unwrap();
+    let fifo = fifo_dir.path().join("pause.fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success(), "mkfifo");
+    let mut a = args(&["certs", "renew", "-o", "json"]);
+    a.extend(set.dirs());
+    // The first run stops after three replaced files (admin.conf, apiserver.key, apiserver.crt) —
+    // half of the apiserver pair would be new without the third — and waits on the FIFO.
+    let first = cpkeep_command(
+        &a,
+        &[(
+            "CPKEEP_TEST_PAUSE_AFTER_WRITES",
+            format!("3:{}", fifo.display()),
+        )],
+    )
+    .spawn()
+    .unwrap();
+    // Opening the FIFO for writing returns once the first run has opened it for reading: then it
+    // is paused, holding its lock. (A thread, not a blocking task: should the run never get there,
+    // the timeout fails the test without leaving the runtime waiting on the open.)
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::OpenOptions::new().write(true).open(path));
+    });
+    let mut writer = tokio::time::timeout(Duration::from_secs(60), rx)
+        .await
+        .expect("the first renewal never reached its pause")
+        .unwrap()
+        .unwrap();
+    let during = set.snapshot();
+    let backups = std::fs::read_dir(set.backup_root()).unwrap().count();
+    assert_eq!(backups, 1);
+    // A second renewal, its dry run and a recovery, now: each refused, one clear line, exit 2.
+    for extra in [&[][..], &["--dry-run"][..], &["--recover"][..]] {
+        let run = set.renew(extra).await;
+        assert_eq!(run.code, 2, "{extra:?}: {}", show(&run));
+        let line = run.assert_one_clear_line();
+        assert!(
+            line.contains("another `cpkeep certs renew` is running on")
+                && line.contains(&set.pki.display().to_string())
+                && line.contains("nothing was written"),
+            "{line}"
+        );
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+    }
+    // Nothing was touched by them: the files are as the first run left them, and no second backup.
+    assert_eq!(set.snapshot(), during);
+    assert_eq!(std::fs::read_dir(set.backup_root()).unwrap().count(), 1);
+    // Let the first run go on: it finishes, and every pair on disk is consistent.
+    use std::io::Write;
+    writer.write_all(b"x").unwrap();
+    drop(writer);
+    let first = tokio::time::timeout(Duration::from_secs(120), first.wait_with_output())
+        .await
+        .expect("the first renewal did not finish once let go")
+        .unwrap();
+    let first = run_of(first);
+    assert_eq!(first.code, 0, "{}", show(&first));
+    assert_eq!(first.json()["renewed"].as_array().unwrap().len(), 11);
+    assert_consistent(&set).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_renewals_started_at_once_never_both_replace_the_files() {
+    let set = Set::build(Alg::Rsa2048, Form::Traditional, |_| 100);
+    let mut a = args(&["certs", "renew", "-o", "json"]);
+    a.extend(set.dirs());
+    for round in 0..3 {
+        let (x, y) = tokio::join!(
+            cpkeep_command(&a, &[]).output(),
+            cpkeep_command(&a, &[]).output()
+        );
+        let runs = [run_of(x.unwrap()), run_of(y.unwrap())];
+        let renewed = runs.iter().filter(|r| r.code == 0).count();
+        // Either they overlapped and one was refused, or one ran after the other: never both at once.
+        assert!(renewed >= 1, "round {round}: {}", show(&runs[0]));
+        for r in runs.iter().filter(|r| r.code != 0) {
+            assert_eq!(r.code, 2, "round {round}: {}", show(r));
+            assert!(
+                r.assert_one_clear_line()
+                    .contains("another `cpkeep certs renew` is running on"),
+                "{}",
+                r.stderr
+            );
+        }
+        assert_consistent(&set).await;
+    }
+}
