@@ -11,18 +11,22 @@
 //!
 //! New keys have the old key's algorithm and size and are written in the old key's PEM form. aws-lc
 //! generates PKCS#8; kubeadm writes PKCS#1 (`RSA PRIVATE KEY`) for RSA and SEC1 (`EC PRIVATE KEY`) for
-//! ECDSA, so the inner `RSAPrivateKey` / `ECPrivateKey` is unwrapped with the small DER walk of
-//! [`der`] (and the SEC1 key gets its named curve, which PKCS#8 carries outside it).
+//! ECDSA, so the inner `RSAPrivateKey` / `ECPrivateKey` is unwrapped with RustCrypto's `pkcs8` and
+//! `sec1` (and the SEC1 key gets its named curve, which PKCS#8 carries outside it). The certificate
+//! is read and written with the `der` crate: whole TLVs copied as they are, new fields encoded by
+//! it; `x509-cert` would re-encode what it decodes and cannot change a decoded TBSCertificate.
+//! Serial numbers come from the operating system's CSPRNG.
 //!
 //! This module never reads or writes files and never prints. Key bytes leave it only as PEM inside a
 //! [`SecretBytes`], which `Debug` does not show.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use base64::Engine;
 use chrono::{DateTime, Datelike, Utc};
+use der::asn1::{AnyRef, BitStringRef, GeneralizedTime, ObjectIdentifier, UintRef, UtcTime};
+use der::{Decode, Encode, Tag, TagNumber, Tagged};
 use serde::Serialize;
-use sha2::Digest;
+use sha1::Digest;
+use spki::AlgorithmIdentifierRef;
 
 use super::kubeconfig::SecretBytes;
 use super::pem::{parse_private_key_pem, CertInfo, KeyFormat, PrivateKey};
@@ -30,9 +34,24 @@ use super::pem::{parse_private_key_pem, CertInfo, KeyFormat, PrivateKey};
 /// Why a certificate or key could not be issued.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
-    /// The old certificate (or the CA's) is not DER this module can take apart.
+    /// The old certificate (or the CA's, or a key) is not DER this module can take apart.
     #[error("cannot take the certificate apart: {0}")]
-    Structure(#[from] der::DerError),
+    Structure(#[from] der::Error),
+    /// A PKCS#8 key that is not a PrivateKeyInfo.
+    #[error("cannot take the key apart: {0}")]
+    Key(#[from] pkcs8::Error),
+    /// A PKCS#8 EC key without the named curve a SEC1 key must carry.
+    #[error("the PKCS#8 EC key names no curve")]
+    NoCurve,
+    /// A SubjectPublicKeyInfo whose key is not whole bytes.
+    #[error("the public key is not a whole number of bytes")]
+    PublicKeyBits,
+    /// A validity time a certificate cannot hold (before 1970).
+    #[error("{0} cannot be written in a certificate")]
+    Time(DateTime<Utc>),
+    /// The operating system's random number generator failed.
+    #[error("no random serial number: {0}")]
+    Random(String),
     /// The old key's algorithm is not one a renewal generates.
     #[error("unsupported key algorithm {0}: cpkeep generates RSA 2048/3072/4096 and ECDSA P-256/P-384 keys (use --reuse-key to keep the key)")]
     UnsupportedKey(String),
@@ -173,10 +192,10 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// The `RSAPrivateKey` (PKCS#1) inside a PKCS#8 `PrivateKeyInfo`.
+/// The `RSAPrivateKey` (PKCS#1) inside a PKCS#8 `PrivateKeyInfo`: its `privateKey` octets.
 pub fn pkcs8_to_pkcs1(pkcs8: &[u8]) -> Result<Vec<u8>, IssueError> {
-    let (_, inner) = pkcs8_parts(pkcs8)?;
-    Ok(inner.to_vec())
+    let info = pkcs8::PrivateKeyInfoRef::from_der(pkcs8)?;
+    Ok(info.private_key.as_bytes().to_vec())
 }
 
 /// The `ECPrivateKey` (SEC1) inside a PKCS#8 `PrivateKeyInfo`, with its named curve (`[0]`) and its
@@ -184,46 +203,22 @@ pub fn pkcs8_to_pkcs1(pkcs8: &[u8]) -> Result<Vec<u8>, IssueError> {
 /// algorithm identifier instead, and a stand-alone `EC PRIVATE KEY` without it cannot be loaded by Go.
 /// `public_point` is the uncompressed public point, used when the PKCS#8 has none.
 pub fn pkcs8_to_sec1(pkcs8: &[u8], public_point: &[u8]) -> Result<Vec<u8>, IssueError> {
-    let (curve, inner) = pkcs8_parts(pkcs8)?;
-    let curve = curve.ok_or(der::DerError("PKCS#8 EC key without a named curve"))?;
-    let (seq, _) = der::expect(inner, der::SEQUENCE)?;
-    let items = der::items(seq.content)?;
-    let (version, secret) = match items.as_slice() {
-        [v, s, ..] if v.tag == der::INTEGER && s.tag == der::OCTET_STRING => (v, s),
-        _ => return Err(der::DerError("ECPrivateKey without version and private key").into()),
+    let info = pkcs8::PrivateKeyInfoRef::from_der(pkcs8)?;
+    let curve = info
+        .algorithm
+        .parameters_oid()
+        .map_err(|_| IssueError::NoCurve)?;
+    let inner = sec1::EcPrivateKey::from_der(info.private_key.as_bytes())?;
+    let key = sec1::EcPrivateKey {
+        private_key: inner.private_key,
+        parameters: Some(
+            inner
+                .parameters
+                .unwrap_or(sec1::EcParameters::NamedCurve(curve)),
+        ),
+        public_key: Some(inner.public_key.unwrap_or(public_point)),
     };
-    let params = items
-        .iter()
-        .find(|t| t.tag == 0xa0)
-        .map(|t| t.raw.to_vec())
-        .unwrap_or_else(|| der::encode(0xa0, curve.raw));
-    let public = items
-        .iter()
-        .find(|t| t.tag == 0xa1)
-        .map(|t| t.raw.to_vec())
-        .unwrap_or_else(|| der::encode(0xa1, &der::bit_string(public_point)));
-    Ok(der::encode(
-        der::SEQUENCE,
-        &[version.raw, secret.raw, &params, &public].concat(),
-    ))
-}
-
-/// The curve OID (for EC keys) and the inner private key of a PKCS#8 `PrivateKeyInfo`.
-fn pkcs8_parts(pkcs8: &[u8]) -> Result<(Option<der::Tlv<'_>>, &[u8]), der::DerError> {
-    let (seq, _) = der::expect(pkcs8, der::SEQUENCE)?;
-    let items = der::items(seq.content)?;
-    match items.as_slice() {
-        [v, alg, key, ..]
-            if v.tag == der::INTEGER
-                && alg.tag == der::SEQUENCE
-                && key.tag == der::OCTET_STRING =>
-        {
-            let alg_items = der::items(alg.content)?;
-            let curve = alg_items.get(1).filter(|t| t.tag == der::OID).copied();
-            Ok((curve, key.content))
-        }
-        _ => Err(der::DerError("not a PKCS#8 PrivateKeyInfo")),
-    }
+    Ok(key.to_der()?)
 }
 
 /// What a renewal certifies and how long.
@@ -241,353 +236,306 @@ pub struct Reissue<'a> {
     pub not_after: DateTime<Utc>,
 }
 
+/// 2.5.29.14 subjectKeyIdentifier.
+const OID_SUBJECT_KEY_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
+/// 2.5.29.35 authorityKeyIdentifier.
+const OID_AUTHORITY_KEY_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.35");
+
 /// The renewed certificate, DER.
 pub fn reissue(r: &Reissue<'_>) -> Result<Vec<u8>, IssueError> {
-    let old = der::Certificate::parse(&r.old.der)?;
-    let ca = der::Certificate::parse(&r.ca.der)?;
-    let sig_alg = signature_algorithm(r.ca_key)?;
+    let old = tbs::Certificate::parse(&r.old.der)?;
+    let ca = tbs::Certificate::parse(&r.ca.der)?;
+    let sig_alg = signature_algorithm(r.ca_key)?.to_der()?;
     let ca_key_id = ca
         .extensions
         .iter()
-        .find(|e| e.oid == der::OID_SUBJECT_KEY_ID)
-        .map(|e| der::expect(e.value, der::OCTET_STRING).map(|(t, _)| t.content.to_vec()))
+        .flatten()
+        .find(|e| e.oid == OID_SUBJECT_KEY_ID)
+        .map(|e| {
+            AnyRef::from_der(e.value).and_then(|id| {
+                id.tag().assert_eq(Tag::OctetString)?;
+                Ok(id.value())
+            })
+        })
         .transpose()?;
-    let (spki, _) = der::expect(r.spki_der, der::SEQUENCE)?;
-    let public_bits = der::spki_public_key(spki.content)?;
+    let spki = spki::SubjectPublicKeyInfoRef::from_der(r.spki_der)?;
+    let public_bits = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or(IssueError::PublicKeyBits)?;
 
     let mut extensions = Vec::new();
-    for ext in &old.extensions {
-        let value = if ext.oid == der::OID_SUBJECT_KEY_ID {
+    for ext in old.extensions.iter().flatten() {
+        let value = if ext.oid == OID_SUBJECT_KEY_ID {
             // RFC 5280 4.2.1.2 method 1, as Go computes it: SHA-1 of the subjectPublicKey bits.
             let id = sha1::Sha1::digest(public_bits);
-            Some(der::encode(der::OCTET_STRING, &id))
-        } else if ext.oid == der::OID_AUTHORITY_KEY_ID {
+            Some(tbs::tlv(Tag::OctetString, &id)?)
+        } else if ext.oid == OID_AUTHORITY_KEY_ID {
+            // AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING, … }
             ca_key_id
-                .as_ref()
-                .map(|id| der::encode(der::SEQUENCE, &der::encode(0x80, id)))
+                .map(|id| {
+                    tbs::tlv(context(0, false), id).and_then(|kid| tbs::tlv(Tag::Sequence, &kid))
+                })
+                .transpose()?
         } else {
             None
         };
         extensions.push(match value {
-            Some(v) => ext.with_value(&v),
+            Some(v) => ext.with_value(&v)?,
             None => ext.raw.to_vec(),
         });
     }
 
-    let mut tbs = Vec::new();
+    let mut content = Vec::new();
     if let Some(v) = old.version {
-        tbs.extend_from_slice(v);
+        content.extend_from_slice(v);
     }
-    tbs.extend(der::encode(
-        der::INTEGER,
-        &new_serial(r.spki_der, old.serial),
-    ));
-    tbs.extend_from_slice(sig_alg);
-    tbs.extend_from_slice(ca.subject);
-    tbs.extend(der::encode(
-        der::SEQUENCE,
-        &[der::time(r.not_before), der::time(r.not_after)].concat(),
-    ));
-    tbs.extend_from_slice(old.subject);
-    tbs.extend_from_slice(spki.raw);
+    content.extend(UintRef::new(&new_serial()?)?.to_der()?);
+    content.extend_from_slice(&sig_alg);
+    content.extend_from_slice(ca.subject);
+    content.extend(tbs::tlv(
+        Tag::Sequence,
+        &[time(r.not_before)?, time(r.not_after)?].concat(),
+    )?);
+    content.extend_from_slice(old.subject);
+    content.extend_from_slice(r.spki_der);
     // The issuer/subject unique identifiers (X.509 v2) are dropped: they name the old issuer.
-    if old.has_extensions {
-        tbs.extend(der::encode(
-            0xa3,
-            &der::encode(der::SEQUENCE, &extensions.concat()),
-        ));
+    if old.extensions.is_some() {
+        content.extend(tbs::tlv(
+            context(3, true),
+            &tbs::tlv(Tag::Sequence, &extensions.concat())?,
+        )?);
     }
-    let tbs = der::encode(der::SEQUENCE, &tbs);
+    let tbs = tbs::tlv(Tag::Sequence, &content)?;
     let signature = rcgen::SigningKey::sign(r.ca_key.key_pair(), &tbs)
         .map_err(|e| IssueError::Sign(e.to_string()))?;
-    Ok(der::encode(
-        der::SEQUENCE,
+    Ok(tbs::tlv(
+        Tag::Sequence,
         &[
             tbs.as_slice(),
-            sig_alg,
-            &der::encode(der::BIT_STRING, &[&[0u8][..], &signature].concat()),
+            &sig_alg,
+            &BitStringRef::from_bytes(&signature)?.to_der()?,
         ]
         .concat(),
-    ))
+    )?)
 }
 
-/// The AlgorithmIdentifier (DER) of the signatures the CA's key makes through rcgen.
-fn signature_algorithm(ca_key: &PrivateKey) -> Result<&'static [u8], IssueError> {
-    const SHA256_WITH_RSA: &[u8] = &[
-        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
-    ];
-    const ECDSA_WITH_SHA256: &[u8] = &[
-        0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
-    ];
-    const ECDSA_WITH_SHA384: &[u8] = &[
-        0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03,
-    ];
-    const ECDSA_WITH_SHA512: &[u8] = &[
-        0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04,
-    ];
-    const ED25519: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
+/// A context-specific tag (`[n]`).
+fn context(number: u32, constructed: bool) -> Tag {
+    Tag::ContextSpecific {
+        constructed,
+        number: TagNumber(number),
+    }
+}
+
+/// The AlgorithmIdentifier of the signatures the CA's key makes through rcgen.
+fn signature_algorithm(ca_key: &PrivateKey) -> Result<AlgorithmIdentifierRef<'static>, IssueError> {
+    const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+    const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+    const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+    const ECDSA_WITH_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
+    const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+    // sha256WithRSAEncryption carries explicit NULL parameters (RFC 4055); ECDSA and Ed25519 none.
     let alg = ca_key.key_pair().algorithm();
-    if alg == &rcgen::PKCS_RSA_SHA256 {
-        Ok(SHA256_WITH_RSA)
+    let (oid, null) = if alg == &rcgen::PKCS_RSA_SHA256 {
+        (SHA256_WITH_RSA, true)
     } else if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
-        Ok(ECDSA_WITH_SHA256)
+        (ECDSA_WITH_SHA256, false)
     } else if alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
-        Ok(ECDSA_WITH_SHA384)
+        (ECDSA_WITH_SHA384, false)
     } else if alg == &rcgen::PKCS_ECDSA_P521_SHA512 {
-        Ok(ECDSA_WITH_SHA512)
+        (ECDSA_WITH_SHA512, false)
     } else if alg == &rcgen::PKCS_ED25519 {
-        Ok(ED25519)
+        (ED25519, false)
     } else {
-        Err(IssueError::UnsupportedCaKey(ca_key.algorithm()))
-    }
+        return Err(IssueError::UnsupportedCaKey(ca_key.algorithm()));
+    };
+    Ok(AlgorithmIdentifierRef {
+        oid,
+        parameters: null.then_some(AnyRef::NULL),
+    })
 }
 
-/// A new positive 128-bit serial number. It hashes the new public key (random unless the key is
-/// reused), the clock, the process and a counter, so two renewals never share one.
-fn new_serial(spki: &[u8], old_serial: &[u8]) -> Vec<u8> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    let digest = sha2::Sha256::new()
-        .chain_update(spki)
-        .chain_update(old_serial)
-        .chain_update(nanos.to_be_bytes())
-        .chain_update(std::process::id().to_be_bytes())
-        .chain_update(COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes())
-        .finalize();
-    let mut serial = digest[..16].to_vec();
-    // Positive, and 16 bytes in DER (no leading zero needed, none to strip).
+/// A new positive 128-bit serial number from the operating system's CSPRNG: unique without
+/// coordination between nodes and runs, unpredictable (CA/Browser Forum asks for 64 random bits at
+/// least), and as random with `--reuse-key` as with a new key.
+fn new_serial() -> Result<[u8; 16], IssueError> {
+    let mut serial = [0u8; 16];
+    getrandom::fill(&mut serial).map_err(|e| IssueError::Random(e.to_string()))?;
+    // Positive (top bit clear) and 16 bytes in DER (second bit set: no leading zero to strip).
     serial[0] = (serial[0] & 0x3f) | 0x40;
-    serial
+    Ok(serial)
 }
 
-/// A minimal DER reader and writer: single-byte tags, definite lengths up to 4 bytes — all that
-/// certificates and private keys use.
-pub(crate) mod der {
-    use chrono::{DateTime, Datelike, Utc};
+/// A validity time: UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 4.1.2.5).
+fn time(t: DateTime<Utc>) -> Result<Vec<u8>, IssueError> {
+    let since_epoch = u64::try_from(t.timestamp())
+        .map(std::time::Duration::from_secs)
+        .map_err(|_| IssueError::Time(t))?;
+    Ok(if t.year() < 2050 {
+        UtcTime::from_unix_duration(since_epoch)?.to_der()?
+    } else {
+        GeneralizedTime::from_unix_duration(since_epoch)?.to_der()?
+    })
+}
 
-    pub const BOOLEAN: u8 = 0x01;
-    pub const INTEGER: u8 = 0x02;
-    pub const BIT_STRING: u8 = 0x03;
-    pub const OCTET_STRING: u8 = 0x04;
-    pub const OID: u8 = 0x06;
-    pub const UTC_TIME: u8 = 0x17;
-    pub const GENERALIZED_TIME: u8 = 0x18;
-    pub const SEQUENCE: u8 = 0x30;
+/// The parts of a TBSCertificate a renewal keeps, as the exact bytes of the old certificate, read
+/// with the `der` crate: single TLVs are taken whole (`Reader::tlv_bytes`), never re-encoded.
+pub(crate) mod tbs {
+    use der::asn1::{AnyRef, ObjectIdentifier};
+    use der::{Decode, Encode, Reader, SliceReader, Tag, TagNumber, Tagged};
 
-    /// 2.5.29.14 subjectKeyIdentifier (OID content bytes).
-    pub const OID_SUBJECT_KEY_ID: &[u8] = &[0x55, 0x1d, 0x0e];
-    /// 2.5.29.35 authorityKeyIdentifier.
-    pub const OID_AUTHORITY_KEY_ID: &[u8] = &[0x55, 0x1d, 0x23];
-
-    /// What is wrong with the DER.
-    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-    #[error("{0}")]
-    pub struct DerError(pub &'static str);
-
-    /// One tag-length-value: its tag, its content, and all of its bytes.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub struct Tlv<'a> {
-        pub tag: u8,
-        pub content: &'a [u8],
-        pub raw: &'a [u8],
+    /// `content` under `tag`, with a definite DER length.
+    pub fn tlv(tag: Tag, content: &[u8]) -> der::Result<Vec<u8>> {
+        AnyRef::new(tag, content)?.to_der()
     }
 
-    /// The first TLV of `input` and what follows it.
-    pub fn read(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), DerError> {
-        const SHORT: DerError = DerError("truncated DER");
-        let (&tag, rest) = input.split_first().ok_or(SHORT)?;
-        if tag & 0x1f == 0x1f {
-            return Err(DerError("multi-byte DER tags are not supported"));
+    /// A constructed context-specific tag (`[n]`), as the version and the extensions have.
+    fn context(number: u32) -> Tag {
+        Tag::ContextSpecific {
+            constructed: true,
+            number: TagNumber(number),
         }
-        let (&first, mut rest) = rest.split_first().ok_or(SHORT)?;
-        let len = if first < 0x80 {
-            usize::from(first)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 {
-                return Err(DerError("unsupported DER length"));
-            }
-            let bytes = rest.get(..n).ok_or(SHORT)?;
-            rest = &rest[n..];
-            bytes
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
-        };
-        if rest.len() < len {
-            return Err(SHORT);
-        }
-        let header = input.len() - rest.len();
-        let (content, after) = rest.split_at(len);
-        Ok((
-            Tlv {
-                tag,
-                content,
-                raw: &input[..header + len],
-            },
-            after,
-        ))
     }
 
-    /// The first TLV of `input`, which must have `tag`.
-    pub fn expect(input: &[u8], tag: u8) -> Result<(Tlv<'_>, &[u8]), DerError> {
-        let (t, rest) = read(input)?;
-        if t.tag != tag {
-            return Err(DerError("unexpected DER tag"));
+    /// One TLV: its tag, its content, and all of its bytes.
+    #[derive(Debug, Clone, Copy)]
+    struct Tlv<'a> {
+        tag: Tag,
+        content: &'a [u8],
+        raw: &'a [u8],
+    }
+
+    impl<'a> Tlv<'a> {
+        /// The next TLV of `r`, taken whole.
+        fn read(r: &mut SliceReader<'a>) -> der::Result<Self> {
+            let raw = r.tlv_bytes()?;
+            let any = AnyRef::from_der(raw)?;
+            Ok(Tlv {
+                tag: any.tag(),
+                content: any.value(),
+                raw,
+            })
         }
-        Ok((t, rest))
+
+        /// `self`, which must have `tag`.
+        fn expect(self, tag: Tag) -> der::Result<Self> {
+            self.tag.assert_eq(tag)?;
+            Ok(self)
+        }
     }
 
     /// Every TLV of a constructed value's content.
-    pub fn items(mut content: &[u8]) -> Result<Vec<Tlv<'_>>, DerError> {
+    fn items(content: &[u8]) -> der::Result<Vec<Tlv<'_>>> {
+        let mut r = SliceReader::new(content)?;
         let mut out = Vec::new();
-        while !content.is_empty() {
-            let (t, rest) = read(content)?;
-            out.push(t);
-            content = rest;
+        while !r.is_finished() {
+            out.push(Tlv::read(&mut r)?);
         }
         Ok(out)
     }
 
-    /// A TLV with a definite length.
-    pub fn encode(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(content.len() + 6);
-        out.push(tag);
-        let n = content.len();
-        if n < 0x80 {
-            out.push(n as u8);
-        } else {
-            let bytes = n.to_be_bytes();
-            let skip = bytes.iter().take_while(|b| **b == 0).count();
-            out.push(0x80 | (bytes.len() - skip) as u8);
-            out.extend_from_slice(&bytes[skip..]);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-
-    /// The content of a BIT STRING holding whole bytes.
-    pub fn bit_string(bytes: &[u8]) -> Vec<u8> {
-        [&[0u8][..], bytes].concat()
-    }
-
-    /// A validity time: UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 4.1.2.5).
-    pub fn time(t: DateTime<Utc>) -> Vec<u8> {
-        if (1950..2050).contains(&t.year()) {
-            encode(UTC_TIME, t.format("%y%m%d%H%M%SZ").to_string().as_bytes())
-        } else {
-            encode(
-                GENERALIZED_TIME,
-                t.format("%Y%m%d%H%M%SZ").to_string().as_bytes(),
-            )
-        }
-    }
-
-    /// The subjectPublicKey bits of a SubjectPublicKeyInfo's content.
-    pub fn spki_public_key(spki_content: &[u8]) -> Result<&[u8], DerError> {
-        match items(spki_content)?.as_slice() {
-            [alg, key] if alg.tag == SEQUENCE && key.tag == BIT_STRING => key
-                .content
-                .split_first()
-                .filter(|(unused, _)| **unused == 0)
-                .map(|(_, bits)| bits)
-                .ok_or(DerError("public key BIT STRING with unused bits")),
-            _ => Err(DerError("not a SubjectPublicKeyInfo")),
-        }
+    /// The next item of a structure that must have one.
+    fn required<'a>(items: &mut impl Iterator<Item = Tlv<'a>>) -> der::Result<Tlv<'a>> {
+        items
+            .next()
+            .ok_or_else(|| der::Error::incomplete(der::Length::ZERO))
     }
 
     /// One certificate extension.
     #[derive(Debug, Clone, Copy)]
     pub struct Extension<'a> {
-        /// The OID's content bytes.
-        pub oid: &'a [u8],
-        /// The BOOLEAN, when present.
+        pub oid: ObjectIdentifier,
+        /// The BOOLEAN, as it was encoded, when present.
         pub critical: Option<&'a [u8]>,
         /// The content of extnValue (the extension's own DER).
         pub value: &'a [u8],
+        /// The whole extension.
         pub raw: &'a [u8],
     }
 
     impl Extension<'_> {
-        /// The same extension (OID, criticality) with another value.
-        pub fn with_value(&self, value: &[u8]) -> Vec<u8> {
-            let oid = encode(OID, self.oid);
-            let v = encode(OCTET_STRING, value);
-            encode(
-                SEQUENCE,
+        /// The same extension (OID, criticality as encoded) with another value.
+        pub fn with_value(&self, value: &[u8]) -> der::Result<Vec<u8>> {
+            let oid = self.oid.to_der()?;
+            let v = tlv(Tag::OctetString, value)?;
+            tlv(
+                Tag::Sequence,
                 &[&oid[..], self.critical.unwrap_or_default(), &v[..]].concat(),
             )
         }
     }
 
-    /// The parts of a certificate a renewal reads (raw TLVs).
+    /// The parts of a certificate a renewal reads.
     #[derive(Debug)]
     pub struct Certificate<'a> {
         /// The `[0]` version, absent for v1.
         pub version: Option<&'a [u8]>,
-        /// The serial number's content bytes.
-        pub serial: &'a [u8],
         pub subject: &'a [u8],
-        /// Whether there is an extensions block (`[3]`), even an empty one.
-        pub has_extensions: bool,
-        pub extensions: Vec<Extension<'a>>,
+        /// The extensions (`[3]`); `Some` even when the block is empty.
+        pub extensions: Option<Vec<Extension<'a>>>,
     }
 
     impl<'a> Certificate<'a> {
-        pub fn parse(der: &'a [u8]) -> Result<Self, DerError> {
-            let bad = DerError("not an X.509 certificate");
-            let (cert, _) = expect(der, SEQUENCE)?;
-            let (tbs, _) = expect(cert.content, SEQUENCE)?;
+        pub fn parse(der: &'a [u8]) -> der::Result<Self> {
+            let mut r = SliceReader::new(der)?;
+            let cert = Tlv::read(&mut r)?.expect(Tag::Sequence)?;
+            r.finish()?;
+            let mut r = SliceReader::new(cert.content)?;
+            let tbs = Tlv::read(&mut r)?.expect(Tag::Sequence)?;
             let mut fields = items(tbs.content)?.into_iter().peekable();
-            let version = fields.next_if(|t| t.tag == 0xa0).map(|t| t.raw);
-            let mut next = |tag: u8| fields.next().filter(|t| t.tag == tag).ok_or(bad.clone());
-            let serial = next(INTEGER)?.content;
-            let _signature = next(SEQUENCE)?;
-            let _issuer = next(SEQUENCE)?;
-            let _validity = next(SEQUENCE)?;
-            let subject = next(SEQUENCE)?.raw;
-            let _spki = next(SEQUENCE)?;
-            let mut has_extensions = false;
-            let mut extensions = Vec::new();
-            for t in fields {
-                if t.tag != 0xa3 {
-                    continue;
-                }
-                has_extensions = true;
-                let (list, _) = expect(t.content, SEQUENCE)?;
-                for e in items(list.content)? {
-                    if e.tag != SEQUENCE {
-                        return Err(bad);
+            let version = fields.next_if(|f| f.tag == context(0)).map(|f| f.raw);
+            // serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo.
+            required(&mut fields)?.expect(Tag::Integer)?;
+            for _ in 0..3 {
+                required(&mut fields)?.expect(Tag::Sequence)?;
+            }
+            let subject = required(&mut fields)?.expect(Tag::Sequence)?.raw;
+            required(&mut fields)?.expect(Tag::Sequence)?;
+            // Then the optional unique identifiers ([1], [2]) and the extensions ([3]).
+            let mut extensions = None;
+            for block in fields.filter(|f| f.tag == context(3)) {
+                let mut r = SliceReader::new(block.content)?;
+                let list = Tlv::read(&mut r)?.expect(Tag::Sequence)?;
+                r.finish()?;
+                let mut found = Vec::new();
+                for ext in items(list.content)? {
+                    let ext = ext.expect(Tag::Sequence)?;
+                    let mut parts = items(ext.content)?.into_iter().peekable();
+                    let oid = required(&mut parts)?.expect(Tag::ObjectIdentifier)?;
+                    let critical = parts.next_if(|p| p.tag == Tag::Boolean).map(|p| p.raw);
+                    let value = required(&mut parts)?.expect(Tag::OctetString)?;
+                    if let Some(extra) = parts.next() {
+                        return Err(der::Error::new(
+                            der::ErrorKind::TagUnexpected {
+                                expected: None,
+                                actual: extra.tag,
+                            },
+                            der::Length::ZERO,
+                        ));
                     }
-                    let parts = items(e.content)?;
-                    let (oid, critical, value) = match parts.as_slice() {
-                        [o, v] if o.tag == OID && v.tag == OCTET_STRING => (o, None, v),
-                        [o, c, v] if o.tag == OID && c.tag == BOOLEAN && v.tag == OCTET_STRING => {
-                            (o, Some(c.raw), v)
-                        }
-                        _ => return Err(DerError("malformed certificate extension")),
-                    };
-                    extensions.push(Extension {
-                        oid: oid.content,
+                    found.push(Extension {
+                        oid: ObjectIdentifier::from_der(oid.raw)?,
                         critical,
                         value: value.content,
-                        raw: e.raw,
+                        raw: ext.raw,
                     });
                 }
+                extensions = Some(found);
             }
             Ok(Certificate {
                 version,
-                serial,
                 subject,
-                has_extensions,
                 extensions,
             })
         }
     }
 }
 
-/// Whether `t` can be written in a certificate (years 1950 to 9999).
+/// Whether `t` can be written in a certificate here (years 1970 to 9999: the `der` crate's times
+/// count from the Unix epoch, and a renewal never starts before now).
 pub fn representable(t: DateTime<Utc>) -> bool {
-    (1950..=9999).contains(&t.year())
+    (1970..=9999).contains(&t.year())
 }
 
 #[cfg(test)]
@@ -721,6 +669,24 @@ mod tests {
             .unwrap();
             let new = parse_certificate_der(&der).unwrap();
             assert_eq!(verify_signed_by(&new, &ca), Ok(()));
+            // Byte for byte: the subject, the issuer (the CA's subject), and every extension but the
+            // two key identifiers, in order, with their criticality as encoded.
+            let (o, n) = (
+                tbs::Certificate::parse(&old.der).unwrap(),
+                tbs::Certificate::parse(&der).unwrap(),
+            );
+            assert_eq!(n.subject, o.subject);
+            assert_eq!(new.issuer_der, ca.subject_der);
+            let (oe, ne) = (o.extensions.unwrap(), n.extensions.unwrap());
+            assert_eq!(oe.len(), ne.len());
+            assert!(oe.len() >= 4, "{oe:?}");
+            for (a, b) in oe.iter().zip(&ne) {
+                assert_eq!(a.oid, b.oid);
+                assert_eq!(a.critical, b.critical);
+                if a.oid != OID_SUBJECT_KEY_ID && a.oid != OID_AUTHORITY_KEY_ID {
+                    assert_eq!(a.raw, b.raw, "{}", a.oid);
+                }
+            }
             assert!(key_matches(&new, &new_key.key));
             assert_eq!(new.subject_der, old.subject_der);
             assert_eq!(new.sans(), old.sans());
@@ -790,30 +756,68 @@ mod tests {
     }
 
     #[test]
-    fn der_lengths_and_times() {
-        let long = vec![7u8; 300];
-        let enc = der::encode(der::OCTET_STRING, &long);
-        assert_eq!(&enc[..4], &[0x04, 0x82, 0x01, 0x2c]);
-        let (t, rest) = der::read(&enc).unwrap();
-        assert_eq!((t.content.len(), rest.len(), t.raw.len()), (300, 0, 304));
-        assert!(der::read(&enc[..10]).is_err());
-        assert!(der::read(&[0x1f, 0x01, 0x00]).is_err());
-        let t = DateTime::parse_from_rfc3339("2049-12-31T23:59:59Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(der::time(t), der::encode(0x17, b"491231235959Z"));
-        let t = DateTime::parse_from_rfc3339("2050-01-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(der::time(t), der::encode(0x18, b"20500101000000Z"));
+    fn validity_times_switch_to_generalized_time_in_2050() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(
+            time(at("2049-12-31T23:59:59Z")).unwrap(),
+            [&[0x17, 13][..], b"491231235959Z"].concat()
+        );
+        assert_eq!(
+            time(at("2050-01-01T00:00:00Z")).unwrap(),
+            [&[0x18, 15][..], b"20500101000000Z"].concat()
+        );
+        assert!(matches!(
+            time(at("1969-12-31T23:59:59Z")),
+            Err(IssueError::Time(_))
+        ));
+        assert!(representable(at("9999-12-31T23:59:59Z")));
+        assert!(!representable(at("1969-12-31T23:59:59Z")));
     }
 
     #[test]
-    fn serials_are_positive_and_distinct() {
-        let a = new_serial(b"k", b"\x01");
-        let b = new_serial(b"k", b"\x01");
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 16);
-        assert!(a[0] & 0x80 == 0 && a[0] != 0);
+    fn serials_are_random_positive_and_sixteen_bytes() {
+        let serials: std::collections::BTreeSet<[u8; 16]> =
+            (0..1000).map(|_| new_serial().unwrap()).collect();
+        assert_eq!(serials.len(), 1000);
+        for s in &serials {
+            // Positive, no leading zero: 16 bytes in DER, as written.
+            assert!((0x40..=0x7f).contains(&s[0]), "{s:02x?}");
+            assert_eq!(UintRef::new(s).unwrap().as_bytes(), s);
+        }
+        // Every one of the 126 free bits takes both values somewhere (a counter or a clock would
+        // leave high bits fixed).
+        let ones = serials.iter().fold([0u8; 16], |mut acc, s| {
+            acc.iter_mut().zip(s).for_each(|(a, b)| *a |= b);
+            acc
+        });
+        let zeros = serials.iter().fold([0xffu8; 16], |mut acc, s| {
+            acc.iter_mut().zip(s).for_each(|(a, b)| *a &= b);
+            acc
+        });
+        assert_eq!(ones, [[0x7f][..].to_vec(), vec![0xff; 15]].concat()[..]);
+        assert_eq!(zeros, [[0x40][..].to_vec(), vec![0; 15]].concat()[..]);
+    }
+
+    #[test]
+    fn reissuing_the_same_key_at_the_same_instant_still_gives_a_new_serial() {
+        let (ca_pem, ca_key_pem, leaf_pem) = ca_and_leaf(&rcgen::PKCS_RSA_SHA256);
+        let ca = crate::certs::pem::parse_certificate_pem(ca_pem.as_bytes()).unwrap();
+        let ca_key = parse_private_key_pem(ca_key_pem.as_bytes()).unwrap();
+        let old = crate::certs::pem::parse_certificate_pem(leaf_pem.as_bytes()).unwrap();
+        let now = Utc::now();
+        // --reuse-key: the old certificate's own public key.
+        let r = Reissue {
+            old: &old,
+            ca: &ca,
+            ca_key: &ca_key,
+            spki_der: &old.spki_der,
+            not_before: now,
+            not_after: now + chrono::Duration::days(1),
+        };
+        let a = parse_certificate_der(&reissue(&r).unwrap()).unwrap();
+        let b = parse_certificate_der(&reissue(&r).unwrap()).unwrap();
+        assert_ne!(a.serial_hex, b.serial_hex);
+        assert_ne!(a.serial_hex, old.serial_hex);
+        assert_eq!(a.spki_der, old.spki_der);
     }
 }

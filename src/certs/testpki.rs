@@ -21,6 +21,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::error::CertsError;
 use super::inventory::{managed_cert, CaId, CertSource, PkiLayout, MANAGED_CERTS};
+use super::issue::{pkcs8_to_pkcs1, pkcs8_to_sec1};
 use crate::fsx::{create_dir_all_mode, write_atomic, MODE_PUBLIC, MODE_SECRET};
 
 /// The key algorithm of generated keys.
@@ -408,55 +409,21 @@ fn pem_block(label: &str, der: &[u8]) -> String {
 }
 
 /// PKCS#1 (`RSA PRIVATE KEY`) or SEC1 with the curve named (`EC PRIVATE KEY`), as Go's x509 package
-/// writes them, from rcgen's PKCS#8.
+/// writes them, from rcgen's PKCS#8 (the same conversion a renewal writes new keys with).
 fn traditional_pem(key: &KeyPair) -> Result<String, CertsError> {
-    use x509_parser::der_parser::der::parse_der_sequence;
-    let bad = || CertsError::Generate {
+    let bad = |e: super::issue::IssueError| CertsError::Generate {
         what: "a traditional PEM key".to_string(),
-        reason: "cannot re-encode rcgen's PKCS#8".to_string(),
+        reason: e.to_string(),
     };
     let pkcs8 = key.serialize_der();
-    let (_, info) = parse_der_sequence(&pkcs8).map_err(|_| bad())?;
-    let items = info.as_sequence().map_err(|_| bad())?;
-    let inner = items
-        .get(2)
-        .and_then(|o| o.as_slice().ok())
-        .ok_or_else(bad)?;
     if key.algorithm() == &rcgen::PKCS_RSA_SHA256 {
-        return Ok(pem_block("RSA PRIVATE KEY", inner));
+        return Ok(pem_block(
+            "RSA PRIVATE KEY",
+            &pkcs8_to_pkcs1(&pkcs8).map_err(bad)?,
+        ));
     }
-    // ECPrivateKey ::= SEQUENCE { version 1, privateKey OCTET STRING, [0] curve OID, [1] public key }
-    let (_, ec) = parse_der_sequence(inner).map_err(|_| bad())?;
-    let ec_items = ec.as_sequence().map_err(|_| bad())?;
-    let scalar = ec_items
-        .get(1)
-        .and_then(|o| o.as_slice().ok())
-        .ok_or_else(bad)?;
-    let mut body = vec![0x02, 0x01, 0x01];
-    body.extend(tlv(0x04, scalar));
-    // id-prime256v1 (1.2.840.10045.3.1.7)
-    body.extend(tlv(
-        0xa0,
-        &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
-    ));
-    let mut bits = vec![0x00];
-    bits.extend_from_slice(key.public_key_raw());
-    body.extend(tlv(0xa1, &tlv(0x03, &bits)));
-    Ok(pem_block("EC PRIVATE KEY", &tlv(0x30, &body)))
-}
-
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let n = content.len();
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if n < 0x100 {
-        out.extend([0x81, n as u8]);
-    } else {
-        out.extend([0x82, (n >> 8) as u8, n as u8]);
-    }
-    out.extend_from_slice(content);
-    out
+    let sec1 = pkcs8_to_sec1(&pkcs8, key.public_key_raw()).map_err(bad)?;
+    Ok(pem_block("EC PRIVATE KEY", &sec1))
 }
 
 fn read_string(path: &Path) -> Result<String, CertsError> {
