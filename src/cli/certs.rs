@@ -101,7 +101,7 @@ async fn run_check(args: &CheckArgs, out: &Renderer) -> anyhow::Result<Exit> {
             humantime::format_duration(args.warn)
         );
     }
-    let report = check(&opts)?;
+    let report = blocking(move || check(&opts)).await??;
     out.print(&report)?;
     if report.verdict == Verdict::Unknown {
         let mut line = format!(
@@ -115,7 +115,8 @@ async fn run_check(args: &CheckArgs, out: &Renderer) -> anyhow::Result<Exit> {
         return Ok(Exit::Unknown);
     }
     if let Some(path) = &args.prometheus {
-        prometheus::write_textfile(&report, path)?;
+        let (r, p) = (report.clone(), path.clone());
+        blocking(move || prometheus::write_textfile(&r, &p)).await??;
         tracing::info!("wrote the certificate metrics to {}", path.display());
     }
     if let Some(url) = &args.webhook {
@@ -129,6 +130,20 @@ async fn run_check(args: &CheckArgs, out: &Renderer) -> anyhow::Result<Exit> {
         }
     }
     Ok(report.verdict.into())
+}
+
+/// Runs blocking certificate work (reading, parsing and writing files, generating keys) on the
+/// blocking pool rather than on one of the runtime's two workers.
+pub(super) async fn blocking<T, F>(f: F) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(t) => Ok(t),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => anyhow::bail!("the process is shutting down"),
+    }
 }
 
 fn yes_no(b: bool) -> &'static str {

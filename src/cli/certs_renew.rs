@@ -17,7 +17,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::certs::PkiArgs;
+use super::certs::{blocking, PkiArgs};
 use super::exit::{certs_class_code, Exit, ExitError};
 use super::output::{Render, Renderer};
 use super::table::Table;
@@ -92,7 +92,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub async fn run(args: RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
     if args.recover {
-        return run_recover(&args, out);
+        return run_recover(&args, out).await;
     }
     let chrono = |d: Duration, flag: &str| {
         chrono::Duration::from_std(d).map_err(|_| {
@@ -112,7 +112,9 @@ pub async fn run(args: RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
         r.wait_timeout = args.wait_timeout;
         opts.restart = Some(r);
     }
-    let plan = renew::plan(&opts).map_err(failure)?;
+    let plan = blocking(move || renew::plan(&opts))
+        .await?
+        .map_err(failure)?;
     let refused = if plan.refused.is_empty() {
         Exit::Ok
     } else {
@@ -126,7 +128,7 @@ pub async fn run(args: RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
         return Ok(refused);
     }
     let hook = test_hook();
-    let report = renew::apply(&plan, &ApplyOptions { hook })
+    let report = renew::apply(plan, ApplyOptions { hook })
         .await
         .map_err(failure)?;
     for w in &report.warnings {
@@ -136,8 +138,12 @@ pub async fn run(args: RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
     Ok(refused)
 }
 
-fn run_recover(args: &RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
-    let Some(plan) = renew::plan_recover(&args.pki.layout()).map_err(failure)? else {
+async fn run_recover(args: &RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
+    let layout = args.pki.layout();
+    let Some(plan) = blocking(move || renew::plan_recover(&layout))
+        .await?
+        .map_err(failure)?
+    else {
         out.print(&NothingToRecover {
             recovered: false,
             reason: format!(
@@ -154,7 +160,9 @@ fn run_recover(args: &RenewArgs, out: &Renderer) -> anyhow::Result<Exit> {
         })?;
         return Ok(Exit::Ok);
     }
-    let report = renew::recover(&plan).map_err(failure)?;
+    let report = blocking(move || renew::recover(&plan))
+        .await?
+        .map_err(failure)?;
     out.print(&report)?;
     Ok(Exit::Ok)
 }

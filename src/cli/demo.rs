@@ -341,7 +341,7 @@ async fn certs_step(root: &Path) -> anyhow::Result<DemoCerts> {
     opts.names = vec!["all".to_string()];
     opts.within = Some(chrono::Duration::days(RENEW_WITHIN_DAYS));
     let plan = renew::plan(&opts).context("demo certs renew could not plan")?;
-    let renewed = renew::apply(&plan, &ApplyOptions::default())
+    let renewed = renew::apply(plan, ApplyOptions::default())
         .await
         .context("demo certs renew failed")?;
     let backed_up_files = renewed

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -97,20 +98,23 @@ struct Replaced {
     apiserver_der: Option<Vec<u8>>,
 }
 
-/// Carries out `plan`: see the module documentation for the order and the guarantees.
-pub async fn apply(plan: &RenewPlan, opts: &ApplyOptions) -> Result<RenewReport, RenewError> {
+/// Carries out `plan`: see the module documentation for the order and the guarantees. The plan (and
+/// with it the cert-dir's lock) is held until the restarts are done.
+pub async fn apply(plan: RenewPlan, opts: ApplyOptions) -> Result<RenewReport, RenewError> {
     let started = std::time::Instant::now();
-    let report = |done: Replaced, restarted: Vec<Restarted>| RenewReport {
-        backup_dir: (!done.renewed.is_empty()).then(|| plan.backup_dir.clone()),
-        renewed: done.renewed,
-        skipped: plan.skipped.clone(),
-        refused: plan.refused.clone(),
-        warnings: plan.warnings.clone(),
-        files_written: done.files_written,
-        restarted,
-        seconds: started.elapsed().as_secs_f64(),
+    let plan = Arc::new(plan);
+    // Reading, fsyncing and replacing files and generating keys (an RSA-4096 key takes a second or
+    // more) block: run on one of the runtime's two workers, they would stall every other task. The
+    // blocking pool runs them instead.
+    let done = {
+        let (plan, opts) = (Arc::clone(&plan), opts.clone());
+        match tokio::task::spawn_blocking(move || replace_files(&plan, &opts)).await {
+            Ok(done) => done?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only a runtime shutting down cancels a blocking task, and only before it starts.
+            Err(_) => return Err(RenewError::before_writing(Failure::NotRun)),
+        }
     };
-    let done = replace_files(plan, opts)?;
     let mut restarted = Vec::new();
     if let (false, Some(ropts)) = (plan.restarts.is_empty(), &plan.restart) {
         let mut serving = BTreeMap::new();
@@ -124,7 +128,16 @@ pub async fn apply(plan: &RenewPlan, opts: &ApplyOptions) -> Result<RenewReport,
                 renewed_backup: Some(plan.backup_dir.clone()),
             })?;
     }
-    Ok(report(done, restarted))
+    Ok(RenewReport {
+        backup_dir: (!done.renewed.is_empty()).then(|| plan.backup_dir.clone()),
+        renewed: done.renewed,
+        skipped: plan.skipped.clone(),
+        refused: plan.refused.clone(),
+        warnings: plan.warnings.clone(),
+        files_written: done.files_written,
+        restarted,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Steps 1 to 5: blocking file work and key generation.

@@ -200,6 +200,8 @@ pub enum Failure {
     BackupMismatch { path: PathBuf },
     #[error("stopped by the test hook after {}", counted(*n, "replaced file", "replaced files"))]
     Hook { n: usize },
+    #[error("the renewal did not start: the process is shutting down")]
+    NotRun,
     /// A plan that does not hold what `apply` needs (a plan is only made by `plan`: cannot happen).
     #[error("{name}: the plan {what}")]
     Plan { name: String, what: &'static str },

@@ -202,7 +202,9 @@ async fn apply_renews_verifies_and_backs_up() {
     let before = tree(&root);
     let p = plan(&RenewOptions::new(layout.clone())).unwrap();
     assert_eq!(names(&p.renew), LEAVES);
-    let r = apply(&p, &ApplyOptions::default()).await.unwrap();
+    let backup_dir = p.backup_dir.clone();
+    let r = apply(p, ApplyOptions::default()).await.unwrap();
+    assert_eq!(r.backup_dir.as_ref(), Some(&backup_dir));
     assert_eq!(r.renewed.len(), 10);
     assert!(r.renewed.iter().all(|c| c.verified && c.new_key));
     assert!(r
@@ -220,26 +222,25 @@ async fn apply_renews_verifies_and_backs_up() {
         );
     }
     let journal: Journal =
-        serde_json::from_slice(&std::fs::read(p.backup_dir.join(JOURNAL_FILE)).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(backup_dir.join(JOURNAL_FILE)).unwrap()).unwrap();
     assert_eq!(journal.state, JournalState::Done);
     for f in &journal.files {
         assert_eq!(
-            std::fs::read(p.backup_dir.join(&f.backup)).unwrap(),
+            std::fs::read(backup_dir.join(&f.backup)).unwrap(),
             before[&f.path]
         );
     }
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&p.backup_dir), 0o700);
+    assert_eq!(mode(&backup_dir), 0o700);
     assert_eq!(mode(&layout.cert_dir.join("apiserver.key")), 0o600);
     // A plan made before the files changed is not applied over them.
-    drop(p);
     let stale = plan(&RenewOptions::new(layout.clone())).unwrap();
     std::fs::write(
         layout.cert_dir.join("apiserver.crt"),
         &before[&layout.cert_dir.join("apiserver.crt")],
     )
     .unwrap();
-    let e = apply(&stale, &ApplyOptions::default()).await.unwrap_err();
+    let e = apply(stale, ApplyOptions::default()).await.unwrap_err();
     assert!(e.to_string().contains("changed since"), "{e}");
 }
 
@@ -252,12 +253,11 @@ async fn a_stopped_run_is_refused_until_recovered() {
     let opts = ApplyOptions {
         hook: Some(TestHook::StopAfterWrites(3)),
     };
-    apply(&p, &opts).await.unwrap_err();
+    apply(p, opts).await.unwrap_err();
     // admin.conf, apiserver.key, apiserver.crt are new; the rest old.
     let now = tree(&root);
     let changed: Vec<&PathBuf> = before.keys().filter(|k| now[*k] != before[*k]).collect();
     assert_eq!(changed.len(), 3, "{changed:?}");
-    drop(p);
     let e = plan(&RenewOptions::new(layout.clone())).unwrap_err();
     assert_eq!(e.class(), ErrorClass::Refused);
     assert!(e.to_string().contains("replaced 3 of 17 files"), "{e}");
@@ -273,4 +273,55 @@ async fn a_stopped_run_is_refused_until_recovered() {
     drop(rp);
     assert!(plan_recover(&layout).unwrap().is_none());
     assert_eq!(plan(&RenewOptions::new(layout)).unwrap().renew.len(), 10);
+}
+
+/// The file work runs on the blocking pool: on a runtime with one thread, a task beside `apply` still
+/// runs while `apply` waits in the middle of its replacements. If `apply` held that thread, the task
+/// that lets it go on could never run; the test then frees it and fails instead of hanging.
+#[test]
+fn apply_leaves_the_runtime_thread_free() {
+    use std::io::Write;
+    let (_d, layout) = fixture();
+    let fifo_dir = tempfile::tempdir().unwrap();
+    let fifo = fifo_dir.path().join("pause");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let p = plan(&RenewOptions::new(layout)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let release_fifo = fifo.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = rt.block_on(async {
+            let opts = ApplyOptions {
+                hook: Some(TestHook::PauseAfterWrites(1, release_fifo.clone())),
+            };
+            let release = async {
+                // Opens once apply has opened the FIFO to wait on it, then lets it go on.
+                let mut f = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&release_fifo)
+                    .await
+                    .unwrap();
+                tokio::io::AsyncWriteExt::write_all(&mut f, b"x")
+                    .await
+                    .unwrap();
+            };
+            tokio::join!(apply(p, opts), release).0
+        });
+        let _ = tx.send(result.map(|r| r.renewed.len()));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(renewed) => assert_eq!(renewed.unwrap(), 10),
+        Err(_) => {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            let _ = f.write_all(b"x");
+            panic!("apply held the runtime's only thread while it waited");
+        }
+    }
 }
