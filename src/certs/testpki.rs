@@ -439,3 +439,36 @@ fn gen_err(e: rcgen::Error) -> CertsError {
         reason: e.to_string(),
     }
 }
+
+/// A writable copy of the real kubeadm v1.16 `/etc/kubernetes` (fixtures/kubeadm-v1.16: RSA 2048,
+/// PKCS#1; every leaf expires 2020-12-25 04:06 UTC, the CAs 2029-12-23) at `<tmp>/etc/kubernetes`,
+/// keys 0600 and the rest 0644 as kubeadm leaves them.
+#[cfg(test)]
+pub(crate) fn kubeadm_v1_16_copy() -> (tempfile::TempDir, PkiLayout) {
+    use std::os::unix::fs::PermissionsExt;
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let (p, dest) = (e.path(), to.join(e.file_name()));
+            if p.is_dir() {
+                copy(&p, &dest);
+            } else {
+                std::fs::copy(&p, &dest).unwrap();
+                let mode = if dest.extension().is_some_and(|x| x == "key") {
+                    0o600
+                } else {
+                    0o644
+                };
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("etc/kubernetes");
+    copy(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kubeadm-v1.16"),
+        &root,
+    );
+    let layout = PkiLayout::new(root.join("pki"), &root);
+    (dir, layout)
+}

@@ -300,3 +300,76 @@ mod tests {
         }
     }
 }
+
+/// Snapshots of the `certs check` table (insta): the real kubeadm v1.16 tree at a fixed instant, and
+/// a copy of it with a row in every state. Paths are replaced by placeholders, so the snapshots do
+/// not depend on where the repository or the temp directory is.
+#[cfg(test)]
+mod snapshots {
+    use std::path::Path;
+
+    use chrono::{DateTime, Utc};
+
+    use super::Render;
+    use crate::certs::testpki::kubeadm_v1_16_copy;
+    use crate::certs::{check, CheckOptions, PkiLayout};
+
+    pub(crate) fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// `text` with `dir` as `[TMP]` and the repository as `[REPO]`.
+    pub(crate) fn scrub(text: &str, dir: Option<&Path>) -> String {
+        let mut t = text.replace(env!("CARGO_MANIFEST_DIR"), "[REPO]");
+        if let Some(d) = dir {
+            t = t.replace(&d.display().to_string(), "[TMP]");
+        }
+        t
+    }
+
+    #[test]
+    fn check_table_of_the_kubeadm_1_16_tree_five_years_on() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kubeadm-v1.16");
+        let mut opts = CheckOptions::new(PkiLayout::new(root.join("pki"), &root));
+        opts.now = at("2025-11-25T12:00:00Z");
+        let r = check(&opts).unwrap();
+        insta::assert_snapshot!(scrub(&r.table(), None));
+    }
+
+    #[test]
+    fn check_table_with_a_row_in_every_state() {
+        let (dir, layout) = kubeadm_v1_16_copy();
+        let root = &layout.kubeconfig_dir;
+        // kubelet.conf refers to the kubelet's rotating certificate, which a copy does not have.
+        let pem = dir
+            .path()
+            .join("var/lib/kubelet/pki/kubelet-client-current.pem");
+        let conf = root.join("kubelet.conf");
+        let text: Vec<String> = std::fs::read_to_string(&conf)
+            .unwrap()
+            .lines()
+            .map(|l| match l.trim_start() {
+                t if t.starts_with("client-certificate-data:") => {
+                    format!("    client-certificate: {}", pem.display())
+                }
+                t if t.starts_with("client-key-data:") => {
+                    format!("    client-key: {}", pem.display())
+                }
+                _ => l.to_string(),
+            })
+            .collect();
+        std::fs::write(&conf, text.join("\n") + "\n").unwrap();
+        // A broken key beside a readable certificate; a certificate that cannot be read; a missing
+        // key; an external CA; a missing half of the service-account pair.
+        std::fs::write(layout.key_path("etcd/peer"), "garbage").unwrap();
+        std::fs::remove_file(layout.cert_path("front-proxy-client")).unwrap();
+        std::fs::create_dir(layout.cert_path("front-proxy-client")).unwrap();
+        std::fs::remove_file(layout.key_path("apiserver-kubelet-client")).unwrap();
+        std::fs::remove_file(layout.key_path("front-proxy-ca")).unwrap();
+        std::fs::remove_file(layout.sa_pub_path()).unwrap();
+        let mut opts = CheckOptions::new(layout.clone());
+        opts.now = at("2020-12-01T00:00:00Z");
+        let r = check(&opts).unwrap();
+        insta::assert_snapshot!(scrub(&r.table(), Some(dir.path())));
+    }
+}

@@ -443,3 +443,32 @@ mod tests {
         );
     }
 }
+
+/// A snapshot of the `certs renew --dry-run` table (insta), on a copy of the kubeadm v1.16 tree at a
+/// fixed instant, with `--within 30d` and `--restart` planned from the tree's own manifests.
+#[cfg(test)]
+mod snapshots {
+    use super::*;
+    use crate::certs::testpki::kubeadm_v1_16_copy;
+
+    #[test]
+    fn dry_run_table_within_30_days_with_restarts() {
+        let (dir, layout) = kubeadm_v1_16_copy();
+        // External front-proxy CA: its client is refused, naming the key.
+        std::fs::remove_file(layout.key_path("front-proxy-ca")).unwrap();
+        let mut opts = RenewOptions::new(layout.clone());
+        opts.now = chrono::DateTime::parse_from_rfc3339("2020-12-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        opts.within = Some(chrono::Duration::days(30));
+        opts.validity = chrono::Duration::days(3650);
+        opts.restart = Some(RestartOptions::new(layout.kubeconfig_dir.join("manifests")));
+        let plan = renew::plan(&opts).unwrap();
+        let text = DryRun {
+            dry_run: true,
+            plan: &plan,
+        }
+        .table();
+        insta::assert_snapshot!(text.replace(&dir.path().display().to_string(), "[TMP]"));
+    }
+}

@@ -14,31 +14,7 @@ use crate::certs::pem::KeyFormat;
 /// A writable copy of the real kubeadm v1.16 `/etc/kubernetes` (RSA 2048, PKCS#1; every leaf
 /// expires 2020-12-25, the CAs 2029-12-23).
 fn fixture() -> (tempfile::TempDir, PkiLayout) {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap().flatten() {
-            let (p, dest) = (e.path(), to.join(e.file_name()));
-            if p.is_dir() {
-                copy(&p, &dest);
-            } else {
-                std::fs::copy(&p, &dest).unwrap();
-                let mode = if dest.extension().is_some_and(|x| x == "key") {
-                    0o600
-                } else {
-                    0o644
-                };
-                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode)).unwrap();
-            }
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("kubernetes");
-    copy(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kubeadm-v1.16"),
-        &root,
-    );
-    let layout = PkiLayout::new(root.join("pki"), &root);
-    (dir, layout)
+    crate::certs::testpki::kubeadm_v1_16_copy()
 }
 
 fn at(s: &str) -> DateTime<Utc> {
