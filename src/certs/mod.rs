@@ -3,6 +3,10 @@
 //! `kubeconfig`), key and signature checks (`verify`), the expiry judgement behind `cpkeep certs check`
 //! (`check`), and its alert outputs: a node-exporter textfile (`prometheus`) and a JSON webhook
 //! (`webhook`); `testpki` generates complete kubeadm-layout sets for tests and sandboxes.
+//! Renewal: `renew` (plan → backup and journal → atomic replace → re-verify; `--recover`; one run
+//! at a time under a lock), `issue` (a renewed certificate from the old TBSCertificate, new keys in
+//! kubeadm's PEM forms), `kubeconfig_edit` (embedded certificates and keys replaced in place) and
+//! `restart` (static pods restarted one at a time through `staticpod`, with health waits).
 //!
 //! Like every domain module, it takes typed options, returns typed serialisable reports and typed
 //! errors, and never prints. It never logs or returns key material: private keys stay inside

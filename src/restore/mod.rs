@@ -7,7 +7,15 @@
 //! - [`raftsnap`]: the raft snapshot file (`member/snap/<term>-<index>.snap`) with the v2 store;
 //! - [`raftpb`]: the protobuf messages both are made of;
 //! - [`rewrite`]: the fresh bbolt db with the new membership (and a revision bump);
-//! - [`run`]: plan and apply a whole restore, safely (build in `.part`, rename last).
+//! - [`inplace`]: the same changes committed in place to a db downloaded from a store;
+//! - [`manifest`]: kubeadm's etcd static pod manifest, read for the flags a restore needs;
+//! - [`run`]: plan and apply a whole restore, safely (build in `.part`, rename last, roll back
+//!   every step on failure);
+//! - [`kubeadm`]: a whole control-plane node (`--kubeadm`): the etcd static pod parked, the data
+//!   restored, the pod put back and waited for;
+//! - [`drill`]: the restore drill (`snapshot verify --restore-test`): restore into a temp dir and
+//!   boot real etcd on it;
+//! - [`error`]: the restore's errors and their failure classes.
 //!
 //! Everything is checked byte for byte against what etcdutl 3.5.30 wrote (fixtures in
 //! `fixtures/etcdutl-3.5.30-restore`). This module never prints.
