@@ -6,7 +6,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-tools.sh
 # shellcheck source=/dev/null
 . tools/env.sh
-cargo build --locked --release --bin cpkeep --example bench_backup
+# The example needs the test-support feature (the S3 sandbox); the measured binary must not have it,
+# so it is built on its own, last.
+cargo build --locked --release --example bench_backup
+cargo build --locked --release --bin cpkeep
 work=${CPKEEP_BENCH_DIR:-/var/tmp/cpkeep-bench}
 rm -rf "$work"
 sizes=("$@")
