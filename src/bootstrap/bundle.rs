@@ -65,7 +65,37 @@ pub fn check_out_dir(out: &Path) -> Result<bool, BootstrapError> {
         reason: reason.to_string(),
     };
     match std::fs::metadata(out) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Refuse now, before any key is generated, when the directory could not be created.
+            let ancestor = out
+                .ancestors()
+                .skip(1)
+                .map(|a| {
+                    if a.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        a
+                    }
+                })
+                .find(|a| a.exists())
+                .unwrap_or(Path::new("/"));
+            let writable = nix::unistd::access(
+                ancestor,
+                nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+            );
+            match writable {
+                Ok(()) if ancestor.is_dir() => Ok(false),
+                Ok(()) => Err(bad(&format!(
+                    "cannot be created: {} is not a directory",
+                    ancestor.display()
+                ))),
+                Err(e) => Err(bad(&format!(
+                    "cannot be created: {} is not writable ({})",
+                    ancestor.display(),
+                    e.desc().to_lowercase()
+                ))),
+            }
+        }
         Err(e) => Err(bad(&format!(
             "cannot inspect it: {}",
             crate::certs::error::io_reason(&e)

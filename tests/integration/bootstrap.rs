@@ -360,3 +360,36 @@ async fn static_pods_pass_kubernetes_schema_validation() {
     }
     assert_eq!(checked, 6 + 3 + 3);
 }
+
+/// An output directory that cannot be created (its parent is not writable for the user running
+/// cpkeep) is refused before any key is generated: exit 3, one line naming the parent.
+#[tokio::test]
+async fn an_output_directory_that_cannot_be_created_is_refused_first() {
+    use std::os::unix::fs::PermissionsExt;
+    let (tmp, inv, _) = setup(&guide());
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in ["cluster.yaml", "calico.yaml"] {
+        std::fs::set_permissions(tmp.path().join(f), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let locked = tmp.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let out = locked.join("bundle");
+    let a = s(&[
+        "bootstrap",
+        "plan",
+        "--inventory",
+        &inv.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+    ]);
+    let run = crate::harness::cpkeep_unprivileged(&a).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let line = run.assert_one_clear_line();
+    assert!(
+        line.contains("cannot be created") && line.contains("is not writable"),
+        "{line}"
+    );
+    assert!(!out.exists());
+}

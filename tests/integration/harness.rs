@@ -399,3 +399,36 @@ controlPlane:
   - {name: cp2, address: 192.168.1.11}
   - {name: cp3, address: 192.168.1.12}
 ";
+
+/// Runs cpkeep as user `nobody` (65534) when the tests run as root, so that files only root may read
+/// are unreadable as they are to a non-root check; as another user, the files made unreadable to
+/// their owner (mode 0) do the same.
+pub async fn cpkeep_unprivileged(a: &[String]) -> Run {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    if probe.as_file().metadata().unwrap().uid() != 0 {
+        return cpkeep(a).await;
+    }
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .expect("setpriv (util-linux) is needed to run cpkeep as an unprivileged user");
+    let out = tokio::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_cpkeep"))
+        .args(a)
+        .env_remove("CPKEEP_CERT_DIR")
+        .env_remove("CPKEEP_KUBECONFIG_DIR")
+        .env_remove("CPKEEP_CERTS_PROMETHEUS")
+        .env_remove("CPKEEP_CERTS_WEBHOOK")
+        .env_remove("CPKEEP_MANIFESTS_DIR")
+        .output()
+        .await
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: std::time::Duration::ZERO,
+    }
+}
