@@ -290,12 +290,7 @@ fn v1beta4_docs(i: &Inputs<'_>, node: &NodeSpec, role: Role) -> Result<Vec<Strin
                 patches: None,
                 timeouts: Some(Timeouts {
                     control_plane_component_health_check: Some("4m0s".to_string()),
-                    kubelet_health_check: None,
-                    kubernetes_api_call: None,
-                    etcd_api_call: None,
-                    tls_bootstrap: None,
-                    discovery: None,
-                    upgrade_manifests: None,
+                    ..Default::default()
                 }),
             };
             let certs = &i.spec.certificates;
@@ -356,13 +351,8 @@ fn v1beta4_docs(i: &Inputs<'_>, node: &NodeSpec, role: Role) -> Result<Vec<Strin
                 skip_phases: Vec::new(),
                 patches: None,
                 timeouts: Some(Timeouts {
-                    control_plane_component_health_check: None,
-                    kubelet_health_check: None,
-                    kubernetes_api_call: None,
-                    etcd_api_call: None,
-                    tls_bootstrap: None,
                     discovery: Some("5m0s".to_string()),
-                    upgrade_manifests: None,
+                    ..Default::default()
                 }),
             };
             Ok(vec![yaml(&join)?])

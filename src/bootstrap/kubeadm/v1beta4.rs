@@ -191,8 +191,8 @@ pub struct EnvVar {
     pub value: Option<String>,
 }
 
-/// `Timeouts`, Go durations such as `4m0s`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Timeouts`, Go durations such as `4m0s`; unset ones take kubeadm's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Timeouts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
