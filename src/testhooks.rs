@@ -51,6 +51,19 @@ pub fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
+/// Whether inventories may name loopback addresses: only the bootstrap tests, whose nodes are
+/// sshd instances on 127.0.0.0/8, set `CPKEEP_TEST_ALLOW_LOOPBACK=1`. Always false in a product build.
+pub(crate) fn allow_loopback_nodes() -> bool {
+    #[cfg(any(test, feature = "test-support"))]
+    {
+        std::env::var("CPKEEP_TEST_ALLOW_LOOPBACK").as_deref() == Ok("1")
+    }
+    #[cfg(not(any(test, feature = "test-support")))]
+    {
+        false
+    }
+}
+
 // Arming in-process is for the library's own tests; the binary's tests arm through the environment.
 #[cfg(test)]
 pub use imp::arm;
