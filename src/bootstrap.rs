@@ -7,6 +7,7 @@
 //! renderers, the plan and the bundle layout. Never prints and never contacts a node: applying a
 //! plan over SSH is a separate step.
 
+pub mod apply;
 pub mod bundle;
 pub mod error;
 pub mod example;

@@ -55,7 +55,20 @@ pub struct FileChange {
 }
 
 /// The names a bundle's root holds (and the temp files of an interrupted atomic write).
-const LAYOUT: [&str; 5] = [PLAN_FILE, "RUNBOOK.md", "pki", "secrets", "nodes"];
+/// `state.json` (apply's journal) and `admin.conf` (fetched by apply) belong to a bundle too.
+const LAYOUT: [&str; 7] = [
+    PLAN_FILE,
+    "RUNBOOK.md",
+    "pki",
+    "secrets",
+    "nodes",
+    STATE_FILE,
+    ADMIN_KUBECONFIG,
+];
+/// apply's journal of finished steps.
+pub const STATE_FILE: &str = "state.json";
+/// The admin kubeconfig apply fetches from the first control-plane node.
+pub const ADMIN_KUBECONFIG: &str = "admin.conf";
 
 /// Whether `out` may receive a bundle: absent, an empty directory, or an earlier bundle (complete,
 /// or cut short before its plan.json). Returns whether it holds an earlier bundle.

@@ -85,7 +85,7 @@ impl<'a> Inputs<'a> {
 }
 
 /// The role a node plays in the bootstrap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// The first control-plane node: `kubeadm init`.

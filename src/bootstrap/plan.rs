@@ -82,7 +82,7 @@ pub struct PlanNode {
 }
 
 /// A file of the bundle.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanFile {
     pub path: String,

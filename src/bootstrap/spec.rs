@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::version::{KubeVersion, KubeadmApi};
 use crate::certs::issue::KeySpec;
@@ -68,7 +68,7 @@ impl std::fmt::Display for Endpoint {
 }
 
 /// How the endpoint is load-balanced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LbMode {
     /// The operator's own load balancer; cpkeep only checks it is not a node.
@@ -159,7 +159,7 @@ pub struct NodeSpec {
 }
 
 /// How the shared CAs reach the other control-plane nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Distribution {
     /// kubeadm's encrypted `kubeadm-certs` Secret and the certificate key (`--upload-certs`).
@@ -223,7 +223,7 @@ fn as_go_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::
 }
 
 /// Where the CNI manifest comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum CniSpec {
     /// A local file, pinned by its sha256 when the plan was made.

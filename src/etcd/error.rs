@@ -45,6 +45,23 @@ pub enum EtcdError {
     NoneAnswered(String),
 }
 
+impl EtcdError {
+    /// Bad connection settings and an unreachable cluster alike leave cpkeep unable to judge or
+    /// act: exit 3, as `cluster health` reports UNKNOWN.
+    pub fn class(&self) -> crate::failure::FailureClass {
+        match self {
+            EtcdError::InvalidEndpoint { .. }
+            | EtcdError::NoEndpoints
+            | EtcdError::ReadFile { .. }
+            | EtcdError::BadPem { .. }
+            | EtcdError::Config(_)
+            | EtcdError::Request { .. }
+            | EtcdError::Timeout { .. }
+            | EtcdError::NoneAnswered(_) => crate::failure::FailureClass::Unusable,
+        }
+    }
+}
+
 /// Renders an etcd-client error with its whole cause chain on one line, without repeating itself.
 ///
 /// tonic wraps transport failures several levels deep ("transport error" → "error trying to connect" →

@@ -7,6 +7,7 @@
 mod connect;
 mod endpoint;
 mod error;
+mod gate;
 mod health;
 mod probe;
 mod report;
@@ -18,6 +19,7 @@ pub use connect::{connect, ConnectionOptions, Credentials};
 pub use endpoint::Endpoint;
 pub(crate) use error::describe_client_error;
 pub use error::EtcdError;
+pub use gate::{quorum_gate, GateOptions, GateRefusal, GateVerdict, MembershipChange};
 pub use health::{evaluate, HealthOptions};
 pub use probe::{list_members, probe_cluster, ClusterProbe, EndpointProbe, MemberInfo, StatusInfo};
 pub use report::{

@@ -93,6 +93,14 @@ impl TlsMaterial {
         Ok(Self { ca_pem, identity })
     }
 
+    /// Material already in memory (a client certificate cpkeep minted itself).
+    pub fn from_pem(ca_pem: Vec<u8>, identity: Option<(Vec<u8>, Vec<u8>)>) -> Self {
+        Self {
+            ca_pem: Some(ca_pem),
+            identity,
+        }
+    }
+
     /// The tonic TLS configuration for one endpoint.
     pub(crate) fn options(&self) -> TlsOptions {
         let mut tls = TlsOptions::new();
