@@ -21,6 +21,10 @@ pub enum BootstrapCommand {
     Plan(PlanArgs),
     /// Print an annotated example inventory (kubeadm's HA guide example).
     Example,
+    /// Run a bundle on its nodes over SSH: preflight, load balancer, kubeadm init, then one
+    /// control-plane join at a time behind etcd's quorum gate; resumable. Exit 0 done, 1 a step
+    /// failed, 2 preflight (an unreachable node included) or the gate refused, 3 a bad bundle.
+    Apply(super::bootstrap_apply::ApplyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +62,7 @@ pub async fn run(cmd: BootstrapCommand, out: &Renderer) -> anyhow::Result<Exit> 
             print!("{}", bootstrap::example::EXAMPLE);
             Ok(Exit::Ok)
         }
+        BootstrapCommand::Apply(args) => super::bootstrap_apply::run(args, out).await,
         BootstrapCommand::Plan(args) => {
             let opts = PlanOptions {
                 inventory: args.inventory,

@@ -4,6 +4,7 @@
 
 mod backup;
 mod bootstrap;
+mod bootstrap_apply;
 mod certs;
 mod certs_renew;
 mod cluster;

@@ -206,13 +206,22 @@ pub fn steps(b: &LoadedBundle) -> Vec<ApplyStep> {
         });
     }
 
-    // kubeadm init.
-    let mut init = copy_cas(b);
+    // kubeadm init. A failed earlier init is reset first; reset empties /etc/kubernetes/pki,
+    // so the CAs follow it.
+    let mut init = vec![check(Check::CleanHalfJoin)];
+    init.extend(copy_cas(b));
     init.push(run(format!("install -d -m 0700 {NODE_CONFIG_DIR}")));
     init.push(kubeadm_config(first));
+    // kubeadm's preflight wants an empty manifests directory; the load balancer pods put there
+    // on purpose (the endpoint must answer during init) are the one exception it is told about.
     init.push(run(format!(
-        "kubeadm init --config {NODE_KUBEADM_CONFIG}{}",
-        if upload { " --upload-certs" } else { "" }
+        "kubeadm init --config {NODE_KUBEADM_CONFIG}{}{}",
+        if upload { " --upload-certs" } else { "" },
+        if lb_on_cp {
+            " --ignore-preflight-errors=DirAvailable--etc-kubernetes-manifests"
+        } else {
+            ""
+        }
     )));
     if plan.load_balancer.mode == LbMode::KubeVip && b.version.at_least(29) {
         init.push(run(format!(
@@ -351,10 +360,10 @@ pub fn describe(node: &str, a: &Action) -> String {
                     .to_string()
             }
             Check::CleanHalfJoin => format!(
-                "if an earlier join of {node} stopped half-way: remove its etcd member, run `kubeadm reset -f` on it"
+                "if an earlier attempt on {node} stopped half-way: remove its etcd member, run `kubeadm reset -f` on it"
             ),
             Check::QuorumGate => format!(
-                "quorum gate: etcd can lose the member {node} adds (no learner present, voters - unhealthy >= quorum)"
+                "quorum gate before {node}'s member is added: no learner present, and voters - unhealthy >= quorum with the new member counted as unhealthy"
             ),
             Check::Members { nodes } => format!(
                 "etcd members are exactly {}: started voters, no learner, all healthy",
