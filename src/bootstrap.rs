@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod bundle;
+pub mod drill;
 pub mod error;
 pub mod example;
 /// Fuzz target bodies: in tests and cargo-fuzz builds only, never in the binary.

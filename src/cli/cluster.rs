@@ -18,6 +18,10 @@ pub enum ClusterCommand {
     Health(HealthArgs),
     /// List the members (voters and learners) with their URLs.
     Members(MembersArgs),
+    /// Stop one control-plane node's etcd and kube-apiserver (static pod manifests parked), check
+    /// quorum, the endpoint through the load balancer and a write, start them again, check the
+    /// rejoin; exit 0 OK, 1 WARNING, 2 CRITICAL (or refused: no spare member), 3 UNKNOWN.
+    FailoverDrill(super::cluster_drill::DrillArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +62,7 @@ pub async fn run(cmd: ClusterCommand, out: &Renderer) -> anyhow::Result<Exit> {
             }
             Ok(report.verdict.into())
         }
+        ClusterCommand::FailoverDrill(args) => super::cluster_drill::run(args, out).await,
         ClusterCommand::Members(args) => {
             let conn = args.conn.resolve()?;
             let (endpoint, cluster_id, members) = list_members(&conn).await?;

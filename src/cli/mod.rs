@@ -8,6 +8,7 @@ mod bootstrap_apply;
 mod certs;
 mod certs_renew;
 mod cluster;
+mod cluster_drill;
 mod connection;
 mod demo;
 mod demo_bootstrap;

@@ -92,6 +92,11 @@ fn expand_home(p: &str) -> PathBuf {
 }
 
 fn target(n: &NodeView, opts: &ApplyOptions) -> Target {
+    target_of(n, opts.ssh_config.clone())
+}
+
+/// How to reach a plan's node: `local`, or ssh with the plan's user, port and identity.
+pub fn target_of(n: &NodeView, ssh_config: Option<PathBuf>) -> Target {
     if n.ssh.local {
         return Target::Local;
     }
@@ -100,7 +105,7 @@ fn target(n: &NodeView, opts: &ApplyOptions) -> Target {
         user: n.ssh.user.clone(),
         port: n.ssh.port,
         identity_file: n.ssh.identity_file.as_deref().map(expand_home),
-        config_file: opts.ssh_config.clone(),
+        config_file: ssh_config,
     })
 }
 
@@ -299,23 +304,14 @@ async fn preflight_all(
                 leftovers: Vec::new(),
             };
         };
-        // A node whose kubeadm step is pending must have its ports free; one set up already holds them.
-        let kubeadm_pending = pending.iter().any(|s| {
-            s.node == *name
-                && (s.id.starts_with("init:") || s.id.starts_with("join:") || s.id.starts_with("worker:"))
-        });
-        let lb_pending = pending
-            .iter()
-            .any(|s| s.node == *name && s.id.starts_with("load-balancer:"));
-        let mut ports = Vec::new();
-        if kubeadm_pending {
-            ports.extend([6443, 2379, 2380, 10250]);
-        }
-        let lb_here = b.plan.load_balancer.mode == LbMode::HaproxyKeepalived
-            && b.plan.load_balancer.hosts.iter().any(|h| h == name);
-        if lb_here && (lb_pending || (kubeadm_pending && !journal.is_done(&format!("load-balancer:{name}")) && node.role != Role::LoadBalancer)) {
-            ports.push(b.plan.load_balancer.port);
-        }
+        let pending_here = |prefix: &str| {
+            pending
+                .iter()
+                .any(|s| s.node == *name && s.id.starts_with(prefix))
+        };
+        let kubeadm_pending =
+            pending_here("init:") || pending_here("join:") || pending_here("worker:");
+        let lb_pending = pending_here("load-balancer:");
         let before = chrono::Utc::now();
         let out = session.run(&Script::new(preflight::SCRIPT)).await;
         let after = chrono::Utc::now();
@@ -329,37 +325,45 @@ async fn preflight_all(
                 }
             }
         };
+        let sections = preflight::sections(&out);
         let secs = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros() as f64 / 1e6;
-        let mid = (secs(before) + secs(after)) / 2.0;
-        let clock = preflight::node_clock(&preflight::sections(&out));
-        let role = if kubeadm_pending || node.role == Role::LoadBalancer {
-            node.role
-        } else {
-            // Only checks of the runner's own (kubectl, the clock) remain for a node set up already.
-            Role::LoadBalancer
-        };
-        let mut e = Expect {
+        let clock = preflight::node_clock(&sections);
+        // Leftovers of this bundle's own interrupted run are undone before the step is retried
+        // (their processes hold the ports until then); anything else is refused.
+        let leftovers_allowed = journal.started() && kubeadm_pending;
+        let has_leftovers = sections
+            .get("leftovers")
+            .is_some_and(|l| l.iter().any(|x| x.starts_with('/')));
+        let mut ports = Vec::new();
+        if kubeadm_pending && !(leftovers_allowed && has_leftovers) {
+            ports.extend([6443, 2379, 2380, 10250]);
+        }
+        let lb_here = b.plan.load_balancer.mode == LbMode::HaproxyKeepalived
+            && b.plan.load_balancer.hosts.iter().any(|h| h == name);
+        // The load balancer port must be free until this host's load balancer is set up.
+        let lb_step_done = journal.is_done(&format!("load-balancer:{name}"));
+        if lb_here && (lb_pending || (kubeadm_pending && !lb_step_done)) {
+            ports.push(b.plan.load_balancer.port);
+        }
+        let set_up_already = !kubeadm_pending && node.role != Role::LoadBalancer;
+        let e = Expect {
             node: name,
-            role,
+            role: if set_up_already { Role::Init } else { node.role },
             address: &node.address,
             version: &b.version,
             ports,
             needs_kubectl: name == &first.name
                 && pending.iter().any(|s| s.id == "cni" || s.id == "verify"),
-            leftovers_allowed: journal.started() || !kubeadm_pending,
-            clock_offset: clock.map(|c| mid - c),
+            leftovers_allowed: leftovers_allowed || set_up_already,
+            clock_offset: clock.map(|c| (secs(before) + secs(after)) / 2.0 - c),
             clock_uncertainty: (secs(after) - secs(before)) / 2.0,
         };
-        if !kubeadm_pending && node.role != Role::LoadBalancer {
-            // Set up already: only the clock and kubectl matter.
-            e.role = Role::Init;
-            let mut r = preflight::judge(&out, &e);
-            r.failed.retain(|f| f.starts_with("the clock") || f.starts_with("kubectl"));
-            r.leftovers.clear();
-            return r;
-        }
-        let _ = role;
         let mut r = preflight::judge(&out, &e);
+        if set_up_already {
+            // Part of the cluster already: only the clock and kubectl still matter.
+            r.failed
+                .retain(|f| f.starts_with("the clock") || f.starts_with("kubectl"));
+        }
         if !kubeadm_pending {
             r.leftovers.clear();
         }
