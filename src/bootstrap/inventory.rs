@@ -80,6 +80,9 @@ pub struct Ssh {
     pub port: Option<Spanned<i64>>,
     #[serde(default)]
     pub identity_file: Option<Text>,
+    /// The machine cpkeep runs on: commands run here, without ssh.
+    #[serde(default)]
+    pub local: Option<Spanned<bool>>,
 }
 
 /// `cni`.

@@ -149,11 +149,17 @@ impl Remote<'_> {
     }
 
     fn ssh(&self, command: &str) -> String {
+        if self.0.ssh.local {
+            return command.to_string();
+        }
         format!("ssh {}{} '{command}'", self.opts("-p"), self.target())
     }
 
     /// Copies bundle files to `dest` on the node, keeping their modes (keys stay 0600).
     fn scp(&self, files: &[String], dest: &str) -> String {
+        if self.0.ssh.local {
+            return format!("cp -p {} {dest}", files.join(" "));
+        }
         format!(
             "scp -p {}{} {}:{dest}",
             self.opts("-P"),
@@ -487,11 +493,15 @@ fn steps(spec: &ClusterSpec) -> Vec<Step> {
         RUNNER,
         "fetch the admin kubeconfig to the runner".to_string(),
         vec![
-            format!(
-                "scp {}{}:/etc/kubernetes/admin.conf ./admin.conf",
-                rf.opts("-P"),
-                rf.target()
-            ),
+            if first.ssh.local {
+                "cp /etc/kubernetes/admin.conf ./admin.conf".to_string()
+            } else {
+                format!(
+                    "scp {}{}:/etc/kubernetes/admin.conf ./admin.conf",
+                    rf.opts("-P"),
+                    rf.target()
+                )
+            },
             "chmod 600 ./admin.conf".to_string(),
             "export KUBECONFIG=$PWD/admin.conf".to_string(),
             format!(

@@ -137,6 +137,9 @@ pub struct SshSpec {
     pub user: String,
     pub port: u16,
     pub identity_file: Option<String>,
+    /// The runner itself: commands run here without ssh (`ssh: {local: true}`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
 }
 
 impl Default for SshSpec {
@@ -145,6 +148,7 @@ impl Default for SshSpec {
             user: "root".to_string(),
             port: 22,
             identity_file: None,
+            local: false,
         }
     }
 }

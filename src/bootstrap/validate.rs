@@ -367,6 +367,15 @@ fn nodes(
                         }
                         spec.identity_file = Some(id.value.clone());
                     }
+                    if let Some(local) = &s.local {
+                        if local.value && (s.user.is_some() || s.port.is_some() || s.identity_file.is_some()) {
+                            return Err(Refusal {
+                                field: FieldRef { path: format!("{at}.ssh.local"), line: line_of(local) },
+                                reason: "a local node is reached without ssh: drop user, port and identityFile".to_string(),
+                            });
+                        }
+                        spec.local = local.value;
+                    }
                     spec
                 }
             };
@@ -387,10 +396,21 @@ fn unique(inv: &Inventory, cp: &[NodeSpec], workers: &[NodeSpec], lbs: &[NodeSpe
     let mut names: HashSet<&str> = HashSet::new();
     let mut addresses: HashMap<String, &str> = HashMap::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut local: Option<&str> = None;
     for ((node, r), list) in cp.iter().chain(workers).chain(lbs).zip(raw).zip(lists) {
         let i = index.entry(list).or_insert(0);
         let at = format!("{list}[{i}]");
         *i += 1;
+        if node.ssh.local {
+            if let Some(other) = local {
+                return refuse(
+                    format!("{at}.ssh.local"),
+                    Some(&r.name),
+                    format!("{other} is the local node already: only one node can be the machine cpkeep runs on"),
+                );
+            }
+            local = Some(&node.name);
+        }
         if !names.insert(&node.name) {
             return refuse(
                 format!("{at}.name"),
