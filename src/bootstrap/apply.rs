@@ -17,3 +17,6 @@ pub mod steps;
 pub use error::ApplyError;
 pub use report::{ApplyReport, DryRunReport, Progress};
 pub use run::{apply, dry_run, ApplyOptions};
+
+#[cfg(test)]
+mod tests;

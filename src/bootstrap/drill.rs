@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::etcd::{
-    connect, evaluate, probe_cluster, ConnectionOptions, HealthOptions, HealthReport,
-    MemberHealth, Verdict,
+    connect, evaluate, probe_cluster, ConnectionOptions, HealthOptions, HealthReport, MemberHealth,
+    Verdict,
 };
 use parking::Parker;
 pub use report::{Counts, DrillReport, PhaseReport};
@@ -88,17 +88,32 @@ struct Phases {
 }
 
 impl Phases {
-    fn add(&mut self, phase: &'static str, started: Instant, r: Result<String, (Verdict, String)>) -> bool {
+    fn add(
+        &mut self,
+        phase: &'static str,
+        started: Instant,
+        r: Result<String, (Verdict, String)>,
+    ) -> bool {
         let seconds = started.elapsed().as_secs_f64();
         match r {
             Ok(detail) => {
-                self.list.push(PhaseReport { phase, ok: true, seconds, detail });
+                self.list.push(PhaseReport {
+                    phase,
+                    ok: true,
+                    seconds,
+                    detail,
+                });
                 true
             }
             Err((v, detail)) => {
                 self.verdict = self.verdict.max(v);
                 self.reasons.push(format!("{phase}: {detail}"));
-                self.list.push(PhaseReport { phase, ok: false, seconds, detail });
+                self.list.push(PhaseReport {
+                    phase,
+                    ok: false,
+                    seconds,
+                    detail,
+                });
                 false
             }
         }
@@ -107,7 +122,11 @@ impl Phases {
 
 /// Runs the drill. `Err` only when nothing could be judged (no member answers).
 pub async fn run(t: &DrillTarget<'_>, opts: &DrillOptions) -> Result<DrillReport, DrillError> {
-    let mut ph = Phases { list: Vec::new(), reasons: Vec::new(), verdict: Verdict::Ok };
+    let mut ph = Phases {
+        list: Vec::new(),
+        reasons: Vec::new(),
+        verdict: Verdict::Ok,
+    };
     let mut report = DrillReport {
         verdict: Verdict::Ok,
         node: t.node.clone(),
@@ -134,13 +153,19 @@ pub async fn run(t: &DrillTarget<'_>, opts: &DrillOptions) -> Result<DrillReport
         return Err(DrillError::Setup(format!(
             "{} has no etcd member (looked for {})",
             t.node,
-            t.member_peer_url.clone().or(t.member_name.clone()).unwrap_or_default()
+            t.member_peer_url
+                .clone()
+                .or(t.member_name.clone())
+                .unwrap_or_default()
         )));
     };
     report.member = Some(format!("{} ({})", member.name, member.id));
     let spare = before.fault_tolerance;
     let gate = if !member.healthy {
-        Err((Verdict::Critical, format!("member {} is down already: nothing to drill", member.name)))
+        Err((
+            Verdict::Critical,
+            format!("member {} is down already: nothing to drill", member.name),
+        ))
     } else if spare == 0 {
         Err((
             Verdict::Critical,
@@ -184,7 +209,11 @@ pub async fn run(t: &DrillTarget<'_>, opts: &DrillOptions) -> Result<DrillReport
     let started = Instant::now();
     match t.parker.put_back(&parked).await {
         Ok(()) => {
-            ph.add("start", started, Ok(format!("put back {}", parked.join(", "))));
+            ph.add(
+                "start",
+                started,
+                Ok(format!("put back {}", parked.join(", "))),
+            );
         }
         Err(e) => {
             ph.add("start", started, Err((Verdict::Critical, e)));
@@ -253,7 +282,11 @@ async fn drill_while_down(
     };
     let r = match down {
         Ok(r) => {
-            ph.add("down", started, Ok(format!("{} stopped answering", member.name)));
+            ph.add(
+                "down",
+                started,
+                Ok(format!("{} stopped answering", member.name)),
+            );
             r
         }
         Err(e) => {
@@ -292,12 +325,21 @@ async fn drill_while_down(
     let started = Instant::now();
     let deadline = Instant::now() + opts.wait;
     let endpoint = loop {
-        match crate::bootstrap::apply::readyz::readyz(&t.endpoint, &t.ca_pem, Duration::from_secs(5)).await {
+        match crate::bootstrap::apply::readyz::readyz(
+            &t.endpoint,
+            &t.ca_pem,
+            Duration::from_secs(5),
+        )
+        .await
+        {
             Ok(()) => break Ok(format!("https://{}/readyz answered ok", t.endpoint)),
             Err(e) if Instant::now() >= deadline => {
                 break Err((
                     Verdict::Critical,
-                    format!("https://{}/readyz: {e}: the load balancer does not fail over", t.endpoint),
+                    format!(
+                        "https://{}/readyz: {e}: the load balancer does not fail over",
+                        t.endpoint
+                    ),
                 ))
             }
             Err(_) => tokio::time::sleep(POLL).await,
@@ -307,7 +349,9 @@ async fn drill_while_down(
 
     // A write through etcd.
     let started = Instant::now();
-    let write = if quorum_ok { write_probe(t, member).await } else {
+    let write = if quorum_ok {
+        write_probe(t, member).await
+    } else {
         Err((Verdict::Critical, "skipped: no quorum".to_string()))
     };
     ph.add("write", started, write);
@@ -315,31 +359,57 @@ async fn drill_while_down(
 }
 
 /// Puts, reads back and deletes a key under `/cpkeep/drill/` through a healthy member.
-async fn write_probe(t: &DrillTarget<'_>, down: &MemberHealth) -> Result<String, (Verdict, String)> {
+async fn write_probe(
+    t: &DrillTarget<'_>,
+    down: &MemberHealth,
+) -> Result<String, (Verdict, String)> {
     let key = format!(
         "/cpkeep/drill/{}-{}",
         t.node,
-        crate::testhooks::now().timestamp_nanos_opt().unwrap_or_default()
+        crate::testhooks::now()
+            .timestamp_nanos_opt()
+            .unwrap_or_default()
     );
     let mut last = String::from("no endpoint");
     for ep in &t.etcd.endpoints {
-        if down.client_urls.iter().any(|u| u.trim_end_matches('/') == ep.to_string().trim_end_matches('/')) {
+        if down
+            .client_urls
+            .iter()
+            .any(|u| u.trim_end_matches('/') == ep.to_string().trim_end_matches('/'))
+        {
             continue;
         }
         let attempt = async {
             let mut c = connect(ep, &t.etcd).await.map_err(|e| e.to_string())?;
-            c.put(key.as_str(), "cpkeep failover drill", None).await.map_err(|e| crate::etcd::describe_client_error(&e))?;
-            let got = c.get(key.as_str(), None).await.map_err(|e| crate::etcd::describe_client_error(&e))?;
-            let ok = got.kvs().first().is_some_and(|kv| kv.value() == b"cpkeep failover drill");
-            c.delete(key.as_str(), None).await.map_err(|e| crate::etcd::describe_client_error(&e))?;
-            if ok { Ok(()) } else { Err("the key read back differs".to_string()) }
+            c.put(key.as_str(), "cpkeep failover drill", None)
+                .await
+                .map_err(|e| crate::etcd::describe_client_error(&e))?;
+            let got = c
+                .get(key.as_str(), None)
+                .await
+                .map_err(|e| crate::etcd::describe_client_error(&e))?;
+            let ok = got
+                .kvs()
+                .first()
+                .is_some_and(|kv| kv.value() == b"cpkeep failover drill");
+            c.delete(key.as_str(), None)
+                .await
+                .map_err(|e| crate::etcd::describe_client_error(&e))?;
+            if ok {
+                Ok(())
+            } else {
+                Err("the key read back differs".to_string())
+            }
         };
         match attempt.await {
             Ok(()) => return Ok(format!("wrote, read back and deleted {key} through {ep}")),
             Err(e) => last = format!("{ep}: {e}"),
         }
     }
-    Err((Verdict::Critical, format!("a write through etcd failed: {last}")))
+    Err((
+        Verdict::Critical,
+        format!("a write through etcd failed: {last}"),
+    ))
 }
 
 fn finish(mut report: DrillReport, ph: Phases) -> DrillReport {
@@ -374,7 +444,10 @@ pub struct BundleDrill {
 }
 
 /// The drill on a node of a bundle `bootstrap apply` set up, over SSH.
-pub async fn run_on_bundle(d: &BundleDrill, opts: &DrillOptions) -> Result<DrillReport, DrillError> {
+pub async fn run_on_bundle(
+    d: &BundleDrill,
+    opts: &DrillOptions,
+) -> Result<DrillReport, DrillError> {
     use crate::bootstrap::apply::etcd_access::{connection, mint_client, peer_url};
     use crate::bootstrap::apply::plan_file::LoadedBundle;
     let setup = |e: crate::bootstrap::apply::ApplyError| DrillError::Setup(e.to_string());
@@ -398,11 +471,15 @@ pub async fn run_on_bundle(d: &BundleDrill, opts: &DrillOptions) -> Result<Drill
                 .as_ref()
                 .and_then(|l| r.members.iter().find(|m| &m.id == l))
                 .map(|m| m.name.clone());
-            default_node(&names, leader.as_deref())
-                .ok_or_else(|| DrillError::Setup("the bundle has no control-plane node".to_string()))?
+            default_node(&names, leader.as_deref()).ok_or_else(|| {
+                DrillError::Setup("the bundle has no control-plane node".to_string())
+            })?
         }
     };
-    let n = b.node(&node).cloned().ok_or_else(|| DrillError::Setup(format!("no node {node}")))?;
+    let n = b
+        .node(&node)
+        .cloned()
+        .ok_or_else(|| DrillError::Setup(format!("no node {node}")))?;
     let target = crate::bootstrap::apply::run::target_of(&n, d.ssh_config.clone());
     let session = crate::remote::Session::connect(&node, &target, d.connect_timeout)
         .await
@@ -411,7 +488,10 @@ pub async fn run_on_bundle(d: &BundleDrill, opts: &DrillOptions) -> Result<Drill
         node: node.clone(),
         member_peer_url: Some(peer_url(&n)),
         member_name: Some(node.clone()),
-        parker: Parker::Remote { session: &session, manifests_dir: manifests_dir() },
+        parker: Parker::Remote {
+            session: &session,
+            manifests_dir: manifests_dir(),
+        },
         etcd,
         endpoint: b.plan.control_plane_endpoint.clone(),
         ca_pem: b.read("pki/ca.crt").map_err(setup)?,
@@ -439,15 +519,26 @@ pub async fn run_local(d: LocalDrill, opts: &DrillOptions) -> Result<DrillReport
         .iter()
         .flat_map(|c| c.command.iter())
         .find_map(|a| a.strip_prefix("--name=").map(str::to_string))
-        .ok_or_else(|| DrillError::Setup(format!("{}: no --name= in etcd's command", etcd_manifest.display())))?;
+        .ok_or_else(|| {
+            DrillError::Setup(format!(
+                "{}: no --name= in etcd's command",
+                etcd_manifest.display()
+            ))
+        })?;
     let ca_pem = std::fs::read(&d.ca_file).map_err(|e| {
-        DrillError::Setup(format!("cannot read {}: {}", d.ca_file.display(), crate::certs::error::io_reason(&e)))
+        DrillError::Setup(format!(
+            "cannot read {}: {}",
+            d.ca_file.display(),
+            crate::certs::error::io_reason(&e)
+        ))
     })?;
     let t = DrillTarget {
         node: name.clone(),
         member_peer_url: None,
         member_name: Some(name),
-        parker: Parker::Local { manifests_dir: d.manifests_dir },
+        parker: Parker::Local {
+            manifests_dir: d.manifests_dir,
+        },
         etcd: d.etcd,
         endpoint: d.endpoint,
         ca_pem,

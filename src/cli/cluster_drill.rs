@@ -16,7 +16,12 @@ use crate::etcd::Verdict;
 pub struct DrillArgs {
     /// A bundle that `cpkeep bootstrap apply` set up: the drill reaches its node over SSH and
     /// etcd with a client certificate minted from the bundle's etcd CA.
-    #[arg(long, value_name = "DIR", conflicts_with = "local", required_unless_present = "local")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "local",
+        required_unless_present = "local"
+    )]
     pub bundle: Option<PathBuf>,
 
     /// The control-plane node to stop [default: the last one that is not etcd's leader].
@@ -41,7 +46,11 @@ pub struct DrillArgs {
     pub control_plane_endpoint: Option<String>,
 
     /// The cluster CA the apiservers' certificates chain to (with --local).
-    #[arg(long, value_name = "FILE", default_value = "/etc/kubernetes/pki/ca.crt")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/kubernetes/pki/ca.crt"
+    )]
     pub cluster_ca: PathBuf,
 
     /// Drill even when it takes the last spare member (a second failure meanwhile loses quorum).

@@ -129,10 +129,8 @@ impl<'a> Checker<'a> {
                 };
                 let id = u64::from_str_radix(&m.id, 16).unwrap_or_default();
                 self.remove_member(&node.name, id).await?;
-                out.cleaned.push(format!(
-                    "removed etcd member {} ({url}): {why}",
-                    m.id
-                ));
+                out.cleaned
+                    .push(format!("removed etcd member {} ({url}): {why}", m.id));
             }
         }
         if !leftovers.is_empty() {
@@ -190,9 +188,9 @@ impl<'a> Checker<'a> {
             Check::CleanHalfJoin => Ok(()),
             Check::RefreshUploadedCerts => {
                 let now = crate::testhooks::now();
-                let stale = journal.certs_uploaded_at.is_none_or(|t| {
-                    (now - t).to_std().unwrap_or_default() >= CERTS_REFRESH_AFTER
-                });
+                let stale = journal
+                    .certs_uploaded_at
+                    .is_none_or(|t| (now - t).to_std().unwrap_or_default() >= CERTS_REFRESH_AFTER);
                 if stale {
                     self.first_session()?
                         .run_ok(&Script::new(format!(
@@ -315,7 +313,11 @@ pub fn members_match(r: &HealthReport, want: &BTreeMap<String, String>) -> Optio
         match url {
             None => problems.push(format!(
                 "member {} ({}) is not one of the joined nodes",
-                if m.name.is_empty() { "unstarted" } else { &m.name },
+                if m.name.is_empty() {
+                    "unstarted"
+                } else {
+                    &m.name
+                },
                 m.id
             )),
             Some(u) => {

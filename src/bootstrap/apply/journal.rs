@@ -132,7 +132,9 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let e = Journal::load(dir.path(), "staging").unwrap_err().to_string();
+        let e = Journal::load(dir.path(), "staging")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("belongs to cluster \"prod\""), "{e}");
     }
 }

@@ -94,7 +94,8 @@ impl LoadedBundle {
             path: plan_path.clone(),
             reason: format!("not a cpkeep plan: {e}"),
         })?;
-        if plan.api_version != crate::bootstrap::validate::API_VERSION || plan.kind != "BootstrapPlan"
+        if plan.api_version != crate::bootstrap::validate::API_VERSION
+            || plan.kind != "BootstrapPlan"
         {
             return Err(ApplyError::Bundle {
                 path: plan_path,
@@ -106,12 +107,11 @@ impl LoadedBundle {
                 ),
             });
         }
-        let version = KubeVersion::parse(&plan.kubernetes_version).map_err(|why| {
-            ApplyError::Bundle {
+        let version =
+            KubeVersion::parse(&plan.kubernetes_version).map_err(|why| ApplyError::Bundle {
                 path: plan_path.clone(),
                 reason: format!("kubernetesVersion: {why}"),
-            }
-        })?;
+            })?;
         if !plan.nodes.iter().any(|n| n.role == Role::Init) {
             return Err(ApplyError::Bundle {
                 path: plan_path,
@@ -190,8 +190,9 @@ impl LoadedBundle {
 fn changed(path: &Path) -> ApplyError {
     ApplyError::Bundle {
         path: path.to_path_buf(),
-        reason: "changed since the plan was made (sha256 differs): run `cpkeep bootstrap plan` again"
-            .to_string(),
+        reason:
+            "changed since the plan was made (sha256 differs): run `cpkeep bootstrap plan` again"
+                .to_string(),
     }
 }
 

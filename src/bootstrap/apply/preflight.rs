@@ -145,7 +145,9 @@ pub fn judge(output: &str, e: &Expect<'_>) -> NodePreflight {
         let lb = get("lb");
         for tool in ["haproxy", "keepalived"] {
             if !lb.iter().any(|l| l.trim().ends_with(&format!("/{tool}"))) {
-                failed.push(format!("{tool} is not installed (apply configures it, it does not install it)"));
+                failed.push(format!(
+                    "{tool} is not installed (apply configures it, it does not install it)"
+                ));
             }
         }
     }
@@ -256,7 +258,10 @@ mod tests {
     #[test]
     fn a_ready_node_passes_and_other_addresses_do_not_block_its_ports() {
         let v = KubeVersion::parse("v1.31.4").unwrap();
-        let out = good("LISTEN 0 4096 10.0.0.2:2379 0.0.0.0:*\nLISTEN 0 4096 127.0.0.1:10250 0.0.0.0:*", "");
+        let out = good(
+            "LISTEN 0 4096 10.0.0.2:2379 0.0.0.0:*\nLISTEN 0 4096 127.0.0.1:10250 0.0.0.0:*",
+            "",
+        );
         assert_eq!(judge(&out, &expect(&v)).failed, Vec::<String>::new());
     }
 
@@ -286,7 +291,8 @@ mod tests {
     #[test]
     fn a_missing_kubeadm_and_leftovers_of_its_own_run() {
         let v = KubeVersion::parse("v1.31.4").unwrap();
-        let out = good("", "/etc/kubernetes/manifests/etcd.yaml").replace("v1.31.4", "sh: kubeadm: not found");
+        let out = good("", "/etc/kubernetes/manifests/etcd.yaml")
+            .replace("v1.31.4", "sh: kubeadm: not found");
         let mut e = expect(&v);
         e.leftovers_allowed = true;
         let r = judge(&out, &e);

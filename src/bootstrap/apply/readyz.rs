@@ -54,7 +54,10 @@ async fn ask(address: &str, ca_pem: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
     let request = Request::get("/readyz")
         .header(hyper::header::HOST, address)
-        .header(hyper::header::USER_AGENT, format!("cpkeep/{}", crate::VERSION))
+        .header(
+            hyper::header::USER_AGENT,
+            format!("cpkeep/{}", crate::VERSION),
+        )
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
     match exchange(tls, request).await {

@@ -13,9 +13,7 @@ use super::error::ApplyError;
 use super::journal::Journal;
 use super::plan_file::{LoadedBundle, NodeView};
 use super::preflight::{self, Expect, NodePreflight};
-use super::report::{
-    ApplyReport, DryRunReport, DryRunStep, Outcome, Progress, StepOutcome,
-};
+use super::report::{ApplyReport, DryRunReport, DryRunStep, Outcome, Progress, StepOutcome};
 use super::steps::{describe, steps, Action, ApplyStep, Check};
 use crate::bootstrap::kubeadm::Role;
 use crate::bootstrap::spec::{CniSpec, LbMode};
@@ -122,7 +120,9 @@ pub async fn apply(
     // `--node` for a node other than the first needs the cluster to exist.
     if let Some(n) = &opts.node {
         let init = format!("init:{}", first.name);
-        let needs_cluster = all.iter().any(|(s, sel)| *sel && s.id != init && !s.id.starts_with("load-balancer:"));
+        let needs_cluster = all
+            .iter()
+            .any(|(s, sel)| *sel && s.id != init && !s.id.starts_with("load-balancer:"));
         if *n != first.name && needs_cluster && !journal.is_done(&init) {
             return Err(ApplyError::Selection(format!(
                 "--node {n}: {init} has not run yet; run apply without --node first"
@@ -171,7 +171,10 @@ pub async fn apply(
         if findings.iter().any(|f| !f.failed.is_empty()) {
             close_all(sessions).await;
             return Err(ApplyError::Preflight(
-                findings.into_iter().filter(|f| !f.failed.is_empty()).collect(),
+                findings
+                    .into_iter()
+                    .filter(|f| !f.failed.is_empty())
+                    .collect(),
             ));
         }
         let leftovers: BTreeMap<String, Vec<String>> = findings
@@ -348,7 +351,11 @@ async fn preflight_all(
         let set_up_already = !kubeadm_pending && node.role != Role::LoadBalancer;
         let e = Expect {
             node: name,
-            role: if set_up_already { Role::Init } else { node.role },
+            role: if set_up_already {
+                Role::Init
+            } else {
+                node.role
+            },
             address: &node.address,
             version: &b.version,
             ports,

@@ -47,7 +47,10 @@ pub enum Check {
     /// The admin kubeconfig is fetched to the bundle (0600).
     FetchAdminKubeconfig,
     /// The nodes are registered (and Ready when a CNI was installed).
-    NodesReady { nodes: Vec<String>, expect_ready: bool },
+    NodesReady {
+        nodes: Vec<String>,
+        expect_ready: bool,
+    },
 }
 
 /// One step: a unit the journal records once it has finished.
@@ -133,11 +136,7 @@ fn lb_files(b: &LoadedBundle, n: &NodeView, as_static_pods: bool) -> Vec<Action>
             0o600,
         )),
         LbMode::HaproxyKeepalived => {
-            a.push(put(
-                format!("{dir}/haproxy.cfg"),
-                haproxy::HOST_PATH,
-                0o644,
-            ));
+            a.push(put(format!("{dir}/haproxy.cfg"), haproxy::HOST_PATH, 0o644));
             a.push(put(
                 format!("{dir}/keepalived.conf"),
                 keepalived::CONF_HOST_PATH,

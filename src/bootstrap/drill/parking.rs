@@ -16,8 +16,13 @@ pub const PARK_SUFFIX: &str = ".cpkeep-drill";
 
 /// Where the manifests live, and how to move them.
 pub enum Parker<'a> {
-    Local { manifests_dir: PathBuf },
-    Remote { session: &'a Session, manifests_dir: PathBuf },
+    Local {
+        manifests_dir: PathBuf,
+    },
+    Remote {
+        session: &'a Session,
+        manifests_dir: PathBuf,
+    },
 }
 
 impl Parker<'_> {
@@ -55,7 +60,11 @@ impl Parker<'_> {
                     ));
                 }
                 park(m, p).map_err(|e| {
-                    format!("cannot park {}: {}", m.display(), crate::certs::error::io_reason(&e))
+                    format!(
+                        "cannot park {}: {}",
+                        m.display(),
+                        crate::certs::error::io_reason(&e)
+                    )
                 })
             }
             Parker::Remote { session, .. } => {
