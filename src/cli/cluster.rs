@@ -1,4 +1,5 @@
-//! `cpkeep cluster health` and `cpkeep cluster members`.
+//! `cpkeep cluster health` and `cpkeep cluster members`; the member operations and `defrag` live in
+//! `cluster_member.rs` and `cluster_defrag.rs`.
 
 use clap::{Args, Subcommand};
 
@@ -18,6 +19,11 @@ pub enum ClusterCommand {
     Health(HealthArgs),
     /// List the members (voters and learners) with their URLs.
     Members(MembersArgs),
+    /// Change the membership (add, promote, remove, replace), each change behind the quorum gate.
+    #[command(subcommand)]
+    Member(super::cluster_member::MemberCommand),
+    /// Defragment every member, one at a time, followers first and the leader last.
+    Defrag(super::cluster_defrag::DefragArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +84,8 @@ pub async fn run(cmd: ClusterCommand, out: &Renderer) -> anyhow::Result<Exit> {
             out.print(&report)?;
             Ok(Exit::Ok)
         }
+        ClusterCommand::Member(cmd) => super::cluster_member::run(cmd, out).await,
+        ClusterCommand::Defrag(args) => super::cluster_defrag::run(args, out).await,
     }
 }
 
