@@ -13,9 +13,6 @@ use crate::etcd::{rolling_defrag, DefragOptions, DefragReport};
 
 #[derive(Debug, Args)]
 pub struct DefragArgs {
-    #[command(flatten)]
-    pub conn: ConnectionArgs,
-
     /// Bound on one member's defragmentation (it rewrites the whole database).
     #[arg(long, default_value = "2m", value_parser = super::duration::positive)]
     pub member_timeout: Duration,
@@ -23,6 +20,10 @@ pub struct DefragArgs {
     /// How long a defragmented member may take to be healthy again before cpkeep stops.
     #[arg(long, default_value = "30s", value_parser = super::duration::positive)]
     pub settle_timeout: Duration,
+
+    /// Connection flags, as `cluster health`: the section below.
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
 }
 
 pub async fn run(args: DefragArgs, out: &Renderer) -> anyhow::Result<Exit> {

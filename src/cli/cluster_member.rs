@@ -50,9 +50,6 @@ pub struct WaitArgs {
 
 #[derive(Debug, Args)]
 pub struct AddArgs {
-    #[command(flatten)]
-    pub conn: ConnectionArgs,
-
     /// The new member's name (etcd --name; kubeadm uses the node name).
     pub name: String,
 
@@ -62,39 +59,42 @@ pub struct AddArgs {
 
     #[command(flatten)]
     pub wait: WaitArgs,
+
+    /// Connection flags, as `cluster health`: the section below.
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
-    #[command(flatten)]
-    pub conn: ConnectionArgs,
-
     /// The learner's name or hex ID.
     pub member: String,
 
     /// How long to retry while etcd says the learner is not yet in sync.
     #[arg(long, default_value = "1m", value_parser = super::duration::positive)]
     pub wait_timeout: Duration,
+
+    /// Connection flags, as `cluster health`: the section below.
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
-    #[command(flatten)]
-    pub conn: ConnectionArgs,
-
     /// The member's name or hex ID.
     pub member: String,
 
     /// Remove even when it leaves an even number of voters (never when it would lose quorum).
     #[arg(long)]
     pub force: bool,
+
+    /// Connection flags, as `cluster health`: the section below.
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ReplaceArgs {
-    #[command(flatten)]
-    pub conn: ConnectionArgs,
-
     /// The member to replace: name or hex ID.
     pub old: String,
 
@@ -108,6 +108,10 @@ pub struct ReplaceArgs {
 
     #[command(flatten)]
     pub wait: WaitArgs,
+
+    /// Connection flags, as `cluster health`: the section below.
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
 }
 
 /// One peer URL: http or https, with a host and a port.
