@@ -55,3 +55,9 @@ mod bootstrap;
 
 #[path = "integration/bootstrap_lb.rs"]
 mod bootstrap_lb;
+
+#[path = "integration/members.rs"]
+mod members;
+
+#[path = "integration/defrag.rs"]
+mod defrag;

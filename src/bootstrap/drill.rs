@@ -12,10 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::etcd::{
-    connect, evaluate, probe_cluster, ConnectionOptions, HealthOptions, HealthReport, MemberHealth,
-    Verdict,
-};
+use crate::etcd::{connect, ConnectionOptions, HealthOptions, HealthReport, MemberHealth, Verdict};
 use parking::Parker;
 pub use report::{Counts, DrillReport, PhaseReport};
 
@@ -78,7 +75,7 @@ fn find<'r>(r: &'r HealthReport, t: &DrillTarget<'_>) -> Option<&'r MemberHealth
 }
 
 async fn health(conn: &ConnectionOptions) -> HealthReport {
-    evaluate(&probe_cluster(conn, true).await, &HealthOptions::default())
+    crate::etcd::judge(conn, &HealthOptions::default()).await
 }
 
 struct Phases {

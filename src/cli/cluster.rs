@@ -1,4 +1,5 @@
-//! `cpkeep cluster health` and `cpkeep cluster members`.
+//! `cpkeep cluster health` and `cpkeep cluster members`; the member operations and `defrag` live in
+//! `cluster_member.rs` and `cluster_defrag.rs`.
 
 use clap::{Args, Subcommand};
 
@@ -22,6 +23,11 @@ pub enum ClusterCommand {
     /// quorum, the endpoint through the load balancer and a write, start them again, check the
     /// rejoin; exit 0 OK, 1 WARNING, 2 CRITICAL (or refused: no spare member), 3 UNKNOWN.
     FailoverDrill(super::cluster_drill::DrillArgs),
+    /// Change the membership (add, promote, remove, replace), each change behind the quorum gate.
+    #[command(subcommand)]
+    Member(super::cluster_member::MemberCommand),
+    /// Defragment every member, one at a time, followers first and the leader last.
+    Defrag(super::cluster_defrag::DefragArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +89,8 @@ pub async fn run(cmd: ClusterCommand, out: &Renderer) -> anyhow::Result<Exit> {
             out.print(&report)?;
             Ok(Exit::Ok)
         }
+        ClusterCommand::Member(cmd) => super::cluster_member::run(cmd, out).await,
+        ClusterCommand::Defrag(args) => super::cluster_defrag::run(args, out).await,
     }
 }
 

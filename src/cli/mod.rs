@@ -8,7 +8,9 @@ mod bootstrap_apply;
 mod certs;
 mod certs_renew;
 mod cluster;
+mod cluster_defrag;
 mod cluster_drill;
+mod cluster_member;
 mod connection;
 mod demo;
 mod demo_bootstrap;
@@ -42,7 +44,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Inspect the etcd cluster: quorum, members, alarms.
+    /// The etcd cluster: quorum, members, alarms; membership changes and defragmentation.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
     /// Take a verified, streamed, compressed (and optionally encrypted) snapshot into a store.

@@ -144,11 +144,10 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
     }
 
     let voters: Vec<&MemberHealth> = members.iter().filter(|m| !m.is_learner).collect();
-    let voter_count = voters.len();
-    let healthy_voters = voters.iter().filter(|m| m.healthy).count();
-    let quorum = voter_count / 2 + 1;
+    let count = QuorumCount::of_members(&members);
+    let (voter_count, healthy_voters, quorum) = (count.voters, count.healthy_voters, count.quorum);
 
-    if healthy_voters < quorum {
+    if !count.holds() {
         add(
             Verdict::Critical,
             format!(
@@ -204,7 +203,7 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
             Verdict::Critical,
             format!("no agreed leader: {}", says.join(", ")),
         );
-    } else if healthy_voters >= quorum {
+    } else if count.holds() {
         add(Verdict::Critical, "no member knows a leader".to_string());
     }
 
@@ -264,7 +263,7 @@ pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
                 .find_map(|p| p.alarms.as_ref().err())
                 .cloned()
                 .unwrap_or_else(|| "no member answered".to_string());
-            if healthy_voters >= quorum {
+            if count.holds() {
                 add(
                     Verdict::Warning,
                     format!("alarms could not be listed: {why}"),
@@ -373,24 +372,19 @@ fn finish(
         .map(|f| f.severity)
         .max()
         .unwrap_or(Verdict::Ok);
-    let voters = members.iter().filter(|m| !m.is_learner).count();
-    let learners = members.len() - voters;
-    let healthy_voters = members
-        .iter()
-        .filter(|m| !m.is_learner && m.healthy)
-        .count();
-    let quorum = if voters == 0 { 0 } else { voters / 2 + 1 };
+    let count = QuorumCount::of_members(&members);
+    let learners = members.len() - count.voters;
     HealthReport {
         verdict,
         reasons: findings.iter().map(|f| f.message.clone()).collect(),
         findings,
         cluster_id: cluster_id.map(hex_id),
-        voters,
+        voters: count.voters,
         learners,
-        healthy_voters,
-        quorum,
-        fault_tolerance: healthy_voters.saturating_sub(quorum),
-        design_fault_tolerance: voters.saturating_sub(quorum),
+        healthy_voters: count.healthy_voters,
+        quorum: count.quorum,
+        fault_tolerance: count.fault_tolerance(),
+        design_fault_tolerance: count.design_fault_tolerance(),
         leader,
         max_applied_lag: applied_lag(&members),
         quota_bytes: opts.quota_bytes,
@@ -398,6 +392,54 @@ fn finish(
         alarms,
         alarms_error,
         endpoints: endpoint_reports(probe),
+    }
+}
+
+/// Voters, healthy voters and the quorum of a membership: the one count behind `cluster health`'s
+/// verdict and the quorum gate (which applies it to the membership a change would leave).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QuorumCount {
+    pub(crate) voters: usize,
+    pub(crate) healthy_voters: usize,
+    /// A majority of the voters (0 when there are none).
+    pub(crate) quorum: usize,
+}
+
+impl QuorumCount {
+    /// Counts members given as `(is_learner, healthy)`; learners do not vote and are not counted.
+    pub(crate) fn of(members: impl IntoIterator<Item = (bool, bool)>) -> Self {
+        let (mut voters, mut healthy_voters) = (0, 0);
+        for (is_learner, healthy) in members {
+            if !is_learner {
+                voters += 1;
+                healthy_voters += usize::from(healthy);
+            }
+        }
+        let quorum = if voters == 0 { 0 } else { voters / 2 + 1 };
+        Self {
+            voters,
+            healthy_voters,
+            quorum,
+        }
+    }
+
+    pub(crate) fn of_members(members: &[MemberHealth]) -> Self {
+        Self::of(members.iter().map(|m| (m.is_learner, m.healthy)))
+    }
+
+    /// A majority of the voters is healthy (never with no voter at all).
+    pub(crate) fn holds(&self) -> bool {
+        self.voters > 0 && self.healthy_voters >= self.quorum
+    }
+
+    /// How many more voters may fail before quorum is lost (0 once it is).
+    pub(crate) fn fault_tolerance(&self) -> usize {
+        self.healthy_voters.saturating_sub(self.quorum)
+    }
+
+    /// How many voters the membership could lose if all were healthy.
+    pub(crate) fn design_fault_tolerance(&self) -> usize {
+        self.voters.saturating_sub(self.quorum)
     }
 }
 

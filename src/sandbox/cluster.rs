@@ -375,6 +375,28 @@ impl Sandbox {
         Ok(index)
     }
 
+    /// Prepares a member that joins later (its loopback address, ports and certificates) without adding
+    /// it to the cluster or starting it: the caller adds it (e.g. with `cpkeep cluster member add`),
+    /// then starts it with [`start_joining`](Self::start_joining). Returns its index.
+    pub fn prepare_joining(&mut self) -> Result<usize, SandboxError> {
+        self.prepare_member(true)
+    }
+
+    /// Starts a prepared member with `--initial-cluster-state existing` and the `--initial-cluster`
+    /// line the cluster gave for it, and waits until it answers.
+    pub async fn start_joining(
+        &mut self,
+        index: usize,
+        initial_cluster: &str,
+    ) -> Result<(), SandboxError> {
+        if self.members.get(index).is_none() {
+            return Err(SandboxError::NoSuchMember(index));
+        }
+        self.spawn(index, initial_cluster, "existing")?;
+        self.wait_ready(index, Instant::now() + self.opts.start_timeout)
+            .await
+    }
+
     /// Turns on etcd authentication with a `root` user holding `password`; later connections of this
     /// sandbox authenticate as root.
     pub async fn enable_auth(&mut self, password: &str) -> Result<(), SandboxError> {

@@ -19,8 +19,8 @@ use super::steps::{ApplyStep, Check, NODE_ADMIN_CONF};
 use crate::bootstrap::bundle::ADMIN_KUBECONFIG;
 use crate::bootstrap::plan::NODE_KUBEADM_CONFIG;
 use crate::etcd::{
-    connect, evaluate, hex_id, probe_cluster, quorum_gate, GateOptions, HealthOptions,
-    HealthReport, MembershipChange, TlsMaterial,
+    quorum_gate, GateOptions, HealthOptions, HealthReport, MemberOptions, MembershipChange,
+    TlsMaterial,
 };
 use crate::remote::{Script, Session};
 
@@ -67,8 +67,7 @@ impl<'a> Checker<'a> {
         let cps = self.b.control_plane();
         let conn = connection(&cps, &self.tls, self.opts.etcd_timeout)?;
         let _ = node;
-        let probe = probe_cluster(&conn, true).await;
-        Ok(evaluate(&probe, &HealthOptions::default()))
+        Ok(crate::etcd::judge(&conn, &HealthOptions::default()).await)
     }
 
     /// etcd's numbers for the report (None when nothing answers).
@@ -151,30 +150,23 @@ impl<'a> Checker<'a> {
         Ok(out)
     }
 
-    /// Removes a member through the first endpoint that takes it.
+    /// Removes a member (behind the gate, through a healthy voter other than it).
     async fn remove_member(&self, node: &str, id: u64) -> Result<(), ApplyError> {
         let cps = self.b.control_plane();
         let conn = connection(&cps, &self.tls, self.opts.etcd_timeout)?;
-        let mut last = None;
-        for ep in &conn.endpoints {
-            let attempt = async {
-                let mut c = connect(ep, &conn).await?;
-                c.member_remove(id)
-                    .await
-                    .map_err(|e| crate::etcd::EtcdError::Request {
-                        endpoint: ep.to_string(),
-                        cause: crate::etcd::describe_client_error(&e),
-                    })
-            };
-            match attempt.await {
-                Ok(_) => return Ok(()),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(ApplyError::Etcd {
-            node: node.to_string(),
-            source: last.unwrap_or(crate::etcd::EtcdError::NoEndpoints),
-        })
+        let opts = MemberOptions {
+            // A bootstrap passes through even counts; removing a member that is not a healthy
+            // voter never lowers the fault tolerance.
+            gate: GateOptions { allow_even: true },
+            ..MemberOptions::default()
+        };
+        crate::etcd::remove(&conn, id, &opts)
+            .await
+            .map(|_| ())
+            .map_err(|source| ApplyError::Member {
+                node: node.to_string(),
+                source,
+            })
     }
 
     /// Runs one check of step `s`.
@@ -370,6 +362,5 @@ pub fn nodes_problem(json: &str, nodes: &[String], expect_ready: bool) -> Option
             Some(_) => {}
         }
     }
-    let _ = hex_id;
     (!problems.is_empty()).then(|| problems.join("; "))
 }

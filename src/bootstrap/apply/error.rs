@@ -41,6 +41,13 @@ pub enum ApplyError {
     #[error("{node}: {source}")]
     Etcd { node: String, source: EtcdError },
 
+    /// A membership change failed.
+    #[error("{node}: {source}")]
+    Member {
+        node: String,
+        source: crate::etcd::MemberError,
+    },
+
     /// A step's check did not hold in time.
     #[error("step {step} on {node}: {what} (waited {})", humantime::format_duration(*after))]
     NotReady {
@@ -84,6 +91,7 @@ impl ApplyError {
             ApplyError::Remote(e) => e.class(),
             ApplyError::Preflight(_) | ApplyError::Gate { .. } => FailureClass::Refused,
             ApplyError::Etcd { source, .. } => source.class(),
+            ApplyError::Member { source, .. } => source.class(),
             ApplyError::NotReady { .. } | ApplyError::Step { .. } | ApplyError::Write { .. } => {
                 FailureClass::Failed
             }
