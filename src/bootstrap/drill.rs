@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::etcd::{connect, ConnectionOptions, HealthOptions, HealthReport, MemberHealth, Verdict};
-use parking::Parker;
+use parking::{Outage, ParkedManifests, Parker};
 pub use report::{Counts, DrillReport, PhaseReport};
 
 const POLL: Duration = Duration::from_millis(500);
@@ -24,10 +24,11 @@ pub struct DrillTarget<'a> {
     pub node: String,
     pub member_peer_url: Option<String>,
     pub member_name: Option<String>,
-    pub parker: Parker<'a>,
+    pub outage: Box<dyn Outage + 'a>,
     pub etcd: ConnectionOptions,
-    /// `host:port` of the control-plane endpoint, and the CA its apiservers' certificates chain to.
-    pub endpoint: String,
+    /// `host:port` of the control-plane endpoint (none: no apiserver to check, as in the demo's
+    /// sandbox), and the CA its apiservers' certificates chain to.
+    pub endpoint: Option<String>,
     pub ca_pem: Vec<u8>,
 }
 
@@ -118,7 +119,7 @@ impl Phases {
 }
 
 /// Runs the drill. `Err` only when nothing could be judged (no member answers).
-pub async fn run(t: &DrillTarget<'_>, opts: &DrillOptions) -> Result<DrillReport, DrillError> {
+pub async fn run(t: &mut DrillTarget<'_>, opts: &DrillOptions) -> Result<DrillReport, DrillError> {
     let mut ph = Phases {
         list: Vec::new(),
         reasons: Vec::new(),
@@ -128,7 +129,7 @@ pub async fn run(t: &DrillTarget<'_>, opts: &DrillOptions) -> Result<DrillReport
         verdict: Verdict::Ok,
         node: t.node.clone(),
         member: None,
-        endpoint: t.endpoint.clone(),
+        endpoint: t.endpoint.clone().unwrap_or_default(),
         before: None,
         during: None,
         after: None,
@@ -188,10 +189,9 @@ pub async fn run(t: &DrillTarget<'_>, opts: &DrillOptions) -> Result<DrillReport
 
     // Stop.
     let started = Instant::now();
-    let parked = match t.parker.park_all().await {
-        Ok(p) => {
-            ph.add("stop", started, Ok(format!("parked {}", p.join(", "))));
-            p
+    match t.outage.stop().await {
+        Ok(what) => {
+            ph.add("stop", started, Ok(what));
         }
         Err(e) => {
             ph.add("stop", started, Err((Verdict::Unknown, e)));
@@ -204,13 +204,9 @@ pub async fn run(t: &DrillTarget<'_>, opts: &DrillOptions) -> Result<DrillReport
     let _ = during;
 
     let started = Instant::now();
-    match t.parker.put_back(&parked).await {
-        Ok(()) => {
-            ph.add(
-                "start",
-                started,
-                Ok(format!("put back {}", parked.join(", "))),
-            );
+    match t.outage.start().await {
+        Ok(what) => {
+            ph.add("start", started, Ok(what));
         }
         Err(e) => {
             ph.add("start", started, Err((Verdict::Critical, e)));
@@ -319,30 +315,30 @@ async fn drill_while_down(
     let quorum_ok = ph.add("quorum", started, quorum);
 
     // The endpoint still answers through the load balancer.
-    let started = Instant::now();
-    let deadline = Instant::now() + opts.wait;
-    let endpoint = loop {
-        match crate::bootstrap::apply::readyz::readyz(
-            &t.endpoint,
-            &t.ca_pem,
-            Duration::from_secs(5),
-        )
-        .await
-        {
-            Ok(()) => break Ok(format!("https://{}/readyz answered ok", t.endpoint)),
-            Err(e) if Instant::now() >= deadline => {
-                break Err((
-                    Verdict::Critical,
-                    format!(
-                        "https://{}/readyz: {e}: the load balancer does not fail over",
-                        t.endpoint
-                    ),
-                ))
-            }
-            Err(_) => tokio::time::sleep(POLL).await,
-        }
-    };
-    ph.add("endpoint", started, endpoint);
+    if let Some(endpoint) = &t.endpoint {
+        let started = Instant::now();
+        let deadline = Instant::now() + opts.wait;
+        let answer =
+            loop {
+                let r = crate::bootstrap::apply::readyz::readyz(
+                    endpoint,
+                    &t.ca_pem,
+                    Duration::from_secs(5),
+                )
+                .await;
+                match r {
+                    Ok(()) => break Ok(format!("https://{endpoint}/readyz answered ok")),
+                    Err(e) if Instant::now() >= deadline => break Err((
+                        Verdict::Critical,
+                        format!(
+                            "https://{endpoint}/readyz: {e}: the load balancer does not fail over"
+                        ),
+                    )),
+                    Err(_) => tokio::time::sleep(POLL).await,
+                }
+            };
+        ph.add("endpoint", started, answer);
+    }
 
     // A write through etcd.
     let started = Instant::now();
@@ -485,15 +481,16 @@ pub async fn run_on_bundle(
         node: node.clone(),
         member_peer_url: Some(peer_url(&n)),
         member_name: Some(node.clone()),
-        parker: Parker::Remote {
+        outage: Box::new(ParkedManifests::new(Parker::Remote {
             session: &session,
             manifests_dir: manifests_dir(),
-        },
+        })),
         etcd,
-        endpoint: b.plan.control_plane_endpoint.clone(),
+        endpoint: Some(b.plan.control_plane_endpoint.clone()),
         ca_pem: b.read("pki/ca.crt").map_err(setup)?,
     };
-    let r = run(&t, opts).await;
+    let mut t = t;
+    let r = run(&mut t, opts).await;
     drop(t);
     session.close().await;
     r
@@ -529,16 +526,16 @@ pub async fn run_local(d: LocalDrill, opts: &DrillOptions) -> Result<DrillReport
             crate::certs::error::io_reason(&e)
         ))
     })?;
-    let t = DrillTarget {
+    let mut t = DrillTarget {
         node: name.clone(),
         member_peer_url: None,
         member_name: Some(name),
-        parker: Parker::Local {
+        outage: Box::new(ParkedManifests::new(Parker::Local {
             manifests_dir: d.manifests_dir,
-        },
+        })),
         etcd: d.etcd,
-        endpoint: d.endpoint,
+        endpoint: Some(d.endpoint),
         ca_pem,
     };
-    run(&t, opts).await
+    run(&mut t, opts).await
 }

@@ -14,6 +14,47 @@ pub const DRILL_MANIFESTS: [&str; 2] = ["kube-apiserver.yaml", "etcd.yaml"];
 /// Suffix of a manifest parked by the drill.
 pub const PARK_SUFFIX: &str = ".cpkeep-drill";
 
+/// How a drill takes a member down and brings it back: parked static pod manifests on a real node,
+/// or whatever else runs the member (the demo's sandbox stops and starts its process).
+#[async_trait::async_trait]
+pub trait Outage: Send {
+    /// Takes the member down; says what was done.
+    async fn stop(&mut self) -> Result<String, String>;
+    /// Brings it back; says what was done.
+    async fn start(&mut self) -> Result<String, String>;
+}
+
+/// A [`Parker`] with the manifests it parked.
+pub struct ParkedManifests<'a> {
+    pub parker: Parker<'a>,
+    parked: Vec<String>,
+}
+
+impl<'a> ParkedManifests<'a> {
+    pub fn new(parker: Parker<'a>) -> Self {
+        Self {
+            parker,
+            parked: Vec::new(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Outage for ParkedManifests<'_> {
+    async fn stop(&mut self) -> Result<String, String> {
+        self.parked = self.parker.park_all().await?;
+        Ok(format!("parked {}", self.parked.join(", ")))
+    }
+
+    async fn start(&mut self) -> Result<String, String> {
+        self.parker.put_back(&self.parked).await?;
+        Ok(format!(
+            "put back {}",
+            std::mem::take(&mut self.parked).join(", ")
+        ))
+    }
+}
+
 /// Where the manifests live, and how to move them.
 pub enum Parker<'a> {
     Local {
