@@ -318,25 +318,26 @@ async fn drill_while_down(
     if let Some(endpoint) = &t.endpoint {
         let started = Instant::now();
         let deadline = Instant::now() + opts.wait;
-        let answer =
-            loop {
-                let r = crate::bootstrap::apply::readyz::readyz(
-                    endpoint,
-                    &t.ca_pem,
-                    Duration::from_secs(5),
-                )
-                .await;
-                match r {
-                    Ok(()) => break Ok(format!("https://{endpoint}/readyz answered ok")),
-                    Err(e) if Instant::now() >= deadline => break Err((
+        let answer = loop {
+            let r = crate::bootstrap::apply::readyz::readyz(
+                endpoint,
+                &t.ca_pem,
+                Duration::from_secs(5),
+            )
+            .await;
+            match r {
+                Ok(()) => break Ok(format!("https://{endpoint}/readyz answered ok")),
+                Err(e) if Instant::now() >= deadline => {
+                    break Err((
                         Verdict::Critical,
                         format!(
                             "https://{endpoint}/readyz: {e}: the load balancer does not fail over"
                         ),
-                    )),
-                    Err(_) => tokio::time::sleep(POLL).await,
+                    ))
                 }
-            };
+                Err(_) => tokio::time::sleep(POLL).await,
+            }
+        };
         ph.add("endpoint", started, answer);
     }
 

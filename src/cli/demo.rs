@@ -73,6 +73,7 @@ struct DemoReport {
     restore: DemoRestore,
     certs: DemoCerts,
     bootstrap: super::demo_bootstrap::DemoBootstrap,
+    members: super::demo_members::DemoMembers,
 }
 
 /// The restore step: every member rebuilt from the stored snapshot and booted.
@@ -240,6 +241,10 @@ impl Render for DemoReport {
             self.bootstrap.inventory
         )));
         s.push_str(&self.bootstrap.table());
+        s.push_str(&heading(
+            "`cpkeep cluster member add/promote/remove`, `cluster failover-drill`, `cluster defrag`",
+        ));
+        s.push_str(&self.members.table());
         s
     }
 }
@@ -501,6 +506,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
             health: back,
         },
     };
+    let members = super::demo_members::members_step(&mut sandbox, &conn).await?;
     let certs = certs_step(sandbox.root()).await?;
     let bootstrap = super::demo_bootstrap::bootstrap_step(sandbox.root()).await?;
 
@@ -516,6 +522,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         restore,
         certs,
         bootstrap,
+        members,
     };
     out.print(&report)?;
     sandbox.stop();
@@ -562,6 +569,21 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
                 c.renew.backup_dir,
                 c.after.verdict,
                 c.not_ok_after
+            ),
+        }
+        .into());
+    }
+    if !report.members.ok() {
+        let m = &report.members;
+        return Err(ExitError {
+            code: Exit::Warning,
+            message: format!(
+                "demo members: {} voters after the promotion, {} after the removal, drill {} ({}), {} member(s) defragmented; expected 4, 3, OK, 3",
+                m.voters_after_promotion,
+                m.voters_after_removal,
+                m.drill.verdict.as_str(),
+                m.drill.reasons.join("; "),
+                m.defrag.members.len()
             ),
         }
         .into());

@@ -14,6 +14,7 @@ mod cluster_member;
 mod connection;
 mod demo;
 mod demo_bootstrap;
+mod demo_members;
 mod duration;
 mod exit;
 mod global;
