@@ -490,7 +490,7 @@ fn hard_nofile() -> Option<u64> {
 /// `maxconn` (2.6: "Cannot raise FD limit to 40020, limit is 20000"), and an unprivileged sandbox
 /// may not allow that: lower `maxconn` to what the hard limit allows, saying so. Nothing under test
 /// depends on it.
-fn fit_maxconn(cfg: String) -> String {
+pub(crate) fn fit_maxconn(cfg: String) -> String {
     let line = cfg
         .lines()
         .find(|l| l.trim_start().starts_with("maxconn "))
