@@ -16,6 +16,7 @@ pub(crate) mod fsx;
 mod http1;
 #[cfg(test)]
 mod mutate;
+pub mod remote;
 pub mod restore;
 pub mod sandbox;
 pub mod snapshot;
