@@ -55,3 +55,9 @@ mod bootstrap;
 
 #[path = "integration/bootstrap_lb.rs"]
 mod bootstrap_lb;
+
+#[path = "integration/nodes.rs"]
+mod nodes;
+
+#[path = "integration/remote.rs"]
+mod remote;

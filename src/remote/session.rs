@@ -71,6 +71,7 @@ const RUN_FROM_STDIN: &str = "eval \"$(cat)\"";
 /// 077) in the same directory, chmod, then rename over the target.
 const WRITE_FILE: &str = r#"set -eu
 p=$1; m=$2; d=$(dirname -- "$p")
+if [ -d "$p" ]; then echo "$p is a directory" >&2; exit 1; fi
 mkdir -p -- "$d"
 umask 077
 t=$(mktemp "$d/.cpkeep-write.XXXXXX")
