@@ -51,6 +51,19 @@ pub fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
+/// Whether the inventory may use loopback addresses: `CPKEEP_TEST_ALLOW_LOOPBACK=1` in test builds
+/// (the SSH test nodes live on 127.77.K.x), never in a release build.
+pub(crate) fn allow_loopback() -> bool {
+    #[cfg(any(test, feature = "test-support"))]
+    {
+        std::env::var_os("CPKEEP_TEST_ALLOW_LOOPBACK").is_some_and(|v| v == "1")
+    }
+    #[cfg(not(any(test, feature = "test-support")))]
+    {
+        false
+    }
+}
+
 // Arming in-process is for the library's own tests; the binary's tests arm through the environment.
 #[cfg(test)]
 pub use imp::arm;

@@ -61,3 +61,6 @@ mod nodes;
 
 #[path = "integration/remote.rs"]
 mod remote;
+
+#[path = "integration/nodes_kubeadm.rs"]
+mod nodes_kubeadm;

@@ -891,15 +891,28 @@ async fn join(config: &Config, args: Vec<String>) -> Res<()> {
     set_etcd_dir_mode()?;
     // etcd: add this node as a learner, start it, promote it once in sync.
     let peer = format!("https://{ip}:2380");
-    let added = c
-        .member_add(
-            [peer.clone()],
-            Some(etcd_client::MemberAddOptions::new().with_is_learner()),
-        )
-        .await
-        .map_err(|e| {
-            format!("error execution phase control-plane-join/etcd: error adding etcd member: {e}")
-        })?;
+    // etcd refuses a new member for ~5 s after another became active ("unhealthy cluster"); kubeadm
+    // retries the add with a back-off, so does the double.
+    let add_deadline = Instant::now() + wait_seconds(config)?;
+    let added = loop {
+        match c
+            .member_add(
+                [peer.clone()],
+                Some(etcd_client::MemberAddOptions::new().with_is_learner()),
+            )
+            .await
+        {
+            Ok(a) => break a,
+            Err(e)
+                if e.to_string().contains("unhealthy cluster") && Instant::now() < add_deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => fail!(
+                "error execution phase control-plane-join/etcd: error adding etcd member: {e}"
+            ),
+        }
+    };
     let Some(me) = added.member().map(|m| m.id()) else {
         fail!(
             "error execution phase control-plane-join/etcd: etcd did not return the added member"
