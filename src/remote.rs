@@ -10,7 +10,7 @@
 //!
 //! - [`script`]: [`Script`], the masking.
 //! - [`session`]: [`Target`], [`Session`] and what it runs.
-//! - [`error`]: [`RemoteError`].
+//! - [`error`]: [`RemoteError`], one line naming the node and the cause.
 
 pub mod error;
 pub mod script;

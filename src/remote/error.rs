@@ -103,9 +103,8 @@ impl RemoteError {
                 user: user.to_string(),
                 cause,
             }
-        } else if lower.contains("timed out") {
-            RemoteError::Unreachable { node, cause }
-        } else if lower.contains("connection refused")
+        } else if lower.contains("timed out")
+            || lower.contains("connection refused")
             || lower.contains("no route to host")
             || lower.contains("network is unreachable")
             || lower.contains("could not resolve")

@@ -168,15 +168,16 @@ fn start(name: &str, text: &str, etcd: &Path, me: &Path) -> Res<Child> {
         }
         _ => fail!("{}: unexpected command {prog:?}", path.display()),
     };
-    cmd.args(args)
+    let child = match cmd
+        .args(args)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err)
         .spawn()
-        .map_err(|e| format!("cannot start {prog}: {e}").into())
-        .map_err(|e: String| crate::Fail(e))
-        .map(|c| {
-            eprintln!("kubelet double: started {name} (pid {})", c.id());
-            c
-        })
+    {
+        Ok(c) => c,
+        Err(e) => fail!("cannot start {prog}: {e}"),
+    };
+    eprintln!("kubelet double: started {name} (pid {})", child.id());
+    Ok(child)
 }
