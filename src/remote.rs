@@ -1,131 +1,21 @@
-//! PLACEHOLDER until the `nodes` branch lands (the lead replaces this file with it): the API
-//! `bootstrap apply` codes against.
+//! Running commands and moving files on the cluster's nodes: over the system's OpenSSH client
+//! (one multiplexed master connection per node, so the user's ssh_config, agent, jump hosts and
+//! known_hosts apply, host keys always checked strictly) or on this machine for `ssh: local`.
+//!
+//! Secrets travel in a [`Script`], which knows which of its parts are secret: they are masked as
+//! `<redacted>` wherever a script or its output is shown (`Display`, `Debug`, [`Output`], errors).
+//! A script reaches the node's shell on its standard input, never on a command line, so it does not
+//! show in `ps` on either side (a secret still shows in the argv of a program the script passes it
+//! to). File contents go the same way. This module never prints and never logs secrets.
+//!
+//! - [`script`]: [`Script`], the masking.
+//! - [`session`]: [`Target`], [`Session`] and what it runs.
+//! - [`error`]: [`RemoteError`], one line naming the node and the cause.
 
-use std::path::PathBuf;
-use std::time::Duration;
+pub mod error;
+pub mod script;
+pub mod session;
 
-use crate::failure::FailureClass;
-
-pub enum Target {
-    Local,
-    Ssh(SshTarget),
-}
-
-pub struct SshTarget {
-    pub host: String,
-    pub user: String,
-    pub port: u16,
-    pub identity_file: Option<PathBuf>,
-    pub config_file: Option<PathBuf>,
-}
-
-#[derive(Clone)]
-pub struct Script {
-    text: String,
-    secrets: Vec<String>,
-}
-
-impl Script {
-    pub fn new(text: impl Into<String>) -> Self {
-        Self {
-            text: text.into(),
-            secrets: Vec::new(),
-        }
-    }
-    pub fn secret(mut self, value: impl Into<String>) -> Self {
-        self.secrets.push(value.into());
-        self
-    }
-    pub fn masked(&self) -> String {
-        let mut t = self.text.clone();
-        for s in &self.secrets {
-            t = t.replace(s, "<redacted>");
-        }
-        t
-    }
-}
-
-pub struct Output {
-    pub status: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    #[error("{node}: {cause}")]
-    Unreachable { node: String, cause: String },
-    #[error("{node}: `{command}` exited with {status}: {stderr}")]
-    Command {
-        node: String,
-        command: String,
-        status: i32,
-        stderr: String,
-    },
-}
-
-impl RemoteError {
-    pub fn class(&self) -> FailureClass {
-        FailureClass::Failed
-    }
-}
-
-pub struct Session {
-    node: String,
-}
-
-impl Session {
-    pub async fn connect(
-        node: &str,
-        _target: &Target,
-        _timeout: Duration,
-    ) -> Result<Session, RemoteError> {
-        Ok(Session {
-            node: node.to_string(),
-        })
-    }
-    pub async fn run(&self, script: &Script) -> Result<Output, RemoteError> {
-        let out = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script.text)
-            .output()
-            .await
-            .map_err(|e| RemoteError::Unreachable {
-                node: self.node.clone(),
-                cause: e.to_string(),
-            })?;
-        Ok(Output {
-            status: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
-    }
-    pub async fn run_ok(&self, script: &Script) -> Result<String, RemoteError> {
-        let o = self.run(script).await?;
-        if o.status != 0 {
-            return Err(RemoteError::Command {
-                node: self.node.clone(),
-                command: script.masked(),
-                status: o.status,
-                stderr: o.stderr,
-            });
-        }
-        Ok(o.stdout)
-    }
-    pub async fn write_file(
-        &self,
-        path: &str,
-        contents: &[u8],
-        mode: u32,
-    ) -> Result<(), RemoteError> {
-        let _ = (path, contents, mode);
-        Ok(())
-    }
-    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, RemoteError> {
-        std::fs::read(path).map_err(|e| RemoteError::Unreachable {
-            node: self.node.clone(),
-            cause: e.to_string(),
-        })
-    }
-    pub async fn close(self) {}
-}
+pub use error::RemoteError;
+pub use script::Script;
+pub use session::{Output, Session, SshTarget, Target};

@@ -61,3 +61,14 @@ mod members;
 
 #[path = "integration/defrag.rs"]
 mod defrag;
+#[path = "integration/nodes.rs"]
+mod nodes;
+
+#[path = "integration/apply.rs"]
+mod apply;
+
+#[path = "integration/remote.rs"]
+mod remote;
+
+#[path = "integration/nodes_kubeadm.rs"]
+mod nodes_kubeadm;
