@@ -177,6 +177,25 @@ impl Cluster {
 
     /// The etcd member list as node1's etcd reports it, through etcdctl with the client
     /// certificate the kubeadm double made (independent of cpkeep).
+    fn etcdctl(&self, args: &str) -> std::process::Output {
+        let n = &self.nodes.nodes[0];
+        let etcdctl = harness::Etcd::V35.etcd().with_file_name("etcdctl");
+        n.exec(&format!(
+            "{} --cacert=/etc/kubernetes/pki/etcd/ca.crt \
+             --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key \
+             --dial-timeout=2s --command-timeout=3s {args}",
+            etcdctl.display()
+        ))
+    }
+
+    /// Whether node `i`'s etcd answers a health check.
+    fn endpoint_healthy(&self, i: usize) -> bool {
+        let ip = &self.nodes.nodes[i].ip;
+        self.etcdctl(&format!("--endpoints=https://{ip}:2379 endpoint health"))
+            .status
+            .success()
+    }
+
     fn members(&self) -> Vec<serde_json::Value> {
         let n = &self.nodes.nodes[0];
         let etcdctl = harness::Etcd::V35.etcd().with_file_name("etcdctl");
@@ -283,19 +302,19 @@ async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_th
     let n3 = &c.nodes.nodes[2];
     let parked = n3.exec("mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.test-down");
     assert!(parked.status.success());
+    // Wait until node3's member stops answering (its kubelet double stops etcd), so the drill
+    // sees the cluster degraded.
     let down_deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let h = c.drill(&["--node", "node2", "--wait", "1s"]).await;
-        if h.code == 2 {
-            let hj = h.json();
-            assert!(hj["reasons"].to_string().contains("last spare member"), "{hj}");
-            assert_eq!(hj["phases"].as_array().unwrap().len(), 1, "{hj}");
-            break;
-        }
-        // node3's member may still answer for a moment after its manifest left.
-        assert!(Instant::now() < down_deadline, "drill did not refuse: {}", h.stdout);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    while c.endpoint_healthy(2) {
+        assert!(Instant::now() < down_deadline, "node3's etcd still answers");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let h = c.drill(&["--node", "node2"]).await;
+    assert_eq!(h.code, 2, "{}{}", h.stdout, h.stderr);
+    let hj = h.json();
+    assert_eq!(hj["verdict"], "CRITICAL", "{hj}");
+    assert!(hj["reasons"].to_string().contains("last spare member"), "{hj}");
+    assert_eq!(hj["phases"].as_array().unwrap().len(), 1, "{hj}");
     // Nothing of node2 was parked.
     assert!(c.nodes.nodes[1].path("/etc/kubernetes/manifests").join("etcd.yaml").exists());
     assert!(c.nodes.nodes[1].path("/etc/kubernetes/manifests").join("kube-apiserver.yaml").exists());
@@ -355,10 +374,10 @@ async fn preflight_failures_change_nothing_anywhere() {
     assert!(line.contains("node3: net.ipv4.ip_forward is \"0\""), "{line}");
     assert!(!line.contains("node1:") && !line.contains("node2:"), "{line}");
     assert!(c.state().is_none());
+    // Not a file anywhere (the kubelet double made only its empty manifests directory).
     for n in &c.nodes.nodes {
-        let kube = n.path("/etc/kubernetes");
-        let entries: Vec<_> = std::fs::read_dir(&kube).unwrap().collect();
-        assert!(entries.is_empty(), "{} has {entries:?}", n.name);
+        let files = harness::files_ending(&n.path("/etc/kubernetes"), "");
+        assert!(files.is_empty(), "{} has {files:?}", n.name);
     }
 
     // An unreachable node: the same, naming it.
@@ -371,7 +390,7 @@ async fn preflight_failures_change_nothing_anywhere() {
     let line = run.assert_one_clear_line();
     assert!(line.contains("node2: unreachable"), "{line}");
     assert!(c.state().is_none());
-    assert!(std::fs::read_dir(c.nodes.nodes[0].path("/etc/kubernetes")).unwrap().next().is_none());
+    assert!(harness::files_ending(&c.nodes.nodes[0].path("/etc/kubernetes"), "").is_empty());
 }
 
 /// A port on `ip` nothing listens on.

@@ -253,8 +253,16 @@ fn mask_token(t: &str) -> String {
     }
 }
 
-/// kubeadm's preflight checks that can fail on these nodes.
-fn preflight(control_plane: bool) -> Res<()> {
+/// The checks `--ignore-preflight-errors=a,b` names (lower case, as kubeadm compares them).
+fn ignored(f: &Flags) -> Vec<String> {
+    f.get("--ignore-preflight-errors")
+        .map(|l| l.split(',').map(|c| c.trim().to_ascii_lowercase()).collect())
+        .unwrap_or_default()
+}
+
+/// kubeadm's preflight checks that can fail on these nodes; those named in `ignore` are
+/// warnings, as kubeadm makes them.
+fn preflight(control_plane: bool, ignore: &[String]) -> Res<()> {
     let mut errors = Vec::new();
     match std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward") {
         Ok(s) if s.trim() == "1" => {}
@@ -299,6 +307,13 @@ fn preflight(control_plane: bool) -> Res<()> {
             ));
         }
     }
+    errors.retain(|(k, v)| {
+        let skip = ignore.iter().any(|i| i == "all" || *i == k.to_ascii_lowercase());
+        if skip {
+            eprintln!("\t[WARNING {k}]: {v}");
+        }
+        !skip
+    });
     if errors.is_empty() {
         return Ok(());
     }
@@ -652,7 +667,7 @@ fn set_etcd_dir_mode() -> Res<()> {
 async fn init(config: &Config, args: Vec<String>, phase_upload: bool) -> Res<()> {
     let f = Flags::parse(
         args,
-        &["--config", "--certificate-key"],
+        &["--config", "--certificate-key", "--ignore-preflight-errors"],
         &["--upload-certs"],
     )?;
     if !f.positional.is_empty() {
@@ -685,7 +700,7 @@ async fn init(config: &Config, args: Vec<String>, phase_upload: bool) -> Res<()>
     for t in &info.tokens {
         tokens.push((check_token(t)?.to_string(), t.clone()));
     }
-    preflight(true)?;
+    preflight(true, &ignored(&f))?;
     require_shared()?;
     let ca = Ca::load("ca")?;
     node_certs(&info.name, &info.advertise, &info.endpoint, &info.cert_sans)?;
@@ -812,14 +827,14 @@ fn join_info(docs: &[Document], config: &Config) -> Res<JoinInfo> {
 }
 
 async fn join(config: &Config, args: Vec<String>) -> Res<()> {
-    let f = Flags::parse(args, &["--config"], &[])?;
+    let f = Flags::parse(args, &["--config", "--ignore-preflight-errors"], &[])?;
     if f.positional.len() > 1 {
         fail!("kubeadm double: unexpected arguments {:?}", f.positional);
     }
     let docs = read_config(f.get("--config"))?;
     let info = join_info(&docs, config)?;
     let id = check_token(&info.token)?.to_string();
-    preflight(info.control_plane.is_some())?;
+    preflight(info.control_plane.is_some(), &ignored(&f))?;
     let access = Access::load(config)?;
     let mut c = access.connect().await?;
     // Discovery: the token must exist, and the cluster CA must match a pinned hash.
