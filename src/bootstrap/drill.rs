@@ -158,6 +158,23 @@ pub async fn run(t: &mut DrillTarget<'_>, opts: &DrillOptions) -> Result<DrillRe
         )));
     };
     report.member = Some(format!("{} ({})", member.name, member.id));
+    // From here on every member is asked at its own client URLs too: the endpoint given may be
+    // the very member the drill stops (`--local` on a kubeadm node: https://127.0.0.1:2379).
+    let mut etcd = t.etcd.clone();
+    for m in &before.members {
+        for u in &m.client_urls {
+            if let Ok(ep) = crate::etcd::Endpoint::parse(u, true) {
+                if !etcd
+                    .endpoints
+                    .iter()
+                    .any(|e| e.to_string() == ep.to_string())
+                {
+                    etcd.endpoints.push(ep);
+                }
+            }
+        }
+    }
+    t.etcd = etcd;
     let spare = before.fault_tolerance;
     let gate = if !member.healthy {
         Err((

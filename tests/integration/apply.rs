@@ -95,7 +95,9 @@ async fn start_haproxy(bundle: &Path, vip: &str, dir: &Path) -> Haproxy {
     let cfg = std::fs::read_to_string(bundle.join("nodes/node1/haproxy.cfg")).unwrap();
     let wildcard = format!("    bind *:{LB_PORT}\n");
     assert!(cfg.contains(&wildcard), "{cfg}");
-    let cfg = crate::bootstrap_lb::fit_maxconn(cfg.replace(&wildcard, &format!("    bind {vip}:{LB_PORT}\n")));
+    let cfg = crate::bootstrap_lb::fit_maxconn(
+        cfg.replace(&wildcard, &format!("    bind {vip}:{LB_PORT}\n")),
+    );
     let file = dir.join("haproxy.cfg");
     std::fs::write(&file, cfg).unwrap();
     let log = std::fs::File::create(dir.join("haproxy.log")).unwrap();
@@ -108,8 +110,14 @@ async fn start_haproxy(bundle: &Path, vip: &str, dir: &Path) -> Haproxy {
         .spawn()
         .expect("start haproxy");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect((vip, LB_PORT)).await.is_err() {
-        assert!(Instant::now() < deadline, "haproxy does not listen on {vip}:{LB_PORT}");
+    while tokio::net::TcpStream::connect((vip, LB_PORT))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "haproxy does not listen on {vip}:{LB_PORT}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Haproxy(child)
@@ -117,6 +125,10 @@ async fn start_haproxy(bundle: &Path, vip: &str, dir: &Path) -> Haproxy {
 
 impl Cluster {
     async fn apply(&self, extra: &[&str]) -> Run {
+        self.apply_env(extra, &[]).await
+    }
+
+    async fn apply_env(&self, extra: &[&str], env: &[(&str, String)]) -> Run {
         let mut args: Vec<String> = [
             "-o",
             "json",
@@ -133,7 +145,7 @@ impl Cluster {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        cpkeep_env(&args, &[]).await
+        cpkeep_env(&args, env).await
     }
 
     async fn drill(&self, extra: &[&str]) -> Run {
@@ -206,7 +218,11 @@ impl Cluster {
             etcdctl.display(),
             n.ip
         ));
-        assert!(out.status.success(), "etcdctl: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "etcdctl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["members"].as_array().cloned().unwrap_or_default()
     }
@@ -230,16 +246,35 @@ async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_th
     assert_eq!(dry.code, 0, "{}", dry.stderr);
     let steps = dry.json()["steps"].as_array().unwrap().clone();
     let ids: Vec<&str> = steps.iter().map(|s| s["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["load-balancer:node1", "init:node1", "join:node2", "join:node3", "verify"]);
+    assert_eq!(
+        ids,
+        [
+            "load-balancer:node1",
+            "init:node1",
+            "join:node2",
+            "join:node3",
+            "verify"
+        ]
+    );
     let token = std::fs::read_to_string(c.bundle.join("secrets/bootstrap-token")).unwrap();
     assert!(!dry.stdout.contains(token.trim()));
     assert!(c.state().is_none());
-    assert!(!c.nodes.nodes[0].path("/etc/kubernetes/manifests").join("etcd.yaml").exists());
+    assert!(!c.nodes.nodes[0]
+        .path("/etc/kubernetes/manifests")
+        .join("etcd.yaml")
+        .exists());
 
     let run = c.apply(&[]).await;
     assert_eq!(run.code, 0, "apply: {}\n{}", run.stderr, logs(&c));
     let r = run.json();
-    assert!(r["steps"].as_array().unwrap().iter().all(|s| s["outcome"] == "ran"), "{r}");
+    assert!(
+        r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "ran"),
+        "{r}"
+    );
     assert_eq!(r["etcd"]["voters"], 3, "{r}");
     assert_eq!(r["etcd"]["healthyVoters"], 3, "{r}");
     assert_eq!(r["etcd"]["learners"], 0, "{r}");
@@ -260,10 +295,17 @@ async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_th
     assert_eq!(names, ["node1", "node2", "node3"]);
     assert_eq!(c.finished().len(), 5);
     let admin = c.bundle.join("admin.conf");
-    assert_eq!(std::fs::metadata(&admin).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&admin).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // The CAs reached every node with their modes; the kubeadm config stayed private.
     for n in &c.nodes.nodes {
-        for (f, mode) in [("/etc/kubernetes/pki/ca.key", 0o600), ("/etc/kubernetes/pki/ca.crt", 0o644), ("/etc/kubernetes/cpkeep/kubeadm.yaml", 0o600)] {
+        for (f, mode) in [
+            ("/etc/kubernetes/pki/ca.key", 0o600),
+            ("/etc/kubernetes/pki/ca.crt", 0o644),
+            ("/etc/kubernetes/cpkeep/kubeadm.yaml", 0o600),
+        ] {
             let m = std::fs::metadata(n.path(f)).unwrap().permissions().mode() & 0o777;
             assert_eq!(m, mode, "{} {f}", n.name);
         }
@@ -273,7 +315,14 @@ async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_th
     let again = c.apply(&[]).await;
     assert_eq!(again.code, 0, "{}", again.stderr);
     let a = again.json();
-    assert!(a["steps"].as_array().unwrap().iter().all(|s| s["outcome"] == "already-done"), "{a}");
+    assert!(
+        a["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "already-done"),
+        "{a}"
+    );
     assert_eq!(c.members().len(), 3);
 
     // The failover drill: a follower stopped, quorum holds, the endpoint answers through haproxy,
@@ -289,18 +338,31 @@ async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_th
         .collect();
     assert_eq!(
         phases,
-        [("before", true), ("stop", true), ("down", true), ("quorum", true), ("endpoint", true), ("write", true), ("start", true), ("rejoin", true)],
+        [
+            ("before", true),
+            ("stop", true),
+            ("down", true),
+            ("quorum", true),
+            ("endpoint", true),
+            ("write", true),
+            ("start", true),
+            ("rejoin", true)
+        ],
         "{dj}"
     );
     assert_eq!(dj["during"]["faultTolerance"], 0, "{dj}");
     assert_eq!(dj["after"]["faultTolerance"], 1, "{dj}");
     let drilled = dj["node"].as_str().unwrap().to_string();
     let n = c.nodes.nodes.iter().find(|n| n.name == drilled).unwrap();
-    assert!(n.path("/etc/kubernetes/manifests").join("etcd.yaml").exists());
+    assert!(n
+        .path("/etc/kubernetes/manifests")
+        .join("etcd.yaml")
+        .exists());
 
     // One member down already: the drill would take the last spare one and refuses.
     let n3 = &c.nodes.nodes[2];
-    let parked = n3.exec("mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.test-down");
+    let parked =
+        n3.exec("mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.test-down");
     assert!(parked.status.success());
     // Wait until node3's member stops answering (its kubelet double stops etcd), so the drill
     // sees the cluster degraded.
@@ -313,12 +375,56 @@ async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_th
     assert_eq!(h.code, 2, "{}{}", h.stdout, h.stderr);
     let hj = h.json();
     assert_eq!(hj["verdict"], "CRITICAL", "{hj}");
-    assert!(hj["reasons"].to_string().contains("last spare member"), "{hj}");
+    assert!(
+        hj["reasons"].to_string().contains("last spare member"),
+        "{hj}"
+    );
     assert_eq!(hj["phases"].as_array().unwrap().len(), 1, "{hj}");
+    // Back to three; then the drill on a node itself (`--local`), as an operator runs it there.
+    let back =
+        n3.exec("mv /etc/kubernetes/etcd.yaml.test-down /etc/kubernetes/manifests/etcd.yaml");
+    assert!(back.status.success());
+    let up_deadline = Instant::now() + Duration::from_secs(60);
+    while !c.endpoint_healthy(2) {
+        assert!(
+            Instant::now() < up_deadline,
+            "node3's etcd did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let local = n3.exec(&format!(
+        "{} -o json cluster failover-drill --local --control-plane-endpoint {}:{LB_PORT} \
+         --endpoints https://{}:2379 --wait 60s",
+        env!("CARGO_BIN_EXE_cpkeep"),
+        c.vip,
+        n3.ip
+    ));
+    let lj: serde_json::Value = serde_json::from_slice(&local.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&local.stderr)));
+    assert_eq!(local.status.code(), Some(0), "{lj}");
+    assert_eq!(lj["node"], "node3", "{lj}");
+    assert!(
+        lj["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["ok"] == true),
+        "{lj}"
+    );
+    assert!(n3
+        .path("/etc/kubernetes/manifests")
+        .join("kube-apiserver.yaml")
+        .exists());
+
     // Nothing of node2 was parked.
-    assert!(c.nodes.nodes[1].path("/etc/kubernetes/manifests").join("etcd.yaml").exists());
-    assert!(c.nodes.nodes[1].path("/etc/kubernetes/manifests").join("kube-apiserver.yaml").exists());
-    let _ = &c.vip;
+    assert!(c.nodes.nodes[1]
+        .path("/etc/kubernetes/manifests")
+        .join("etcd.yaml")
+        .exists());
+    assert!(c.nodes.nodes[1]
+        .path("/etc/kubernetes/manifests")
+        .join("kube-apiserver.yaml")
+        .exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -330,7 +436,10 @@ async fn a_join_that_failed_after_its_member_was_added_is_cleaned_and_retried() 
     let run = c.apply(&[]).await;
     assert_eq!(run.code, 1, "{}\n{}", run.stderr, logs(&c));
     let line = run.assert_one_clear_line();
-    assert!(line.contains("join:node2") && line.contains("node2"), "{line}");
+    assert!(
+        line.contains("join:node2") && line.contains("node2"),
+        "{line}"
+    );
     assert_eq!(c.finished(), ["load-balancer:node1", "init:node1"]);
     // etcd holds node2's member that never came up.
     let members = c.members();
@@ -347,15 +456,48 @@ async fn a_join_that_failed_after_its_member_was_added_is_cleaned_and_retried() 
         .map(|m| format!("{:x}", m["ID"].as_u64().unwrap()))
         .unwrap();
     assert!(line.contains(&stale_id), "{line} lacks {stale_id}");
-    assert!(!c.nodes.nodes[2].path("/etc/kubernetes/manifests").join("etcd.yaml").exists());
+    assert!(!c.nodes.nodes[2]
+        .path("/etc/kubernetes/manifests")
+        .join("etcd.yaml")
+        .exists());
 
-    // The cause fixed, the re-run removes the stale member, resets node2 and completes.
+    // The cause fixed, the re-run removes the stale member, resets node2 and completes. Its
+    // clock says two hours passed since init uploaded kubeadm-certs: it uploads them again first.
     c.nodes.set_double(1, "FAIL_JOIN_AFTER_MEMBER_ADD", "0");
-    let again = c.apply(&[]).await;
+    let uploaded = c.state().unwrap()["certsUploadedAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uploaded_at = chrono::DateTime::parse_from_rfc3339(&uploaded).unwrap();
+    let later = (uploaded_at + chrono::Duration::hours(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let uploaded = uploaded_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let again = c
+        .apply_env(&[], &[("CPKEEP_TEST_NOW", later.clone())])
+        .await;
     assert_eq!(again.code, 0, "{}\n{}", again.stderr, logs(&c));
+    assert!(
+        again.stderr.contains(&format!(
+            "re-uploaded kubeadm-certs: the last upload, at {uploaded}"
+        )),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(c.state().unwrap()["certsUploadedAt"], later.as_str());
+    // The first re-upload was enough for node3: the journal's clock did not move on.
+    assert!(
+        again
+            .stderr
+            .contains(&format!("kubeadm-certs uploaded at {later} is still valid")),
+        "{}",
+        again.stderr
+    );
     let r = again.json();
     let cleaned = r["cleaned"].to_string();
-    assert!(cleaned.contains(&format!("removed etcd member {stale_id}")), "{cleaned}");
+    assert!(
+        cleaned.contains(&format!("removed etcd member {stale_id}")),
+        "{cleaned}"
+    );
     assert!(cleaned.contains("kubeadm reset -f"), "{cleaned}");
     assert_eq!(r["etcd"]["voters"], 3, "{r}");
     assert_eq!(r["etcd"]["healthyVoters"], 3, "{r}");
@@ -370,9 +512,18 @@ async fn preflight_failures_change_nothing_anywhere() {
     let run = c.apply(&[]).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
     let line = run.assert_one_clear_line();
-    assert!(line.contains("preflight failed, nothing was changed"), "{line}");
-    assert!(line.contains("node3: net.ipv4.ip_forward is \"0\""), "{line}");
-    assert!(!line.contains("node1:") && !line.contains("node2:"), "{line}");
+    assert!(
+        line.contains("preflight failed, nothing was changed"),
+        "{line}"
+    );
+    assert!(
+        line.contains("node3: net.ipv4.ip_forward is \"0\""),
+        "{line}"
+    );
+    assert!(
+        !line.contains("node1:") && !line.contains("node2:"),
+        "{line}"
+    );
     assert!(c.state().is_none());
     // Not a file anywhere (the kubelet double made only its empty manifests directory).
     for n in &c.nodes.nodes {

@@ -169,21 +169,30 @@ impl<'a> Checker<'a> {
             })
     }
 
-    /// Runs one check of step `s`.
+    /// Runs one check of step `s`; returns what it found when that says more than the check's
+    /// description.
     pub async fn check(
         &self,
         s: &ApplyStep,
         check: &Check,
         journal: &mut Journal,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<Option<String>, ApplyError> {
         match check {
-            Check::CleanHalfJoin => Ok(()),
+            Check::CleanHalfJoin => Ok(None),
             Check::RefreshUploadedCerts => {
                 let now = crate::testhooks::now();
                 let stale = journal
                     .certs_uploaded_at
                     .is_none_or(|t| (now - t).to_std().unwrap_or_default() >= CERTS_REFRESH_AFTER);
-                if stale {
+                if !stale {
+                    return Ok(journal.certs_uploaded_at.map(|t| {
+                        format!(
+                            "kubeadm-certs uploaded at {} is still valid",
+                            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        )
+                    }));
+                }
+                {
                     self.first_session()?
                         .run_ok(&Script::new(format!(
                             "kubeadm init phase upload-certs --upload-certs --config {NODE_KUBEADM_CONFIG}"
@@ -194,10 +203,17 @@ impl<'a> Checker<'a> {
                             node: self.b.first().name.clone(),
                             cause: e.to_string(),
                         })?;
+                    let before = journal.certs_uploaded_at;
                     journal.certs_uploaded_at = Some(now);
                     journal.save(&self.b.dir)?;
+                    Ok(Some(match before {
+                        Some(t) => format!(
+                            "re-uploaded kubeadm-certs: the last upload, at {}, was 1h50m or more ago",
+                            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        ),
+                        None => "uploaded kubeadm-certs (no earlier upload recorded)".to_string(),
+                    }))
                 }
-                Ok(())
             }
             Check::QuorumGate => {
                 let node = self.node(s)?;
@@ -212,7 +228,12 @@ impl<'a> Checker<'a> {
                     },
                     &GateOptions { allow_even: true },
                 )
-                .map(|_| ())
+                .map(|v| {
+                    Some(format!(
+                        "quorum gate passed: {} of {} voters healthy; with {} added, {} voters and quorum {}",
+                        v.healthy_voters_now, v.voters_now, node.name, v.voters_after, v.quorum_after
+                    ))
+                })
                 .map_err(|refusal| ApplyError::Gate {
                     node: node.name.clone(),
                     refusal,
@@ -229,19 +250,21 @@ impl<'a> Checker<'a> {
                     Ok(members_match(&r, &want))
                 })
                 .await
+                .map(|()| None)
             }
-            Check::Readyz { address } => {
-                self.wait(s, &format!("https://{address}/readyz"), || async {
+            Check::Readyz { address } => self
+                .wait(s, &format!("https://{address}/readyz"), || async {
                     Ok(readyz(address, &self.ca_pem, Duration::from_secs(5))
                         .await
                         .err())
                 })
                 .await
-            }
+                .map(|()| None),
             Check::FetchAdminKubeconfig => {
                 let bytes = self.first_session()?.read_file(NODE_ADMIN_CONF).await?;
                 let path = self.b.dir.join(ADMIN_KUBECONFIG);
                 crate::fsx::write_atomic(&path, &bytes, 0o600)
+                    .map(|()| None)
                     .map_err(|source| ApplyError::Write { path, source })
             }
             Check::NodesReady {
@@ -258,6 +281,7 @@ impl<'a> Checker<'a> {
                     Ok(nodes_problem(&out, nodes, *expect_ready))
                 })
                 .await
+                .map(|()| None)
             }
         }
     }

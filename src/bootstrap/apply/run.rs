@@ -457,8 +457,10 @@ async fn run_step(
                 }
                 Check::QuorumGate if joined_already => {}
                 other => {
-                    checker.check(s, other, journal).await?;
-                    progress(Progress::Did { text });
+                    let said = checker.check(s, other, journal).await?;
+                    progress(Progress::Did {
+                        text: said.unwrap_or(text),
+                    });
                 }
             },
         }

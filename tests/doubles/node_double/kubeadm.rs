@@ -256,7 +256,11 @@ fn mask_token(t: &str) -> String {
 /// The checks `--ignore-preflight-errors=a,b` names (lower case, as kubeadm compares them).
 fn ignored(f: &Flags) -> Vec<String> {
     f.get("--ignore-preflight-errors")
-        .map(|l| l.split(',').map(|c| c.trim().to_ascii_lowercase()).collect())
+        .map(|l| {
+            l.split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -308,7 +312,9 @@ fn preflight(control_plane: bool, ignore: &[String]) -> Res<()> {
         }
     }
     errors.retain(|(k, v)| {
-        let skip = ignore.iter().any(|i| i == "all" || *i == k.to_ascii_lowercase());
+        let skip = ignore
+            .iter()
+            .any(|i| i == "all" || *i == k.to_ascii_lowercase());
         if skip {
             eprintln!("\t[WARNING {k}]: {v}");
         }
