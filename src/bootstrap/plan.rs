@@ -269,28 +269,28 @@ fn pki_files(dir: &str, names: &[&str]) -> Vec<String> {
     names.iter().map(|n| format!("{dir}/{n}")).collect()
 }
 
+/// The shared CAs and the service-account pair every control-plane node needs, relative to
+/// `pki/` in the bundle and to /etc/kubernetes/pki on a node.
+pub const SHARED_CA_FILES: [&str; 8] = [
+    "ca.crt",
+    "ca.key",
+    "front-proxy-ca.crt",
+    "front-proxy-ca.key",
+    "sa.key",
+    "sa.pub",
+    "etcd/ca.crt",
+    "etcd/ca.key",
+];
+
 /// Copies the shared CAs (and the service-account pair) into a node's /etc/kubernetes/pki.
 fn copy_cas(r: &Remote<'_>) -> Vec<String> {
+    let (etcd, top): (Vec<&str>, Vec<&str>) =
+        SHARED_CA_FILES.iter().partition(|f| f.starts_with("etcd/"));
+    let etcd: Vec<&str> = etcd.iter().map(|f| f.trim_start_matches("etcd/")).collect();
     vec![
         r.ssh("install -d -m 0755 /etc/kubernetes/pki/etcd"),
-        r.scp(
-            &pki_files(
-                "pki",
-                &[
-                    "ca.crt",
-                    "ca.key",
-                    "front-proxy-ca.crt",
-                    "front-proxy-ca.key",
-                    "sa.key",
-                    "sa.pub",
-                ],
-            ),
-            "/etc/kubernetes/pki/",
-        ),
-        r.scp(
-            &pki_files("pki/etcd", &["ca.crt", "ca.key"]),
-            "/etc/kubernetes/pki/etcd/",
-        ),
+        r.scp(&pki_files("pki", &top), "/etc/kubernetes/pki/"),
+        r.scp(&pki_files("pki/etcd", &etcd), "/etc/kubernetes/pki/etcd/"),
     ]
 }
 

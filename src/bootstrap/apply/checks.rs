@@ -136,11 +136,7 @@ impl<'a> Checker<'a> {
             session
                 .run_ok(&Script::new("kubeadm reset -f"))
                 .await
-                .map_err(|e| ApplyError::Step {
-                    step: s.id.clone(),
-                    node: s.node.clone(),
-                    cause: e.to_string(),
-                })?;
+                .map_err(|e| ApplyError::in_step(s, e))?;
             out.reset = true;
             out.cleaned.push(format!(
                 "ran `kubeadm reset -f`: an earlier attempt left {}",

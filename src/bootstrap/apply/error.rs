@@ -83,6 +83,15 @@ fn describe_preflight(nodes: &[NodePreflight]) -> String {
 }
 
 impl ApplyError {
+    /// A command of step `s` that failed (the remote error names the node and the command).
+    pub fn in_step(s: &super::steps::ApplyStep, e: RemoteError) -> Self {
+        ApplyError::Step {
+            step: s.id.clone(),
+            node: s.node.clone(),
+            cause: e.to_string(),
+        }
+    }
+
     pub fn class(&self) -> FailureClass {
         match self {
             ApplyError::Bundle { .. } | ApplyError::Journal { .. } | ApplyError::Selection(_) => {

@@ -139,15 +139,7 @@ impl LoadedBundle {
             path: self.dir.join(rel),
             reason: "not listed in plan.json".to_string(),
         })?;
-        let path = self.dir.join(&f.path);
-        let bytes = std::fs::read(&path).map_err(|e| ApplyError::Bundle {
-            path: path.clone(),
-            reason: crate::certs::error::io_reason(&e),
-        })?;
-        if hex::encode(Sha256::digest(&bytes)) != f.sha256 {
-            return Err(changed(&path));
-        }
-        Ok(bytes)
+        read_pinned(&self.dir.join(&f.path), &f.sha256)
     }
 
     /// Whether the plan lists `rel`.
@@ -185,6 +177,18 @@ impl LoadedBundle {
             .filter(|n| matches!(n.role, Role::Init | Role::ControlPlane))
             .collect()
     }
+}
+
+/// A file's bytes, refused unless their sha256 is the one the plan pinned.
+pub fn read_pinned(path: &Path, sha256: &str) -> Result<Vec<u8>, ApplyError> {
+    let bytes = std::fs::read(path).map_err(|e| ApplyError::Bundle {
+        path: path.to_path_buf(),
+        reason: crate::certs::error::io_reason(&e),
+    })?;
+    if hex::encode(Sha256::digest(&bytes)) != sha256 {
+        return Err(changed(path));
+    }
+    Ok(bytes)
 }
 
 fn changed(path: &Path) -> ApplyError {
@@ -226,12 +230,5 @@ fn check_file(dir: &Path, f: &PlanFile) -> Result<(), ApplyError> {
             ),
         });
     }
-    let bytes = std::fs::read(&path).map_err(|e| ApplyError::Bundle {
-        path: path.clone(),
-        reason: crate::certs::error::io_reason(&e),
-    })?;
-    if hex::encode(Sha256::digest(&bytes)) != f.sha256 {
-        return Err(changed(&path));
-    }
-    Ok(())
+    read_pinned(&path, &f.sha256).map(|_| ())
 }

@@ -416,11 +416,7 @@ async fn run_step(
                 session
                     .run_ok(&Script::new(command.clone()))
                     .await
-                    .map_err(|e| ApplyError::Step {
-                        step: s.id.clone(),
-                        node: s.node.clone(),
-                        cause: e.to_string(),
-                    })?;
+                    .map_err(|e| ApplyError::in_step(s, e))?;
                 if command.starts_with("kubeadm init") && command.contains("--upload-certs") {
                     journal.certs_uploaded_at = Some(crate::testhooks::now());
                     journal.save(&b.dir)?;
@@ -475,18 +471,8 @@ fn source_bytes(b: &LoadedBundle, from: &str) -> Result<Vec<u8>, ApplyError> {
     }
     if let Some(CniSpec::File { path, sha256 }) = &b.plan.cni {
         if path.display().to_string() == from {
-            let bytes = std::fs::read(path).map_err(|e| ApplyError::Bundle {
-                path: path.clone(),
-                reason: crate::certs::error::io_reason(&e),
-            })?;
-            use sha2::Digest;
-            if hex::encode(sha2::Sha256::digest(&bytes)) != *sha256 {
-                return Err(ApplyError::Bundle {
-                    path: path.clone(),
-                    reason: "the CNI manifest changed since the plan pinned it (sha256 differs): check it, then run `cpkeep bootstrap plan` again".to_string(),
-                });
-            }
-            return Ok(bytes);
+            // The CNI manifest is pinned by plan.json like the bundle's own files.
+            return super::plan_file::read_pinned(path, sha256);
         }
     }
     Err(ApplyError::Bundle {

@@ -8,7 +8,9 @@ use serde::Serialize;
 use super::plan_file::{LoadedBundle, NodeView};
 use crate::bootstrap::kubeadm::Role;
 use crate::bootstrap::lb::{haproxy, keepalived, kubevip};
-use crate::bootstrap::plan::{MANIFESTS_DIR, NODE_CONFIG_DIR, NODE_KUBEADM_CONFIG};
+use crate::bootstrap::plan::{
+    MANIFESTS_DIR, NODE_CONFIG_DIR, NODE_KUBEADM_CONFIG, SHARED_CA_FILES,
+};
 use crate::bootstrap::spec::{CniSpec, Distribution, LbMode};
 
 /// Where the CNI manifest is put on the first node before `kubectl apply`.
@@ -91,20 +93,8 @@ fn check(check: Check) -> Action {
     Action::Check { check }
 }
 
-/// The shared CA files (and the service-account pair) every control-plane node needs.
-const CA_FILES: [&str; 8] = [
-    "ca.crt",
-    "ca.key",
-    "front-proxy-ca.crt",
-    "front-proxy-ca.key",
-    "sa.key",
-    "sa.pub",
-    "etcd/ca.crt",
-    "etcd/ca.key",
-];
-
 fn copy_cas(b: &LoadedBundle) -> Vec<Action> {
-    CA_FILES
+    SHARED_CA_FILES
         .iter()
         .map(|f| {
             let rel = format!("pki/{f}");
