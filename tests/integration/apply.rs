@@ -16,6 +16,9 @@ use crate::nodes::{NodesSpec, TestNodes};
 const LB_PORT: u16 = 8443;
 
 /// An inventory for the nodes: node1..3 as the control plane behind the VIP 127.77.K.20.
+/// The pod network manifest the first test applies (pinned by sha256 in the plan).
+const CNI: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: test-cni, namespace: kube-system}\ndata: {net: 10.244.0.0/16}\n";
+
 fn inventory(nodes: &TestNodes, distribution: &str, ssh_ports: &[u16]) -> (String, String) {
     let subnet = nodes.nodes[0].ip.rsplit_once('.').unwrap().0.to_string();
     let vip = format!("{subnet}.20");
@@ -38,6 +41,7 @@ loadBalancer: {{mode: haproxy-keepalived, vip: {vip}, interface: lo}}
 networking: {{podSubnet: 10.244.0.0/16, serviceSubnet: 10.96.0.0/12}}
 controlPlane:
 {cps}workers: []
+CNI_LINE
 certificates: {{keyAlgorithm: ECDSA-P256, distribution: {distribution}}}
 "
     );
@@ -62,8 +66,23 @@ impl Drop for Haproxy {
 }
 
 async fn plan(nodes: TestNodes, distribution: &str, ssh_ports: Option<Vec<u16>>) -> Cluster {
+    plan_with(nodes, distribution, ssh_ports, false).await
+}
+
+async fn plan_with(
+    nodes: TestNodes,
+    distribution: &str,
+    ssh_ports: Option<Vec<u16>>,
+    cni: bool,
+) -> Cluster {
     let ports = ssh_ports.unwrap_or_else(|| nodes.nodes.iter().map(|n| n.port).collect());
     let (text, vip) = inventory(&nodes, distribution, &ports);
+    let text = if cni {
+        std::fs::write(nodes.scratch().join("cni.yaml"), CNI).unwrap();
+        text.replace("CNI_LINE", "cni: {manifest: cni.yaml}")
+    } else {
+        text.replace("CNI_LINE\n", "")
+    };
     let inv = nodes.scratch().join("cluster.yaml");
     std::fs::write(&inv, text).unwrap();
     let bundle = nodes.scratch().join("bundle");
@@ -239,7 +258,7 @@ fn logs(c: &Cluster) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_the_drill_passes() {
-    let c = plan(TestNodes::start(NodesSpec::new(3)), "copy", None).await;
+    let c = plan_with(TestNodes::start(NodesSpec::new(3)), "copy", None, true).await;
 
     // --dry-run: every node's commands in order, nothing contacted or written.
     let dry = c.apply(&["--dry-run"]).await;
@@ -251,6 +270,7 @@ async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_th
         [
             "load-balancer:node1",
             "init:node1",
+            "cni",
             "join:node2",
             "join:node3",
             "verify"
@@ -293,7 +313,19 @@ async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_th
         .collect();
     names.sort();
     assert_eq!(names, ["node1", "node2", "node3"]);
-    assert_eq!(c.finished().len(), 5);
+    assert_eq!(c.finished().len(), 6);
+    // The pod network went through kubectl on the first node, byte for byte.
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(CNI.as_bytes()));
+    let got = c.etcdctl(&format!(
+        "--endpoints=https://{}:2379 get --print-value-only /registry/cpkeep-double/applied/{sha}",
+        c.nodes.nodes[0].ip
+    ));
+    assert!(
+        String::from_utf8_lossy(&got.stdout).contains("name: test-cni"),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
     let admin = c.bundle.join("admin.conf");
     assert_eq!(
         std::fs::metadata(&admin).unwrap().permissions().mode() & 0o777,
