@@ -463,6 +463,7 @@ pub async fn run_on_bundle(
     use crate::bootstrap::apply::plan_file::LoadedBundle;
     let setup = |e: crate::bootstrap::apply::ApplyError| DrillError::Setup(e.to_string());
     let b = LoadedBundle::load(&d.bundle).map_err(setup)?;
+    crate::bootstrap::apply::run::check_ssh_config(d.ssh_config.as_deref()).map_err(setup)?;
     let tls = mint_client(&b).map_err(setup)?;
     let cps = b.control_plane();
     let etcd = connection(&cps, &tls, d.etcd_timeout).map_err(setup)?;

@@ -581,3 +581,89 @@ fn closed_port(ip: &str) -> u16 {
     let l = std::net::TcpListener::bind((ip, 0)).unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// Bad input to apply and the drill: one line naming the file, flag or node and the cause, exit
+/// 3, before any node is contacted.
+#[tokio::test]
+async fn bad_input_is_refused_before_any_node_is_contacted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = tmp.path().join("cluster.yaml");
+    std::fs::write(
+        &inv,
+        cpkeep::bootstrap::example::EXAMPLE.replace("cni:\n  manifest: calico.yaml", ""),
+    )
+    .unwrap();
+    let bundle = tmp.path().join("bundle");
+    let made = crate::harness::cpkeep(&[
+        "bootstrap".into(),
+        "plan".into(),
+        "--inventory".into(),
+        inv.display().to_string(),
+        "--out".into(),
+        bundle.display().to_string(),
+    ])
+    .await;
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let b = bundle.display().to_string();
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["bootstrap", "apply", "--bundle", "/nonexistent/bundle"],
+            vec!["/nonexistent/bundle/plan.json", "not a bundle"],
+        ),
+        (
+            vec!["bootstrap", "apply", "--bundle", &b, "--node", "cp9"],
+            vec!["--node cp9", "no such node", "cp1, cp2, cp3"],
+        ),
+        (
+            vec!["bootstrap", "apply", "--bundle", &b, "--node", "cp2"],
+            vec!["--node cp2", "init:cp1 has not run yet"],
+        ),
+        (
+            vec![
+                "bootstrap",
+                "apply",
+                "--bundle",
+                &b,
+                "--ssh-config",
+                "/nonexistent/ssh_config",
+            ],
+            vec!["--ssh-config /nonexistent/ssh_config"],
+        ),
+        (
+            vec!["bootstrap", "apply", "--bundle", &b, "--wait", "0s"],
+            vec!["--wait", "more than zero"],
+        ),
+        (
+            vec!["cluster", "failover-drill", "--bundle", &b, "--node", "lb1"],
+            vec!["--node lb1", "not a control-plane node"],
+        ),
+        (
+            vec!["cluster", "failover-drill", "--local"],
+            vec!["--control-plane-endpoint"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let run =
+            crate::harness::cpkeep(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>()).await;
+        assert_eq!(run.code, 3, "{args:?}: {}{}", run.stdout, run.stderr);
+        let line = run.assert_one_clear_line();
+        for n in needles {
+            assert!(line.contains(n), "{args:?}: {line:?} lacks {n:?}");
+        }
+    }
+    // A journal that is not one.
+    std::fs::write(bundle.join("state.json"), "{\"kind\": 1}").unwrap();
+    let run = crate::harness::cpkeep(&[
+        "bootstrap".into(),
+        "apply".into(),
+        "--bundle".into(),
+        b.clone(),
+    ])
+    .await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run
+        .assert_one_clear_line()
+        .contains("state.json: not an apply journal"));
+    // Nothing was written to the bundle by any of it.
+    assert!(!bundle.join("admin.conf").exists());
+}

@@ -115,6 +115,7 @@ pub async fn apply(
     let b = LoadedBundle::load(&opts.bundle)?;
     let mut journal = Journal::load(&b.dir, &b.plan.cluster)?;
     let all = selection(&b, opts.node.as_deref())?;
+    check_ssh_config(opts.ssh_config.as_deref())?;
     let first = b.first().clone();
 
     // `--node` for a node other than the first needs the cluster to exist.
@@ -237,6 +238,23 @@ pub async fn apply(
         admin_kubeconfig: admin_path(&b),
         etcd: None,
     })
+}
+
+/// An `--ssh-config` that ssh could not read would fail every node as unreachable: say so first.
+pub fn check_ssh_config(path: Option<&Path>) -> Result<(), ApplyError> {
+    let Some(p) = path else { return Ok(()) };
+    match std::fs::File::open(p) {
+        Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => Ok(()),
+        Ok(_) => Err(ApplyError::Selection(format!(
+            "--ssh-config {}: not a file",
+            p.display()
+        ))),
+        Err(e) => Err(ApplyError::Selection(format!(
+            "--ssh-config {}: {}",
+            p.display(),
+            crate::certs::error::io_reason(&e)
+        ))),
+    }
 }
 
 fn admin_path(b: &LoadedBundle) -> Option<PathBuf> {
