@@ -73,6 +73,28 @@ fn refusals() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ),
         ("fewer than 3", cp2, "controlPlane", "not highly available"),
         (
+            "a local node with ssh settings",
+            g.replace(
+                "{name: cp2, address: 192.168.1.11}",
+                "{name: cp2, address: 192.168.1.11, ssh: {local: true, port: 2222}}",
+            ),
+            "controlPlane[1].ssh.local",
+            "reached without ssh",
+        ),
+        (
+            "two local nodes",
+            g.replace(
+                "{name: cp2, address: 192.168.1.11}",
+                "{name: cp2, address: 192.168.1.11, ssh: {local: true}}",
+            )
+            .replace(
+                "{name: cp3, address: 192.168.1.12}",
+                "{name: cp3, address: 192.168.1.12, ssh: {local: true}}",
+            ),
+            "controlPlane[2].ssh.local",
+            "only one node can be the machine cpkeep runs on",
+        ),
+        (
             "duplicate name",
             g.replace("name: cp2", "name: cp1"),
             "controlPlane[1].name",

@@ -290,3 +290,41 @@ fn nodes_must_be_registered_and_ready_when_a_cni_is_in() {
         .unwrap()
         .contains("no node list"));
 }
+
+#[test]
+fn a_local_node_is_reached_without_ssh_and_its_runbook_commands_run_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = tmp.path().join("cluster.yaml");
+    std::fs::write(
+        &inv,
+        INVENTORY.replace("DIST", "copy").replace(
+            "{name: cp1, address: 192.168.1.10}",
+            "{name: cp1, address: 192.168.1.10, ssh: {local: true}}",
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("bundle");
+    plan(&PlanOptions {
+        inventory: inv,
+        out: out.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    let b = LoadedBundle::load(&out).unwrap();
+    assert!(b.node("cp1").unwrap().ssh.local && !b.node("cp2").unwrap().ssh.local);
+    assert!(matches!(
+        super::run::target_of(b.node("cp1").unwrap(), None),
+        crate::remote::Target::Local
+    ));
+    assert!(matches!(
+        super::run::target_of(b.node("cp2").unwrap(), None),
+        crate::remote::Target::Ssh(_)
+    ));
+    let runbook = std::fs::read_to_string(out.join("RUNBOOK.md")).unwrap();
+    assert!(runbook.contains("kubeadm init --config /etc/kubernetes/cpkeep/kubeadm.yaml"));
+    assert!(
+        !runbook.contains("root@192.168.1.10"),
+        "cp1 is local: no ssh to it"
+    );
+    assert!(runbook.contains("root@192.168.1.11"));
+}
