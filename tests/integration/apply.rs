@@ -23,8 +23,11 @@ fn inventory(nodes: &TestNodes, distribution: &str, ssh_ports: &[u16]) -> (Strin
     let subnet = nodes.nodes[0].ip.rsplit_once('.').unwrap().0.to_string();
     let vip = format!("{subnet}.20");
     let mut cps = String::new();
-    for (n, port) in nodes.nodes.iter().zip(ssh_ports) {
-        cps.push_str(&format!(
+    // node1..3 are the control plane; any further node is a worker.
+    let mut workers = String::new();
+    for (i, (n, port)) in nodes.nodes.iter().zip(ssh_ports).enumerate() {
+        let list = if i < 3 { &mut cps } else { &mut workers };
+        list.push_str(&format!(
             "  - {{name: {}, address: {}, ssh: {{user: root, port: {port}, identityFile: {}}}}}\n",
             n.name,
             n.ip,
@@ -40,10 +43,12 @@ controlPlaneEndpoint: {vip}:{LB_PORT}
 loadBalancer: {{mode: haproxy-keepalived, vip: {vip}, interface: lo}}
 networking: {{podSubnet: 10.244.0.0/16, serviceSubnet: 10.96.0.0/12}}
 controlPlane:
-{cps}workers: []
+{cps}workers:{}
+{workers}
 CNI_LINE
 certificates: {{keyAlgorithm: ECDSA-P256, distribution: {distribution}}}
-"
+",
+        if workers.is_empty() { " []" } else { "" }
     );
     (text, vip)
 }
@@ -258,7 +263,7 @@ fn logs(c: &Cluster) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_the_drill_passes() {
-    let c = plan_with(TestNodes::start(NodesSpec::new(3)), "copy", None, true).await;
+    let c = plan_with(TestNodes::start(NodesSpec::new(4)), "copy", None, true).await;
 
     // --dry-run: every node's commands in order, nothing contacted or written.
     let dry = c.apply(&["--dry-run"]).await;
@@ -273,6 +278,7 @@ async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_th
             "cni",
             "join:node2",
             "join:node3",
+            "worker:node4",
             "verify"
         ]
     );
@@ -313,7 +319,14 @@ async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_th
         .collect();
     names.sort();
     assert_eq!(names, ["node1", "node2", "node3"]);
-    assert_eq!(c.finished().len(), 6);
+    assert_eq!(c.finished().len(), 7);
+    // The worker joined as a worker: registered, no etcd member, no control-plane pods.
+    let w = &c.nodes.nodes[3];
+    assert!(w.path("/etc/kubernetes").join("kubelet.conf").exists());
+    assert!(!w
+        .path("/etc/kubernetes/manifests")
+        .join("etcd.yaml")
+        .exists());
     // The pod network went through kubectl on the first node, byte for byte.
     use sha2::Digest;
     let sha = hex::encode(sha2::Sha256::digest(CNI.as_bytes()));
@@ -331,8 +344,8 @@ async fn apply_builds_three_control_plane_nodes_then_a_rerun_does_nothing_and_th
         std::fs::metadata(&admin).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    // The CAs reached every node with their modes; the kubeadm config stayed private.
-    for n in &c.nodes.nodes {
+    // The CAs reached every control-plane node with their modes; the kubeadm config stayed private.
+    for n in &c.nodes.nodes[..3] {
         for (f, mode) in [
             ("/etc/kubernetes/pki/ca.key", 0o600),
             ("/etc/kubernetes/pki/ca.crt", 0o644),
