@@ -33,7 +33,8 @@ pub struct ApplyArgs {
     #[arg(long, default_value = "15s", value_parser = super::duration::positive)]
     pub connect_timeout: Duration,
 
-    /// How long a join's member, an apiserver or the nodes may take to become ready.
+    /// How long one command (kubeadm init, a join) may run, and how long a join's member, an
+    /// apiserver or the nodes may take to become ready.
     #[arg(long, default_value = "10m", value_parser = super::duration::positive)]
     pub wait: Duration,
 }

@@ -70,6 +70,11 @@ impl<'a> Checker<'a> {
         Ok(crate::etcd::judge(&conn, &HealthOptions::default()).await)
     }
 
+    /// How long a check may take to hold, or a command to finish (`--wait`).
+    pub fn wait_limit(&self) -> Duration {
+        self.opts.wait
+    }
+
     /// etcd's numbers for the report (None when nothing answers).
     pub async fn summary(&self) -> Option<EtcdSummary> {
         let r = self.health("").await.ok()?;

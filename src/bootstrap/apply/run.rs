@@ -431,10 +431,22 @@ async fn run_step(
                 if joined_already {
                     continue;
                 }
-                session
-                    .run_ok(&Script::new(command.clone()))
+                // A command that hangs (a kubeadm waiting for something that never comes) fails
+                // its step after --wait rather than holding the run forever.
+                let limit = checker.wait_limit();
+                match tokio::time::timeout(limit, session.run_ok(&Script::new(command.clone())))
                     .await
-                    .map_err(|e| ApplyError::in_step(s, e))?;
+                {
+                    Ok(r) => r.map_err(|e| ApplyError::in_step(s, e))?,
+                    Err(_) => {
+                        return Err(ApplyError::NotReady {
+                            step: s.id.clone(),
+                            node: s.node.clone(),
+                            what: format!("`{command}` did not finish"),
+                            after: limit,
+                        })
+                    }
+                };
                 if command.starts_with("kubeadm init") && command.contains("--upload-certs") {
                     journal.certs_uploaded_at = Some(crate::testhooks::now());
                     journal.save(&b.dir)?;
