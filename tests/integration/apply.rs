@@ -680,3 +680,49 @@ async fn bad_input_is_refused_before_any_node_is_contacted() {
     // Nothing was written to the bundle by any of it.
     assert!(!bundle.join("admin.conf").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_stopped_right_after_a_join_resumes_with_its_checks() {
+    let c = plan(TestNodes::start(NodesSpec::new(3)), "upload-certs", None).await;
+    let stopped = c
+        .apply_env(
+            &[],
+            &[(
+                "CPKEEP_TEST_FAILPOINTS",
+                "apply-after-kubeadm-join=fail".to_string(),
+            )],
+        )
+        .await;
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    assert!(stopped
+        .assert_one_clear_line()
+        .contains("step join:node2 on node2"));
+    assert_eq!(c.finished(), ["load-balancer:node1", "init:node1"]);
+    assert_eq!(c.members().len(), 2);
+
+    // node2 is a member already: the re-run neither resets it nor joins it again, it checks it.
+    let again = c.apply(&[]).await;
+    assert_eq!(again.code, 0, "{}\n{}", again.stderr, logs(&c));
+    let node2_join = again
+        .stderr
+        .lines()
+        .skip_while(|l| !l.contains("join:node2: join node2"))
+        .take_while(|l| !l.contains("join:node2: done in"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        node2_join.contains("etcd members are exactly node1, node2"),
+        "{node2_join}"
+    );
+    assert!(!node2_join.contains("node2$ kubeadm join"), "{node2_join}");
+    assert!(!again.stderr.contains("kubeadm reset"), "{}", again.stderr);
+    // What follows the join in its step still ran: node2's own load balancer pods.
+    assert!(c.nodes.nodes[1]
+        .path("/etc/kubernetes/manifests")
+        .join("haproxy.yaml")
+        .exists());
+    let r = again.json();
+    assert_eq!(r["cleaned"].as_array().unwrap().len(), 0, "{r}");
+    assert_eq!(r["etcd"]["voters"], 3, "{r}");
+    assert_eq!(c.members().len(), 3);
+}

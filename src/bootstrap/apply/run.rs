@@ -414,13 +414,15 @@ async fn run_step(
         cause: "no session".to_string(),
     })?;
     // Set when the node's member turns out to be joined already (a run that stopped after the
-    // join but before its checks): the join's commands are then skipped, the checks still run.
+    // join but before its checks): everything up to the join is skipped; the checks and what
+    // follows the join (its load balancer pods) still run.
     let mut joined_already = false;
+    let mut skipping = false;
     for a in &s.actions {
         let text = describe(&s.node, a);
         match a {
             Action::Put { from, to, mode } => {
-                if joined_already {
+                if skipping {
                     continue;
                 }
                 let bytes = source_bytes(b, from)?;
@@ -428,7 +430,8 @@ async fn run_step(
                 progress(Progress::Did { text });
             }
             Action::Run { command } => {
-                if joined_already {
+                if skipping {
+                    skipping = !command.starts_with("kubeadm join");
                     continue;
                 }
                 // A command that hangs (a kubeadm waiting for something that never comes) fails
@@ -447,6 +450,16 @@ async fn run_step(
                         })
                     }
                 };
+                if command.starts_with("kubeadm join") {
+                    // Tests stop the run here: the join went through, its checks did not run.
+                    crate::testhooks::failpoint("apply-after-kubeadm-join", &b.dir).map_err(
+                        |e| ApplyError::Step {
+                            step: s.id.clone(),
+                            node: s.node.clone(),
+                            cause: e.to_string(),
+                        },
+                    )?;
+                }
                 if command.starts_with("kubeadm init") && command.contains("--upload-certs") {
                     journal.certs_uploaded_at = Some(crate::testhooks::now());
                     journal.save(&b.dir)?;
@@ -457,6 +470,7 @@ async fn run_step(
                 Check::CleanHalfJoin => {
                     let outcome = checker.clean_half_join(s, session, leftovers).await?;
                     joined_already = outcome.joined_already;
+                    skipping = joined_already;
                     for what in outcome.cleaned {
                         progress(Progress::Cleaned {
                             node: s.node.clone(),
