@@ -58,7 +58,7 @@ enum Command {
     /// kubeadm certificates: check expiry, chains and keys; alert through Prometheus or a webhook.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
-    /// Plan an HA control plane with kubeadm: inventory → verified bundle.
+    /// Plan an HA control plane with kubeadm (inventory → verified bundle) and apply it over SSH.
     #[command(subcommand)]
     Bootstrap(bootstrap::BootstrapCommand),
     /// Print cpkeep's version.
