@@ -46,6 +46,11 @@ pub struct GlobalArgs {
     /// Only errors in the log.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// A YAML file with a section per command whose keys are its long flag names (`backup:
+    /// {store: ..., keep-last: 4}`, `connection: {endpoints: ...}`); flags and env win over it.
+    #[arg(long, global = true, env = "CPKEEP_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// Installs the tracing subscriber. `CPKEEP_LOG` (an EnvFilter directive) overrides -v/-q.

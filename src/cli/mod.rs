@@ -11,6 +11,8 @@ mod cluster;
 mod cluster_defrag;
 mod cluster_drill;
 mod cluster_member;
+mod config;
+mod config_file;
 mod connection;
 mod demo;
 mod demo_bootstrap;
@@ -61,6 +63,9 @@ enum Command {
     /// Plan an HA control plane with kubeadm (inventory → verified bundle) and apply it over SSH.
     #[command(subcommand)]
     Bootstrap(bootstrap::BootstrapCommand),
+    /// One configuration file for every command: show what a command would use, validate the file.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Print cpkeep's version.
     Version,
     /// Run the demonstration on a local 3-member TLS etcd sandbox.
@@ -70,9 +75,13 @@ enum Command {
 /// Parses the process arguments, runs the command and returns its exit code. Errors are printed here
 /// as one line behind the program name, with the whole cause chain.
 pub fn main() -> Exit {
-    let cli = match Cli::try_parse() {
+    let cli = match config::parse(std::env::args_os().collect()) {
         Ok(cli) => cli,
-        Err(e) if e.use_stderr() => {
+        Err(config::ParseFailure::Config(e)) => {
+            eprintln!("cpkeep: {e}");
+            return Exit::Unknown;
+        }
+        Err(config::ParseFailure::Clap(e)) if e.use_stderr() => {
             // One line, like every other error: clap's first line, without its usage block.
             let text = e.render().to_string();
             let message: Vec<&str> = text
@@ -86,7 +95,7 @@ pub fn main() -> Exit {
             eprintln!("cpkeep: {message} (see cpkeep --help)");
             return Exit::Unknown;
         }
-        Err(e) => {
+        Err(config::ParseFailure::Clap(e)) => {
             // --help and --version.
             let _ = e.print();
             return Exit::Ok;
@@ -123,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Restore(args) => restore::run(*args, &out).await,
         Command::Certs(cmd) => certs::run(cmd, &out).await,
         Command::Bootstrap(cmd) => bootstrap::run(cmd, &out).await,
+        Command::Config(cmd) => config::run(cmd, cli.global.config.clone(), &out),
         Command::Version => version::run(&out),
         Command::Demo(args) => demo::run(args, &out).await,
     }
