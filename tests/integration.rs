@@ -75,3 +75,5 @@ mod nodes_kubeadm;
 
 #[path = "integration/config.rs"]
 mod config;
+#[path = "integration/deploy.rs"]
+mod deploy;
