@@ -198,3 +198,34 @@ async fn bad_files_are_refused_with_the_key_and_line() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("0 */15 * * * *"), "{}", run.stdout);
 }
+
+/// The annotated configuration deploy/ ships (the ConfigMap's config.yaml) is valid for this
+/// binary: a renamed flag breaks this test, not a cluster.
+#[tokio::test]
+async fn the_deployed_configuration_validates() {
+    let cm = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/base/configmap.yaml"
+    ))
+    .unwrap();
+    let docs: serde_json::Value = serde_saphyr::from_str(&cm).unwrap();
+    let text = docs["data"]["config.yaml"]
+        .as_str()
+        .expect("config.yaml in the ConfigMap");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), text);
+    let run = cpkeep(&s(&["--config", &cfg, "-o", "json", "config", "validate"])).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let sections: Vec<String> = run.json()["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["section"].as_str().unwrap().to_string())
+        .collect();
+    for want in ["backup", "certs", "connection", "daemon", "drill", "health"] {
+        assert!(
+            sections.iter().any(|s| s == want),
+            "{want} missing: {sections:?}"
+        );
+    }
+}
