@@ -35,6 +35,8 @@ scripts/install-tools.sh >&2
 
 epoch=${SOURCE_DATE_EPOCH:-0}
 [[ $epoch =~ ^[0-9]+$ ]] || die "SOURCE_DATE_EPOCH must be seconds since 1970, not '$epoch'"
+# Exported before the build too: GCC takes __DATE__/__TIME__ from it in the C dependencies
+# (aws-lc, zstd), and the cc crate tracks it, so a build without it would recompile them.
 export SOURCE_DATE_EPOCH=$epoch
 
 # ------------------------------------------------------------------ the binary

@@ -72,3 +72,6 @@ mod remote;
 
 #[path = "integration/nodes_kubeadm.rs"]
 mod nodes_kubeadm;
+
+#[path = "integration/image.rs"]
+mod image;
