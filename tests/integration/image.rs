@@ -4,7 +4,7 @@
 //! else in that root: no shell, no libc, no dynamic loader. Needs root, as CI runs (buildah, chroot).
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cpkeep::certs::testpki::{TestPki, TestPkiOptions};
@@ -79,10 +79,20 @@ fn tree(root: &Path) -> BTreeSet<String> {
     all
 }
 
+/// coreutils' chroot, by its path: the child's environment is emptied, so no PATH finds it.
+fn chroot() -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|dir| Path::new(dir).join("chroot"))
+        .find(|p| p.is_file())
+        .expect("chroot not found (Debian: coreutils)")
+}
+
 /// Runs `/cpkeep args` inside `rootfs` with chroot as `user` (`uid:gid`), with an empty environment,
 /// as a container runtime would start the entrypoint.
 fn in_root(rootfs: &Path, user: &str, args: &[&str]) -> Output {
-    Command::new("chroot")
+    Command::new(chroot())
         .arg(format!("--userspec={user}"))
         .arg(rootfs)
         .arg("/cpkeep")
