@@ -77,3 +77,5 @@ mod nodes_kubeadm;
 mod config;
 #[path = "integration/deploy.rs"]
 mod deploy;
+#[path = "integration/image.rs"]
+mod image;
