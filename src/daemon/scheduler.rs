@@ -60,6 +60,32 @@ fn random_below(max: Duration) -> Duration {
 /// A job, its guard, and the abort handle of its latest run.
 type RunSlot = (Task, Guard, Option<AbortHandle>);
 
+/// The longest gap between two consecutive times of `schedule` (6 fields, UTC), read as
+/// tokio-cron-scheduler reads it (seconds required, day-of-month AND day-of-week), over its next
+/// 2000 times or 400 days, whichever comes first: `0 0 3 * * 0` is a week.
+pub fn interval(schedule: &str) -> Option<Duration> {
+    let cron = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(schedule)
+        .ok()?;
+    let start = chrono::DateTime::<chrono::Utc>::from_timestamp(1_767_225_600, 0)?; // 2026-01-01
+    let horizon = start + chrono::Duration::days(400);
+    let mut prev: Option<chrono::DateTime<chrono::Utc>> = None;
+    let mut longest = chrono::Duration::zero();
+    for t in cron.iter_after(start).take(2000) {
+        if let Some(p) = prev {
+            longest = longest.max(t - p);
+        }
+        if t > horizon {
+            break;
+        }
+        prev = Some(t);
+    }
+    longest.to_std().ok().filter(|d| !d.is_zero())
+}
+
 /// The jobs' guards and the abort handles of their running runs.
 #[derive(Clone, Default)]
 struct Running {
@@ -138,6 +164,8 @@ pub async fn run(
     let mut sched = JobScheduler::new().await.map_err(sched_err)?;
     let running = Running::default();
     for spec in jobs {
+        let seconds = interval(&spec.schedule).map_or(0.0, |d| d.as_secs_f64());
+        metrics.set_interval(spec.task, seconds);
         let guard = Guard::default();
         if let Ok(mut g) = running.guards.lock() {
             g.push((spec.task, guard.clone(), None));
@@ -216,4 +244,19 @@ pub async fn run(
     let _ = stop_http.send(());
     let _ = server.await;
     shutdown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interval_is_the_longest_gap_between_two_schedule_times() {
+        let secs = |s: &str| interval(s).map(|d| d.as_secs());
+        assert_eq!(secs("0 0 3 * * 0"), Some(604_800));
+        assert_eq!(secs("0 17 */6 * * *"), Some(21_600));
+        assert_eq!(secs("*/2 * * * * *"), Some(2));
+        assert_eq!(secs("0 0 0,20 * * *"), Some(72_000));
+        assert_eq!(secs("not cron"), None);
+    }
 }
