@@ -14,7 +14,7 @@ use std::fmt;
 use crate::failure::FailureClass;
 
 pub use guard::{Guard, GuardPass};
-pub use metrics::{HealthSample, Metrics};
+pub use metrics::{HealthSample, Metrics, Step};
 pub use scheduler::{run, DaemonOptions, JobFuture, JobRunner, JobSpec};
 
 /// The daemon's jobs; the `task` label of every job metric (not `job`: Prometheus owns that one).

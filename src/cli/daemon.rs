@@ -21,7 +21,7 @@ use super::config_file::{cron_fields, ConfigFile, Entry, Value};
 use super::exit::Exit;
 use super::Cli;
 use crate::daemon::{
-    DaemonOptions, HealthSample, JobFuture, JobRunner, JobSpec, Metrics, RunFailure, Task,
+    DaemonOptions, HealthSample, JobFuture, JobRunner, JobSpec, Metrics, RunFailure, Step, Task,
 };
 use crate::etcd::{HealthReport, Verdict};
 use crate::failure::FailureClass;
@@ -107,11 +107,16 @@ fn parse_job(config: &Path, task: Task) -> Result<Cli, RunFailure> {
     })
 }
 
+/// The class of an error as the command's exit code says it (1 failed, 2 refused, 3 unusable).
 fn failure_of(err: &anyhow::Error) -> RunFailure {
-    let class = err
-        .downcast_ref::<crate::etcd::EtcdError>()
-        .map(|e| e.class())
-        .unwrap_or(FailureClass::Failed);
+    let class = match err.downcast_ref::<crate::etcd::EtcdError>() {
+        Some(e) => e.class(),
+        None => match super::exit::code_of(err) {
+            Exit::Critical => FailureClass::Refused,
+            Exit::Unknown => FailureClass::Unusable,
+            Exit::Ok | Exit::Warning => FailureClass::Failed,
+        },
+    };
     RunFailure {
         class,
         message: super::exit::one_line(err),
@@ -165,6 +170,49 @@ fn health_runner(config: PathBuf) -> JobRunner {
                 return Err(RunFailure {
                     class: FailureClass::Unusable,
                     message: report.reasons.join("; "),
+                });
+            }
+            Ok(())
+        })
+    })
+}
+
+/// `backup` (with `--prune` when the section says so): the backup series and the failing step.
+fn backup_runner(config: PathBuf) -> JobRunner {
+    Arc::new(move |metrics: Arc<Metrics>| -> JobFuture {
+        let config = config.clone();
+        Box::pin(async move {
+            let cli = parse_job(&config, Task::Backup)?;
+            let super::Command::Backup(args) = cli.command else {
+                return Err(RunFailure {
+                    class: FailureClass::Unusable,
+                    message: "the backup job did not parse as backup".to_string(),
+                });
+            };
+            let outcome =
+                match super::backup::backup_once(&args, &crate::snapshot::NoProgress).await {
+                    Ok(o) => o,
+                    Err(f) => {
+                        metrics.backup_step_failed(match f.step {
+                            super::backup::BackupStep::Snapshot => Step::snapshot,
+                            super::backup::BackupStep::Upload => Step::upload,
+                        });
+                        return Err(failure_of(&f.error));
+                    }
+                };
+            let m = &outcome.report.manifest;
+            metrics.upload_bytes(m.stored_size);
+            metrics.backup(
+                &m.cluster_id,
+                m.db_size,
+                m.stored_size,
+                u64::try_from(m.revision).unwrap_or(0),
+            );
+            if let Some(Err(why)) = outcome.pruned {
+                metrics.backup_step_failed(Step::prune);
+                return Err(RunFailure {
+                    class: FailureClass::Failed,
+                    message: format!("backup stored, but pruning failed: {why}"),
                 });
             }
             Ok(())
@@ -226,6 +274,7 @@ pub async fn run(args: DaemonArgs, config: Option<PathBuf>) -> anyhow::Result<Ex
         };
         let runner = match task {
             Task::Health => health_runner(path.clone()),
+            Task::Backup => backup_runner(path.clone()),
             _ => {
                 tracing::warn!(task = task.name(), "this job is not run by the daemon yet");
                 continue;

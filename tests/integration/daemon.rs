@@ -102,6 +102,7 @@ async fn wait_metrics(
 }
 
 fn config(
+    extra: &str,
     dir: &Path,
     sb: &cpkeep::sandbox::Sandbox,
     timeout: &str,
@@ -120,7 +121,7 @@ fn config(
         p(files.key),
     );
     let path = dir.join("cpkeep.yaml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, text + extra).unwrap();
     path
 }
 
@@ -148,7 +149,7 @@ async fn sigterm_exits_cleanly(d: &mut Daemon, within: Duration) {
 async fn health_job_fills_the_etcd_series_and_follows_a_killed_member() {
     let mut sb = sandbox(Etcd::V35, 3).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &sb, "2s", "*/2 * * * * *", "5s");
+    let cfg = config("", dir.path(), &sb, "2s", "*/2 * * * * *", "5s");
     let port = free_port();
     let mut d = start(&cfg, port);
 
@@ -218,7 +219,7 @@ async fn a_run_slower_than_its_interval_is_skipped_and_sigterm_aborts_it_after_t
     let sb = sandbox(Etcd::V35, 3).await;
     let dir = tempfile::tempdir().unwrap();
     // A frozen member holds every run for the whole 6 s timeout; the schedule ticks every second.
-    let cfg = config(dir.path(), &sb, "6s", "* * * * * *", "1s");
+    let cfg = config("", dir.path(), &sb, "6s", "* * * * * *", "1s");
     sb.pause(0).unwrap();
     let port = free_port();
     let mut d = start(&cfg, port);
@@ -239,4 +240,42 @@ async fn a_run_slower_than_its_interval_is_skipped_and_sigterm_aborts_it_after_t
     sigterm_exits_cleanly(&mut d, Duration::from_secs(8)).await;
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     sb.resume(0).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_appear_in_a_directory_store_are_pruned_and_metrics_follow() {
+    let sb = sandbox(Etcd::V35, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let backup = format!(
+        "backup:\n  store: \"{}\"\n  schedule: \"*/2 * * * * *\"\n  prune: true\n  keep-last: 2\n",
+        store.display()
+    );
+    let cfg = config(&backup, dir.path(), &sb, "3s", "*/2 * * * * *", "20s");
+    let port = free_port();
+    let mut d = start(&cfg, port);
+    let m = wait_metrics(port, Duration::from_secs(60), "four backups", |t| {
+        value(t, "cpkeep_job_runs_total{task=\"backup\",result=\"ok\"}").unwrap_or(0.0) >= 4.0
+    })
+    .await;
+    assert!(
+        etcd(&m, "cpkeep_backup_last_revision").unwrap() > 0.0,
+        "{m}"
+    );
+    assert!(etcd(&m, "cpkeep_backup_last_db_size_bytes").unwrap() > 0.0);
+    assert!(etcd(&m, "cpkeep_backup_last_stored_size_bytes").unwrap() > 0.0);
+    assert!(value(&m, "cpkeep_backup_upload_bytes_total").unwrap() > 0.0);
+    for step in ["snapshot", "upload", "prune"] {
+        let series = format!("cpkeep_backup_step_failures_total{{step=\"{step}\"}}");
+        assert_eq!(value(&m, &series), Some(0.0), "{m}");
+    }
+    assert_eq!(
+        value(&m, "cpkeep_job_interval_seconds{task=\"backup\"}"),
+        Some(2.0)
+    );
+    // Stopped between runs or after the running one finished: exactly the two newest are kept.
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(25)).await;
+    let manifests = crate::harness::files_ending(&store, ".json");
+    assert_eq!(manifests.len(), 2, "{manifests:?}");
+    assert!(crate::harness::files_ending(&store, ".part").is_empty());
 }
