@@ -220,6 +220,35 @@ fn backup_runner(config: PathBuf) -> JobRunner {
     })
 }
 
+/// `certs check`: the textfile (`prometheus`) and webhook of the section, as the command writes
+/// them; the run fails only when the certificates could not be evaluated.
+fn certs_runner(config: PathBuf) -> JobRunner {
+    Arc::new(move |_metrics: Arc<Metrics>| -> JobFuture {
+        let config = config.clone();
+        Box::pin(async move {
+            let cli = parse_job(&config, Task::Certs)?;
+            let super::Command::Certs(super::certs::CertsCommand::Check(args)) = cli.command else {
+                return Err(RunFailure {
+                    class: FailureClass::Unusable,
+                    message: "the certs job did not parse as certs check".to_string(),
+                });
+            };
+            let report = super::certs::evaluate(&args)
+                .await
+                .map_err(|e| failure_of(&e))?;
+            if report.verdict == Verdict::Unknown {
+                return Err(RunFailure {
+                    class: FailureClass::Unusable,
+                    message: report.unknown_reasons().join("; "),
+                });
+            }
+            super::certs::publish(&args, &report)
+                .await
+                .map_err(|e| failure_of(&e))
+        })
+    })
+}
+
 /// A job section's `enabled` (default true; the drill defaults to false) and 6-field schedule.
 fn job_schedule(path: &Path, file: &ConfigFile, task: Task) -> anyhow::Result<Option<String>> {
     let Some(section) = file.sections.get(task.name()) else {
@@ -275,6 +304,7 @@ pub async fn run(args: DaemonArgs, config: Option<PathBuf>) -> anyhow::Result<Ex
         let runner = match task {
             Task::Health => health_runner(path.clone()),
             Task::Backup => backup_runner(path.clone()),
+            Task::Certs => certs_runner(path.clone()),
             _ => {
                 tracing::warn!(task = task.name(), "this job is not run by the daemon yet");
                 continue;

@@ -279,3 +279,36 @@ async fn backups_appear_in_a_directory_store_are_pruned_and_metrics_follow() {
     assert_eq!(manifests.len(), 2, "{manifests:?}");
     assert!(crate::harness::files_ending(&store, ".part").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_job_writes_the_textfile_each_run() {
+    let sb = sandbox(Etcd::V35, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kubeadm-v1.16");
+    let textfile = dir.path().join("cpkeep-certs.prom");
+    let certs = format!(
+        "certs:\n  schedule: \"*/2 * * * * *\"\n  cert-dir: {}\n  kubeconfig-dir: {}\n  prometheus: {}\n",
+        fixture.join("pki").display(),
+        fixture.display(),
+        textfile.display()
+    );
+    // The health job off: only the certs job runs.
+    let cfg = config(&certs, dir.path(), &sb, "2s", "0 0 0 1 1 *", "5s");
+    let port = free_port();
+    let mut d = start(&cfg, port);
+    let m = wait_metrics(port, Duration::from_secs(30), "a certs run", |t| {
+        value(t, "cpkeep_job_runs_total{task=\"certs\",result=\"ok\"}").unwrap_or(0.0) >= 1.0
+    })
+    .await;
+    assert_eq!(
+        value(
+            &m,
+            "cpkeep_job_runs_total{task=\"certs\",result=\"failed\"}"
+        ),
+        Some(0.0),
+        "{m}"
+    );
+    let text = std::fs::read_to_string(&textfile).unwrap();
+    assert!(text.contains("x509_cert_not_after{"), "{text}");
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(10)).await;
+}
