@@ -90,7 +90,8 @@ fn command_of(task: Task) -> &'static [&'static str] {
         Task::Backup => &["backup"],
         Task::Certs => &["certs", "check"],
         Task::Health => &["cluster", "health"],
-        Task::Drill => &["snapshot", "verify"],
+        // The newest snapshot of the section's store, restored and booted.
+        Task::Drill => &["snapshot", "verify", "latest", "--restore-test"],
     }
 }
 
@@ -249,6 +250,46 @@ fn certs_runner(config: PathBuf) -> JobRunner {
     })
 }
 
+/// The restore drill: `snapshot verify latest --restore-test` with the `drill` section; its result
+/// and duration in `cpkeep_drill_last_*`. A snapshot that fails is a refused run (the command's
+/// exit 2).
+fn drill_runner(config: PathBuf) -> JobRunner {
+    Arc::new(move |metrics: Arc<Metrics>| -> JobFuture {
+        let config = config.clone();
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let cli = parse_job(&config, Task::Drill)?;
+            let super::Command::Snapshot(super::snapshot::SnapshotCommand::Verify(args)) =
+                cli.command
+            else {
+                return Err(RunFailure {
+                    class: FailureClass::Unusable,
+                    message: "the drill job did not parse as snapshot verify".to_string(),
+                });
+            };
+            let result = super::snapshot::verify(&args).await;
+            let secs = started.elapsed().as_secs_f64();
+            match result {
+                Ok(v) if v.verify.ok && v.restore_test.as_ref().is_some_and(|d| d.ok) => {
+                    metrics.drill(true, secs);
+                    Ok(())
+                }
+                Ok(v) => {
+                    metrics.drill(false, secs);
+                    Err(RunFailure {
+                        class: FailureClass::Refused,
+                        message: format!("restore drill failed: {}", v.verify.problems.join("; ")),
+                    })
+                }
+                Err(e) => {
+                    metrics.drill(false, secs);
+                    Err(failure_of(&e))
+                }
+            }
+        })
+    })
+}
+
 /// A job section's `enabled` (default true; the drill defaults to false) and 6-field schedule.
 fn job_schedule(path: &Path, file: &ConfigFile, task: Task) -> anyhow::Result<Option<String>> {
     let Some(section) = file.sections.get(task.name()) else {
@@ -305,10 +346,7 @@ pub async fn run(args: DaemonArgs, config: Option<PathBuf>) -> anyhow::Result<Ex
             Task::Health => health_runner(path.clone()),
             Task::Backup => backup_runner(path.clone()),
             Task::Certs => certs_runner(path.clone()),
-            _ => {
-                tracing::warn!(task = task.name(), "this job is not run by the daemon yet");
-                continue;
-            }
+            Task::Drill => drill_runner(path.clone()),
         };
         // A job whose settings cannot be parsed is refused at start, not at its first run.
         parse_job(&path, task).map_err(|f| anyhow::anyhow!("job {task}: {}", f.message))?;
