@@ -290,6 +290,23 @@ fn drill_runner(config: PathBuf) -> JobRunner {
     })
 }
 
+/// The time of the newest complete snapshot in the backup job's store; None when there is none
+/// or the store cannot be listed (the gauge then stays 0).
+async fn newest_backup(config: &Path) -> Option<f64> {
+    let cli = parse_job(config, Task::Backup).ok()?;
+    let super::Command::Backup(args) = cli.command else {
+        return None;
+    };
+    let store = args.store.open().await.ok()?;
+    let cat = crate::snapshot::catalog(store.as_ref()).await.ok()?;
+    cat.entries
+        .iter()
+        .filter(|e| e.complete)
+        .filter_map(|e| e.created)
+        .max()
+        .map(|t| t.timestamp_millis() as f64 / 1000.0)
+}
+
 /// A job section's `enabled` (default true; the drill defaults to false) and 6-field schedule.
 fn job_schedule(path: &Path, file: &ConfigFile, task: Task) -> anyhow::Result<Option<String>> {
     let Some(section) = file.sections.get(task.name()) else {
@@ -355,6 +372,12 @@ pub async fn run(args: DaemonArgs, config: Option<PathBuf>) -> anyhow::Result<Ex
             schedule,
             runner,
         });
+    }
+    if jobs.iter().any(|j| j.task == Task::Backup) {
+        // The backup's age survives a restart: its last success starts as the newest snapshot's time.
+        if let Some(t) = newest_backup(&path).await {
+            metrics.set_last_success(Task::Backup, t);
+        }
     }
     let opts = DaemonOptions {
         listen,

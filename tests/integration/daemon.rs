@@ -278,6 +278,17 @@ async fn backups_appear_in_a_directory_store_are_pruned_and_metrics_follow() {
     let manifests = crate::harness::files_ending(&store, ".json");
     assert_eq!(manifests.len(), 2, "{manifests:?}");
     assert!(crate::harness::files_ending(&store, ".part").is_empty());
+    // A restarted daemon starts the backup's last success at the newest snapshot, not at 0.
+    let port = free_port();
+    let mut d = start(&cfg, port);
+    let m = wait_metrics(port, Duration::from_secs(20), "first scrape", |_| true).await;
+    let last = value(
+        &m,
+        "cpkeep_job_last_success_timestamp_seconds{task=\"backup\"}",
+    )
+    .unwrap();
+    assert!(last > 1.0e9, "{m}");
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(25)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
