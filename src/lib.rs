@@ -10,6 +10,7 @@ pub mod bolt;
 pub mod bootstrap;
 pub mod certs;
 mod cli;
+pub mod daemon;
 pub mod etcd;
 pub mod failure;
 pub(crate) mod fsx;

@@ -14,6 +14,9 @@ mod kubelet;
 #[path = "integration/health.rs"]
 mod health;
 
+#[path = "integration/daemon.rs"]
+mod daemon;
+
 #[path = "integration/bad_input.rs"]
 mod bad_input;
 

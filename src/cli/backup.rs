@@ -202,22 +202,57 @@ impl Render for BackupReport {
     }
 }
 
-pub async fn run(args: BackupArgs, out: &Renderer, quiet: bool) -> anyhow::Result<Exit> {
-    let conn = args.conn.resolve()?;
-    let (encoding, recipients) = args.encoding.encoding().map_err(snapshot_failure)?;
+/// What one backup run did: the stored snapshot, then the prune's outcome when `--prune` asked.
+pub struct BackupOutcome {
+    pub report: BackupReport,
+    /// `Some(Err(why))` when the backup was stored but pruning failed.
+    pub pruned: Option<Result<(), String>>,
+}
+
+/// Where a backup run failed, for the daemon's `step` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupStep {
+    Snapshot,
+    Upload,
+}
+
+/// A backup failure and the step it happened in.
+pub struct BackupFailure {
+    pub step: BackupStep,
+    pub error: anyhow::Error,
+}
+
+/// Everything `cpkeep backup` does but printing: resolves the flags (reading every file they name
+/// now), takes the snapshot into the store, then prunes when asked. Shared with the daemon.
+pub async fn backup_once(
+    args: &BackupArgs,
+    progress: &dyn crate::snapshot::Progress,
+) -> Result<BackupOutcome, BackupFailure> {
+    let setup = |e: anyhow::Error| BackupFailure {
+        step: BackupStep::Snapshot,
+        error: e,
+    };
+    let conn = args.conn.resolve().map_err(|e| setup(e.into()))?;
+    let (encoding, recipients) = args
+        .encoding
+        .encoding()
+        .map_err(|e| setup(snapshot_failure(e)))?;
     let endpoint = match &args.endpoint {
-        Some(e) => Some(Endpoint::parse(e, conn.tls.is_some())?),
+        Some(e) => Some(Endpoint::parse(e, conn.tls.is_some()).map_err(|e| setup(e.into()))?),
         None => None,
     };
     let policy = args.retention.policy();
     if args.prune && !policy.has_rules() {
-        return Err(ExitError {
+        return Err(setup(ExitError {
             code: Exit::Unknown,
             message: "--prune needs a retention rule: --keep-last N and/or --keep-hourly/--keep-daily/--keep-weekly/--keep-monthly".into(),
         }
-        .into());
+        .into()));
     }
-    let store = args.store.open().await?;
+    let store = args.store.open().await.map_err(|e| BackupFailure {
+        step: BackupStep::Upload,
+        error: e.into(),
+    })?;
     let opts = BackupOptions {
         endpoint,
         allow_degraded: args.allow_degraded,
@@ -226,34 +261,45 @@ pub async fn run(args: BackupArgs, out: &Renderer, quiet: bool) -> anyhow::Resul
         recipients,
         node_name: node_name(args.node_name.as_deref()),
     };
-    let progress = super::progress::for_stderr(quiet);
-    let report = backup(&conn, store.as_ref(), &opts, progress.as_ref())
+    let report = backup(&conn, store.as_ref(), &opts, progress)
         .await
-        .map_err(snapshot_failure)?;
-    out.print(&report)?;
-    if args.prune {
-        let pruned =
-            prune_cluster(store.as_ref(), &report.manifest.cluster_id, &policy, false).await;
-        match pruned {
+        .map_err(|e| BackupFailure {
+            step: if matches!(e, crate::snapshot::SnapshotError::Store(_)) {
+                BackupStep::Upload
+            } else {
+                BackupStep::Snapshot
+            },
+            error: snapshot_failure(e),
+        })?;
+    let pruned = if args.prune {
+        let r = prune_cluster(store.as_ref(), &report.manifest.cluster_id, &policy, false).await;
+        Some(match r {
             Ok(r) if r.errors.is_empty() => {
                 tracing::info!(
                     deleted = r.deleted_objects,
                     aborted = r.aborted_uploads,
                     "pruned"
-                )
-            }
-            Ok(r) => {
-                eprintln!(
-                    "cpkeep: backup stored, but pruning failed: {}",
-                    r.errors.join("; ")
                 );
-                return Ok(Exit::Warning);
+                Ok(())
             }
-            Err(e) => {
-                eprintln!("cpkeep: backup stored, but pruning failed: {e}");
-                return Ok(Exit::Warning);
-            }
-        }
+            Ok(r) => Err(r.errors.join("; ")),
+            Err(e) => Err(e.to_string()),
+        })
+    } else {
+        None
+    };
+    Ok(BackupOutcome { report, pruned })
+}
+
+pub async fn run(args: BackupArgs, out: &Renderer, quiet: bool) -> anyhow::Result<Exit> {
+    let progress = super::progress::for_stderr(quiet);
+    let outcome = backup_once(&args, progress.as_ref())
+        .await
+        .map_err(|f| f.error)?;
+    out.print(&outcome.report)?;
+    if let Some(Err(why)) = outcome.pruned {
+        eprintln!("cpkeep: backup stored, but pruning failed: {why}");
+        return Ok(Exit::Warning);
     }
     Ok(Exit::Ok)
 }

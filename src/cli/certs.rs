@@ -85,6 +85,25 @@ pub async fn run(cmd: CertsCommand, out: &Renderer) -> anyhow::Result<Exit> {
 }
 
 async fn run_check(args: &CheckArgs, out: &Renderer) -> anyhow::Result<Exit> {
+    let report = evaluate(args).await?;
+    out.print(&report)?;
+    if report.verdict == Verdict::Unknown {
+        let mut line = format!(
+            "cpkeep: cannot evaluate certificates: {}",
+            report.unknown_reasons().join("; ")
+        );
+        if args.prometheus.is_some() || args.webhook.is_some() {
+            line.push_str(" (no textfile written, no webhook sent)");
+        }
+        eprintln!("{line}");
+        return Ok(Exit::Unknown);
+    }
+    publish(args, &report).await?;
+    Ok(report.verdict.into())
+}
+
+/// The check of `certs check`, without printing; shared with the daemon.
+pub async fn evaluate(args: &CheckArgs) -> anyhow::Result<CheckReport> {
     let to_chrono = |d: Duration, flag: &str| {
         chrono::Duration::from_std(d).map_err(|_| anyhow::anyhow!("{flag} is too large"))
     };
@@ -101,26 +120,18 @@ async fn run_check(args: &CheckArgs, out: &Renderer) -> anyhow::Result<Exit> {
             humantime::format_duration(args.warn)
         );
     }
-    let report = blocking(move || check(&opts)).await??;
-    out.print(&report)?;
-    if report.verdict == Verdict::Unknown {
-        let mut line = format!(
-            "cpkeep: cannot evaluate certificates: {}",
-            report.unknown_reasons().join("; ")
-        );
-        if args.prometheus.is_some() || args.webhook.is_some() {
-            line.push_str(" (no textfile written, no webhook sent)");
-        }
-        eprintln!("{line}");
-        return Ok(Exit::Unknown);
-    }
+    blocking(move || check(&opts)).await?.map_err(Into::into)
+}
+
+/// The alert outputs of an evaluated check: `--prometheus` textfile, `--webhook` alerts.
+pub async fn publish(args: &CheckArgs, report: &CheckReport) -> anyhow::Result<()> {
     if let Some(path) = &args.prometheus {
         let (r, p) = (report.clone(), path.clone());
         blocking(move || prometheus::write_textfile(&r, &p)).await??;
         tracing::info!("wrote the certificate metrics to {}", path.display());
     }
     if let Some(url) = &args.webhook {
-        let alerts = webhook::alerts(&report, &webhook::hostname());
+        let alerts = webhook::alerts(report, &webhook::hostname());
         let sent = webhook::post_alerts(url, &alerts, args.webhook_timeout).await?;
         if sent > 0 {
             tracing::info!(
@@ -129,7 +140,7 @@ async fn run_check(args: &CheckArgs, out: &Renderer) -> anyhow::Result<Exit> {
             );
         }
     }
-    Ok(report.verdict.into())
+    Ok(())
 }
 
 /// Runs blocking certificate work (reading, parsing and writing files, generating keys) on the

@@ -14,6 +14,7 @@ mod cluster_member;
 mod config;
 mod config_file;
 mod connection;
+mod daemon;
 mod demo;
 mod demo_bootstrap;
 mod demo_members;
@@ -66,6 +67,8 @@ enum Command {
     /// One configuration file for every command: show what a command would use, validate the file.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Run the configuration file's jobs on their schedules, with Prometheus metrics on --listen.
+    Daemon(daemon::DaemonArgs),
     /// Print cpkeep's version.
     Version,
     /// Run the demonstration on a local 3-member TLS etcd sandbox.
@@ -133,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Certs(cmd) => certs::run(cmd, &out).await,
         Command::Bootstrap(cmd) => bootstrap::run(cmd, &out).await,
         Command::Config(cmd) => config::run(cmd, cli.global.config.clone(), &out),
+        Command::Daemon(args) => daemon::run(args, cli.global.config.clone()).await,
         Command::Version => version::run(&out),
         Command::Demo(args) => demo::run(args, &out).await,
     }

@@ -76,11 +76,11 @@ pub struct VerifyArgs {
 
 /// `snapshot verify`'s report, with the drill's when one ran.
 #[derive(Debug, Serialize)]
-struct Verified {
+pub struct Verified {
     #[serde(flatten)]
-    verify: VerifyReport,
+    pub verify: VerifyReport,
     #[serde(skip_serializing_if = "Option::is_none")]
-    restore_test: Option<DrillReport>,
+    pub restore_test: Option<DrillReport>,
 }
 
 impl Render for Verified {
@@ -592,78 +592,9 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
             Ok(Exit::Ok)
         }
         SnapshotCommand::Verify(a) => {
-            // A stored snapshot that fails its manifest checks while downloading is BAD (exit 2),
-            // not a failed operation.
-            let copy = local_copy(&a.inspect).await.map_err(|e| {
-                if super::exit::code_of(&e) == Exit::Warning {
-                    ExitError {
-                        code: Exit::Critical,
-                        message: super::exit::one_line(&e),
-                    }
-                    .into()
-                } else {
-                    e
-                }
-            })?;
-            let deep = a.deep;
-            let (path, manifest) = (copy.path.clone(), copy.manifest.clone());
-            let (p, ids) = (path.clone(), copy.identities);
-            let mut report =
-                tokio::task::spawn_blocking(move || verify_file(&p, deep, ids.as_deref()))
-                    .await?
-                    .map_err(snapshot_failure)?;
-            if let Some(m) = manifest {
-                report.source = format!("{} ({})", m.id, m.object_key);
-                report.manifest_checks.push(format!(
-                    "object sha256 and size, db sha256 and size match the manifest ({} stored, {} db)",
-                    human_bytes(m.stored_size),
-                    human_bytes(m.db_size)
-                ));
-                match report.status.as_ref().map(|s| s.revision) {
-                    Some(r) if r == m.revision => report
-                        .manifest_checks
-                        .push(format!("revision {r} matches the manifest")),
-                    Some(r) => {
-                        report.ok = false;
-                        report.problems.push(format!(
-                            "the db's revision is {r}, the manifest says {}",
-                            m.revision
-                        ));
-                    }
-                    None => {}
-                }
-            }
-            let mut restore_test = None;
-            if a.restore_test && report.ok {
-                let etcd_bin =
-                    a.etcd_bin
-                        .clone()
-                        .or_else(drill::etcd_in_path)
-                        .ok_or_else(|| ExitError {
-                            code: Exit::Unknown,
-                            message: "restore drill: no etcd binary in PATH: pass --etcd-bin"
-                                .into(),
-                        })?;
-                let options = DrillOptions {
-                    etcd_bin,
-                    boot_timeout: a.boot_timeout,
-                };
-                // A snapshot etcd cannot boot from is BAD (exit 2), like a failed check.
-                let d = drill::drill(&path, &options).await.map_err(|e| match e {
-                    crate::restore::RestoreError::Usage(_) => super::restore::restore_failure(e),
-                    other => anyhow::Error::from(ExitError {
-                        code: Exit::Critical,
-                        message: other.to_string(),
-                    }),
-                })?;
-                report.ok &= d.ok;
-                restore_test = Some(d);
-            }
-            let ok = report.ok;
-            out.print(&Verified {
-                verify: report,
-                restore_test,
-            })?;
+            let v = verify(&a).await?;
+            let ok = v.verify.ok;
+            out.print(&v)?;
             Ok(if ok { Exit::Ok } else { Exit::Critical })
         }
         SnapshotCommand::Prune(a) => {
@@ -709,4 +640,78 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
             })
         }
     }
+}
+
+/// `snapshot verify` without printing (its report says whether the snapshot is good); shared with
+/// the daemon's restore drill.
+pub async fn verify(a: &VerifyArgs) -> anyhow::Result<Verified> {
+    // A stored snapshot that fails its manifest checks while downloading is BAD (exit 2),
+    // not a failed operation.
+    let copy = local_copy(&a.inspect).await.map_err(|e| {
+        if super::exit::code_of(&e) == Exit::Warning {
+            ExitError {
+                code: Exit::Critical,
+                message: super::exit::one_line(&e),
+            }
+            .into()
+        } else {
+            e
+        }
+    })?;
+    let deep = a.deep;
+    let (path, manifest) = (copy.path.clone(), copy.manifest.clone());
+    let (p, ids) = (path.clone(), copy.identities);
+    let mut report = tokio::task::spawn_blocking(move || verify_file(&p, deep, ids.as_deref()))
+        .await?
+        .map_err(snapshot_failure)?;
+    if let Some(m) = manifest {
+        report.source = format!("{} ({})", m.id, m.object_key);
+        report.manifest_checks.push(format!(
+            "object sha256 and size, db sha256 and size match the manifest ({} stored, {} db)",
+            human_bytes(m.stored_size),
+            human_bytes(m.db_size)
+        ));
+        match report.status.as_ref().map(|s| s.revision) {
+            Some(r) if r == m.revision => report
+                .manifest_checks
+                .push(format!("revision {r} matches the manifest")),
+            Some(r) => {
+                report.ok = false;
+                report.problems.push(format!(
+                    "the db's revision is {r}, the manifest says {}",
+                    m.revision
+                ));
+            }
+            None => {}
+        }
+    }
+    let mut restore_test = None;
+    if a.restore_test && report.ok {
+        let etcd_bin = a
+            .etcd_bin
+            .clone()
+            .or_else(drill::etcd_in_path)
+            .ok_or_else(|| ExitError {
+                code: Exit::Unknown,
+                message: "restore drill: no etcd binary in PATH: pass --etcd-bin".into(),
+            })?;
+        let options = DrillOptions {
+            etcd_bin,
+            boot_timeout: a.boot_timeout,
+        };
+        // A snapshot etcd cannot boot from is BAD (exit 2), like a failed check.
+        let d = drill::drill(&path, &options).await.map_err(|e| match e {
+            crate::restore::RestoreError::Usage(_) => super::restore::restore_failure(e),
+            other => anyhow::Error::from(ExitError {
+                code: Exit::Critical,
+                message: other.to_string(),
+            }),
+        })?;
+        report.ok &= d.ok;
+        restore_test = Some(d);
+    }
+    Ok(Verified {
+        verify: report,
+        restore_test,
+    })
 }

@@ -1,0 +1,354 @@
+//! `cpkeep daemon` against a real etcd sandbox, with second-level schedules: /metrics follows the
+//! cluster, runs are counted, a job slower than its interval is skipped and not overlapped, and
+//! SIGTERM ends the daemon cleanly within its grace. Every wait polls with a deadline.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{sandbox, Etcd};
+
+/// A free loopback port (bound, then released for the daemon).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The daemon process, killed if a test fails before it stopped it.
+struct Daemon {
+    child: tokio::process::Child,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn start(config: &Path, port: u16) -> Daemon {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpkeep"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(["daemon", "--listen", &format!("127.0.0.1:{port}")]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CPKEEP_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("CPKEEP_PKI_DIR", "/nonexistent-cpkeep-test-pki")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    Daemon {
+        child: cmd.spawn().expect("start cpkeep daemon"),
+    }
+}
+
+/// GET `path`: the status line's code, the Content-Type and the body; None while nothing answers.
+async fn get(port: u16, path: &str) -> Option<(u16, String, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    Some((code, ctype, body.to_string()))
+}
+
+/// The value of the series `series` (name and labels as exposed) in an exposition.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// Polls /metrics until `want` holds of it, or panics with the last exposition at `deadline`.
+async fn wait_metrics(
+    port: u16,
+    within: Duration,
+    what: &str,
+    want: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + within;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Some((200, _, body)) = get(port, "/metrics").await {
+            if want(&body) {
+                return body;
+            }
+            last = body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{what}: not seen within {within:?}; last /metrics:\n{last}");
+}
+
+fn config(
+    extra: &str,
+    dir: &Path,
+    sb: &cpkeep::sandbox::Sandbox,
+    timeout: &str,
+    schedule: &str,
+    grace: &str,
+) -> std::path::PathBuf {
+    let files = sb.tls_files();
+    let p = |x: Option<std::path::PathBuf>| x.unwrap().display().to_string();
+    let text = format!(
+        "connection:\n  endpoints: \"{}\"\n  cacert: {}\n  cert: {}\n  key: {}\n  timeout: {timeout}\n\
+         health:\n  schedule: \"{schedule}\"\n  no-discover: true\n\
+         daemon:\n  shutdown-grace: {grace}\n",
+        sb.endpoints().join(","),
+        p(files.ca),
+        p(files.cert),
+        p(files.key),
+    );
+    let path = dir.join("cpkeep.yaml");
+    std::fs::write(&path, text + extra).unwrap();
+    path
+}
+
+/// The single value of a family whose labels include `cluster_id` (one cluster here).
+fn etcd(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .filter(|rest| rest.starts_with("{cluster_id="))
+            .and_then(|rest| rest.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+    })
+}
+
+async fn sigterm_exits_cleanly(d: &mut Daemon, within: Duration) {
+    let pid = d.child.id().unwrap();
+    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(within, d.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the daemon did not stop within {within:?} of SIGTERM"))
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_job_fills_the_etcd_series_and_follows_a_killed_member() {
+    let mut sb = sandbox(Etcd::V35, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config("", dir.path(), &sb, "2s", "*/2 * * * * *", "5s");
+    let port = free_port();
+    let mut d = start(&cfg, port);
+
+    // Every job series is there before any run.
+    let first = wait_metrics(port, Duration::from_secs(20), "first scrape", |_| true).await;
+    assert_eq!(
+        value(
+            &first,
+            "cpkeep_job_runs_total{task=\"backup\",result=\"skipped\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(value(&first, "cpkeep_drill_last_result"), Some(-1.0));
+    assert!(first.contains("cpkeep_build_info{"), "{first}");
+    let (code, ctype, _) = get(port, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        ctype.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{ctype}"
+    );
+    assert_eq!(get(port, "/healthz").await.unwrap().0, 200);
+    assert_eq!(get(port, "/readyz").await.unwrap().0, 200);
+
+    let m = wait_metrics(port, Duration::from_secs(20), "a health run", |t| {
+        value(t, "cpkeep_job_runs_total{task=\"health\",result=\"ok\"}").unwrap_or(0.0) >= 1.0
+    })
+    .await;
+    assert_eq!(etcd(&m, "cpkeep_etcd_voters"), Some(3.0), "{m}");
+    assert_eq!(etcd(&m, "cpkeep_etcd_healthy_voters"), Some(3.0));
+    assert_eq!(etcd(&m, "cpkeep_etcd_quorum"), Some(2.0));
+    assert_eq!(etcd(&m, "cpkeep_etcd_fault_tolerance"), Some(1.0));
+    assert_eq!(etcd(&m, "cpkeep_etcd_leader_present"), Some(1.0));
+    assert_eq!(etcd(&m, "cpkeep_etcd_learners"), Some(0.0));
+    assert!(etcd(&m, "cpkeep_etcd_db_size_bytes").unwrap() > 0.0);
+    assert!(
+        value(
+            &m,
+            "cpkeep_job_last_success_timestamp_seconds{task=\"health\"}"
+        )
+        .unwrap()
+            > 1.0e9
+    );
+
+    sb.kill(2).unwrap();
+    let m = wait_metrics(
+        port,
+        Duration::from_secs(30),
+        "the killed member seen",
+        |t| etcd(t, "cpkeep_etcd_healthy_voters") == Some(2.0),
+    )
+    .await;
+    assert_eq!(etcd(&m, "cpkeep_etcd_fault_tolerance"), Some(0.0), "{m}");
+    assert_eq!(etcd(&m, "cpkeep_etcd_voters"), Some(3.0));
+    assert_eq!(
+        value(
+            &m,
+            "cpkeep_job_runs_total{task=\"health\",result=\"failed\"}"
+        ),
+        Some(0.0)
+    );
+
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_slower_than_its_interval_is_skipped_and_sigterm_aborts_it_after_the_grace() {
+    let sb = sandbox(Etcd::V35, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A frozen member holds every run for the whole 6 s timeout; the schedule ticks every second.
+    let cfg = config("", dir.path(), &sb, "6s", "* * * * * *", "1s");
+    sb.pause(0).unwrap();
+    let port = free_port();
+    let mut d = start(&cfg, port);
+    let m = wait_metrics(port, Duration::from_secs(30), "skipped runs", |t| {
+        value(
+            t,
+            "cpkeep_job_runs_total{task=\"health\",result=\"skipped\"}",
+        )
+        .unwrap_or(0.0)
+            >= 3.0
+    })
+    .await;
+    // Skipped while the first run is still going: no run has ended yet, so none overlapped.
+    let ended = value(&m, "cpkeep_job_duration_seconds_count{task=\"health\"}").unwrap();
+    assert!(ended <= 1.0, "{m}");
+    // SIGTERM in the middle of a run: it is aborted after the 1 s grace, the daemon exits 0.
+    let t = Instant::now();
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(8)).await;
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    sb.resume(0).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_appear_in_a_directory_store_are_pruned_and_metrics_follow() {
+    let sb = sandbox(Etcd::V35, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let backup = format!(
+        "backup:\n  store: \"{}\"\n  schedule: \"*/2 * * * * *\"\n  prune: true\n  keep-last: 2\n",
+        store.display()
+    );
+    let cfg = config(&backup, dir.path(), &sb, "3s", "*/2 * * * * *", "20s");
+    let port = free_port();
+    let mut d = start(&cfg, port);
+    let m = wait_metrics(port, Duration::from_secs(60), "four backups", |t| {
+        value(t, "cpkeep_job_runs_total{task=\"backup\",result=\"ok\"}").unwrap_or(0.0) >= 4.0
+    })
+    .await;
+    assert!(
+        etcd(&m, "cpkeep_backup_last_revision").unwrap() > 0.0,
+        "{m}"
+    );
+    assert!(etcd(&m, "cpkeep_backup_last_db_size_bytes").unwrap() > 0.0);
+    assert!(etcd(&m, "cpkeep_backup_last_stored_size_bytes").unwrap() > 0.0);
+    assert!(value(&m, "cpkeep_backup_upload_bytes_total").unwrap() > 0.0);
+    for step in ["snapshot", "upload", "prune"] {
+        let series = format!("cpkeep_backup_step_failures_total{{step=\"{step}\"}}");
+        assert_eq!(value(&m, &series), Some(0.0), "{m}");
+    }
+    assert_eq!(
+        value(&m, "cpkeep_job_interval_seconds{task=\"backup\"}"),
+        Some(2.0)
+    );
+    // Stopped between runs or after the running one finished: exactly the two newest are kept.
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(25)).await;
+    let manifests = crate::harness::files_ending(&store, ".json");
+    assert_eq!(manifests.len(), 2, "{manifests:?}");
+    assert!(crate::harness::files_ending(&store, ".part").is_empty());
+    // A restarted daemon starts the backup's last success at the newest snapshot, not at 0.
+    let port = free_port();
+    let mut d = start(&cfg, port);
+    let m = wait_metrics(port, Duration::from_secs(20), "first scrape", |_| true).await;
+    let last = value(
+        &m,
+        "cpkeep_job_last_success_timestamp_seconds{task=\"backup\"}",
+    )
+    .unwrap();
+    assert!(last > 1.0e9, "{m}");
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(25)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_job_writes_the_textfile_each_run() {
+    let sb = sandbox(Etcd::V35, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kubeadm-v1.16");
+    let textfile = dir.path().join("cpkeep-certs.prom");
+    let certs = format!(
+        "certs:\n  schedule: \"*/2 * * * * *\"\n  cert-dir: {}\n  kubeconfig-dir: {}\n  prometheus: {}\n",
+        fixture.join("pki").display(),
+        fixture.display(),
+        textfile.display()
+    );
+    // The health job off: only the certs job runs.
+    let cfg = config(&certs, dir.path(), &sb, "2s", "0 0 0 1 1 *", "5s");
+    let port = free_port();
+    let mut d = start(&cfg, port);
+    let m = wait_metrics(port, Duration::from_secs(30), "a certs run", |t| {
+        value(t, "cpkeep_job_runs_total{task=\"certs\",result=\"ok\"}").unwrap_or(0.0) >= 1.0
+    })
+    .await;
+    assert_eq!(
+        value(
+            &m,
+            "cpkeep_job_runs_total{task=\"certs\",result=\"failed\"}"
+        ),
+        Some(0.0),
+        "{m}"
+    );
+    let text = std::fs::read_to_string(&textfile).unwrap();
+    assert!(text.contains("x509_cert_not_after{"), "{text}");
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restore_drill_verifies_the_newest_backup() {
+    let sb = sandbox(Etcd::V35, 1).await;
+    // Keys to compare (a snapshot of an empty cluster has revision 0 in the db, 1 in the manifest:
+    // `snapshot verify` reports that mismatch whatever the daemon does).
+    crate::harness::fill(&sb, 200, 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let jobs = format!(
+        "backup:\n  store: \"{s}\"\n  schedule: \"*/3 * * * * *\"\n\
+         drill:\n  store: \"{s}\"\n  schedule: \"*/2 * * * * *\"\n  enabled: true\n  etcd-bin: {e}\n",
+        s = store.display(),
+        e = Etcd::V35.etcd().display()
+    );
+    let cfg = config(&jobs, dir.path(), &sb, "3s", "0 0 0 1 1 *", "30s");
+    let port = free_port();
+    let mut d = start(&cfg, port);
+    let m = wait_metrics(port, Duration::from_secs(90), "a passed drill", |t| {
+        value(t, "cpkeep_drill_last_result") == Some(1.0)
+    })
+    .await;
+    assert!(
+        value(&m, "cpkeep_drill_last_duration_seconds").unwrap() > 0.0,
+        "{m}"
+    );
+    assert!(value(&m, "cpkeep_job_runs_total{task=\"drill\",result=\"ok\"}").unwrap() >= 1.0);
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(40)).await;
+}
