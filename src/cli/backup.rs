@@ -224,9 +224,11 @@ pub struct BackupFailure {
 
 /// Everything `cpkeep backup` does but printing: resolves the flags (reading every file they name
 /// now), takes the snapshot into the store, then prunes when asked. Shared with the daemon.
+/// `control` cancels the snapshot (its upload is aborted) and counts the bytes sent.
 pub async fn backup_once(
     args: &BackupArgs,
     progress: &dyn crate::snapshot::Progress,
+    control: crate::snapshot::StreamControl,
 ) -> Result<BackupOutcome, BackupFailure> {
     let setup = |e: anyhow::Error| BackupFailure {
         step: BackupStep::Snapshot,
@@ -260,6 +262,7 @@ pub async fn backup_once(
         encoding,
         recipients,
         node_name: node_name(args.node_name.as_deref()),
+        control,
     };
     let report = backup(&conn, store.as_ref(), &opts, progress)
         .await
@@ -293,7 +296,11 @@ pub async fn backup_once(
 
 pub async fn run(args: BackupArgs, out: &Renderer, quiet: bool) -> anyhow::Result<Exit> {
     let progress = super::progress::for_stderr(quiet);
-    let outcome = backup_once(&args, progress.as_ref())
+    let control = crate::snapshot::StreamControl {
+        cancel: super::signals::cancel_on_signals(),
+        ..Default::default()
+    };
+    let outcome = backup_once(&args, progress.as_ref(), control)
         .await
         .map_err(|f| f.error)?;
     out.print(&outcome.report)?;

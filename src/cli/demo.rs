@@ -431,6 +431,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         },
         recipients: Vec::new(),
         node_name: "demo".to_string(),
+        control: Default::default(),
     };
     let backed_up = backup(&conn, &store, &backup_opts, &NoProgress)
         .await

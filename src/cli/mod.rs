@@ -24,6 +24,7 @@ mod global;
 mod output;
 mod progress;
 mod restore;
+mod signals;
 mod snapshot;
 mod store_args;
 mod table;

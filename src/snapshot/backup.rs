@@ -10,7 +10,7 @@ use super::manifest::{
     make_id, CompressionInfo, CompressionKind, EncryptionInfo, Manifest, FORMAT_VERSION,
 };
 use super::source::choose_source;
-use super::stream::stream_snapshot;
+use super::stream::{stream_snapshot, StreamControl};
 use super::{Progress, SnapshotError};
 use crate::etcd::{hex_id, ConnectionOptions, Endpoint, Verdict};
 use crate::store::ObjectStore;
@@ -29,6 +29,9 @@ pub struct BackupOptions {
     pub recipients: Vec<String>,
     /// The node running the backup, for the manifest.
     pub node_name: String,
+    /// Cancels the stream (no partial object, no open multipart upload is left) and counts the
+    /// bytes sent to the store.
+    pub control: StreamControl,
 }
 
 /// The outcome of a backup.
@@ -89,6 +92,7 @@ pub async fn backup(
         opts.encoding.clone(),
         writer,
         progress,
+        &opts.control,
     )
     .await?;
 

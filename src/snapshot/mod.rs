@@ -39,5 +39,5 @@ pub use retention::{
 };
 pub use save::{save, SaveReport};
 pub use source::{choose_source, Source};
-pub use stream::{stream_snapshot, Streamed};
+pub use stream::{stream_snapshot, StreamControl, Streamed};
 pub use trailer::{TrailerCheck, TrailerOutcome, TRAILER_LEN};

@@ -253,3 +253,59 @@ async fn s3_killed_mid_upload_fails_without_hanging() {
     let line = r.assert_one_clear_line();
     assert!(line.contains("s3://etcd-backups/p"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_upload_aborts_the_multipart_upload() {
+    // What a CronJob's pod gets at its activeDeadlineSeconds: SIGTERM while the snapshot streams.
+    let (s3, sb) = tokio::join!(s3(), sandbox_with(Etcd::V35, 1, |o| o.tls = false));
+    s3.create_bucket("etcd-backups").await.unwrap();
+    fill(&sb, 12_000, 900).await;
+    let m = &sb.members()[0];
+    let proxy = FaultProxy::start(
+        format!("{}:{}", m.ip, m.client_port),
+        Fault::Freeze { at: 11_000_000 },
+    )
+    .await;
+    let mut a: Vec<String> = vec![
+        "backup".into(),
+        "--compression".into(),
+        "none".into(),
+        "--endpoints".into(),
+        proxy.endpoint(),
+        "--endpoint".into(),
+        proxy.endpoint(),
+    ];
+    a.extend(store_flags(&s3, "s3://etcd-backups/p"));
+    let child = crate::harness::cpkeep_command(&a, &s3.env())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(pending_and_objects(&s3, "etcd-backups").await.0 == 1
+        && proxy.triggered.load(std::sync::atomic::Ordering::SeqCst))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backup never reached an open upload and a frozen stream"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("backup did not stop after SIGTERM")
+        .unwrap();
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: Duration::ZERO,
+    };
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.assert_one_clear_line().contains("cancelled"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(pending_and_objects(&s3, "etcd-backups").await, (0, 0));
+}
