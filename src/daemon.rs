@@ -8,6 +8,7 @@ mod guard;
 mod http;
 mod metrics;
 mod scheduler;
+mod x509;
 
 use std::fmt;
 

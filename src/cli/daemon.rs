@@ -240,7 +240,7 @@ fn backup_runner(config: PathBuf) -> JobRunner {
 /// them; the run fails only when the certificates could not be evaluated.
 fn certs_runner(config: PathBuf) -> JobRunner {
     Arc::new(
-        move |_metrics: Arc<Metrics>, _cancel: CancellationToken| -> JobFuture {
+        move |metrics: Arc<Metrics>, _cancel: CancellationToken| -> JobFuture {
             let config = config.clone();
             Box::pin(async move {
                 let cli = parse_job(&config, Task::Certs)?;
@@ -260,6 +260,11 @@ fn certs_runner(config: PathBuf) -> JobRunner {
                         message: report.unknown_reasons().join("; "),
                     });
                 }
+                metrics.certs(
+                    &crate::certs::prometheus::samples(&report),
+                    report.problem_total() as u64,
+                    &crate::certs::prometheus::source_errors(&report),
+                );
                 super::certs::publish(&args, &report)
                     .await
                     .map_err(|e| failure_of(&e))

@@ -17,6 +17,7 @@ mod connection;
 mod daemon;
 mod demo;
 mod demo_bootstrap;
+mod demo_daemon;
 mod demo_members;
 mod duration;
 mod exit;

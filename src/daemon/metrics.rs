@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::x509::X509Series;
 use super::Task;
 use crate::failure::FailureClass;
 
@@ -156,6 +157,9 @@ pub struct Metrics {
     learners: Family<ClusterLabel, Gauge>,
     /// The leader and term each cluster had at the previous health run.
     last_leader: Mutex<HashMap<String, LeaderSeen>>,
+    x509: X509Series,
+    /// Held for writing while the x509 set is replaced, so a scrape never sees it half-updated.
+    x509_update: RwLock<()>,
 }
 
 impl Metrics {
@@ -188,6 +192,8 @@ impl Metrics {
             quota: Family::default(),
             learners: Family::default(),
             last_leader: Mutex::new(HashMap::new()),
+            x509: X509Series::register(&mut registry),
+            x509_update: RwLock::new(()),
         };
         for t in Task::ALL {
             let _ = m.interval.get_or_create(&task(t));
@@ -350,6 +356,7 @@ impl Metrics {
     /// The exposition, OpenMetrics text ending in `# EOF`.
     pub fn encode(&self) -> String {
         let mut out = String::new();
+        let _consistent = self.x509_update.read();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
@@ -456,6 +463,17 @@ impl Metrics {
 
     pub fn backup_step_failed(&self, step: Step) {
         self.step_failures.get_or_create(&StepLabel { step }).inc();
+    }
+
+    /// A certs run's `x509_*` series (see [`X509Series`]).
+    pub fn certs(
+        &self,
+        samples: &[crate::certs::prometheus::Sample],
+        read_errors: u64,
+        errors: &crate::certs::prometheus::SourceErrors,
+    ) {
+        let _exclusive = self.x509_update.write();
+        self.x509.update(samples, read_errors, errors);
     }
 
     pub fn drill(&self, ok: bool, seconds: f64) {

@@ -330,6 +330,20 @@ async fn certs_job_writes_the_textfile_each_run() {
     );
     let text = std::fs::read_to_string(&textfile).unwrap();
     assert!(text.contains("x509_cert_not_after{"), "{text}");
+    // /metrics carries the same certificate series as the textfile, label for label.
+    let served: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("x509_cert_not_after{"))
+        .collect();
+    let written: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("x509_cert_not_after{"))
+        .collect();
+    assert!(!served.is_empty(), "{m}");
+    assert_eq!(served.len(), written.len(), "{m}\n---\n{text}");
+    for line in &written {
+        assert!(served.contains(line), "{line} not on /metrics:\n{m}");
+    }
     sigterm_exits_cleanly(&mut d, Duration::from_secs(10)).await;
 }
 
