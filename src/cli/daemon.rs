@@ -22,7 +22,8 @@ use super::config_file::{cron_fields, ConfigFile, Entry, Value};
 use super::exit::Exit;
 use super::Cli;
 use crate::daemon::{
-    DaemonOptions, HealthSample, JobFuture, JobRunner, JobSpec, Metrics, RunFailure, Step, Task,
+    DaemonOptions, HealthSample, JobFuture, JobRunner, JobSpec, Metrics, Ran, RunFailure, Step,
+    Task,
 };
 use crate::etcd::{HealthReport, Verdict};
 use crate::failure::FailureClass;
@@ -176,7 +177,7 @@ fn health_runner(config: PathBuf) -> JobRunner {
                         message: report.reasons.join("; "),
                     });
                 }
-                Ok(())
+                Ok(Ran::Done)
             })
         },
     )
@@ -207,7 +208,8 @@ fn backup_runner(config: PathBuf) -> JobRunner {
                 .await;
                 metrics.upload_bytes(control.sent.load(std::sync::atomic::Ordering::Relaxed));
                 let outcome = match result {
-                    Ok(o) => o,
+                    Ok(super::backup::BackupRun::Standby(_)) => return Ok(Ran::Standby),
+                    Ok(super::backup::BackupRun::Stored(o)) => o,
                     Err(f) => {
                         metrics.backup_step_failed(match f.step {
                             super::backup::BackupStep::Snapshot => Step::snapshot,
@@ -230,7 +232,7 @@ fn backup_runner(config: PathBuf) -> JobRunner {
                         message: format!("backup stored, but pruning failed: {why}"),
                     });
                 }
-                Ok(())
+                Ok(Ran::Done)
             })
         },
     )
@@ -267,7 +269,8 @@ fn certs_runner(config: PathBuf) -> JobRunner {
                 );
                 super::certs::publish(&args, &report)
                     .await
-                    .map_err(|e| failure_of(&e))
+                    .map_err(|e| failure_of(&e))?;
+                Ok(Ran::Done)
             })
         },
     )
@@ -296,7 +299,7 @@ fn drill_runner(config: PathBuf) -> JobRunner {
                 match result {
                     Ok(v) if v.verify.ok && v.restore_test.as_ref().is_some_and(|d| d.ok) => {
                         metrics.drill(true, secs);
-                        Ok(())
+                        Ok(Ran::Done)
                     }
                     Ok(v) => {
                         metrics.drill(false, secs);

@@ -34,6 +34,7 @@ pub enum RunResult {
     ok,
     failed,
     skipped,
+    standby,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -200,7 +201,12 @@ impl Metrics {
             let _ = m.last_run.get_or_create(&task(t));
             let _ = m.last_success.get_or_create(&task(t));
             let _ = m.duration.get_or_create(&task(t));
-            for result in [RunResult::ok, RunResult::failed, RunResult::skipped] {
+            for result in [
+                RunResult::ok,
+                RunResult::failed,
+                RunResult::skipped,
+                RunResult::standby,
+            ] {
                 let _ = m.runs.get_or_create(&TaskResult {
                     task: t.name().to_string(),
                     result,
@@ -370,11 +376,22 @@ impl Metrics {
         self.last_success.get_or_create(&task(t)).set(unix);
     }
 
+    /// A tick that did not run: the previous run was still going.
     pub fn skipped(&self, t: Task) {
+        self.count(t, RunResult::skipped);
+    }
+
+    /// A run that found it had nothing to do on this node (a backup only the leader's node takes);
+    /// neither a run nor a success for the timestamps.
+    pub fn standby(&self, t: Task) {
+        self.count(t, RunResult::standby);
+    }
+
+    fn count(&self, t: Task, result: RunResult) {
         self.runs
             .get_or_create(&TaskResult {
                 task: t.name().to_string(),
-                result: RunResult::skipped,
+                result,
             })
             .inc();
     }
@@ -398,12 +415,7 @@ impl Metrics {
                 RunResult::failed
             }
         };
-        self.runs
-            .get_or_create(&TaskResult {
-                task: t.name().to_string(),
-                result,
-            })
-            .inc();
+        self.count(t, result);
     }
 
     /// The etcd series from one health run; a leader change is a different leader or a higher
@@ -494,7 +506,7 @@ mod tests {
     fn every_series_with_known_labels_is_there_from_start() {
         let text = metrics().encode();
         for t in ["backup", "certs", "health", "drill"] {
-            for r in ["ok", "failed", "skipped"] {
+            for r in ["ok", "failed", "skipped", "standby"] {
                 let line = format!("cpkeep_job_runs_total{{task=\"{t}\",result=\"{r}\"}} 0");
                 assert!(text.contains(&line), "{line} missing in\n{text}");
             }

@@ -19,7 +19,15 @@ use super::guard::Guard;
 use super::http::{router, Probe};
 use super::{DaemonError, Metrics, RunFailure, Task};
 
-pub type JobFuture = Pin<Box<dyn Future<Output = Result<(), RunFailure>> + Send>>;
+pub type JobFuture = Pin<Box<dyn Future<Output = Result<Ran, RunFailure>> + Send>>;
+
+/// How a run that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    Done,
+    /// Nothing to do on this node (see [`Metrics::standby`]).
+    Standby,
+}
 
 /// What one run of a job does; called anew at every run, so whatever it reads (credentials,
 /// mounted secrets, the configuration's job section) is read afresh. The token is cancelled when
@@ -154,7 +162,12 @@ fn tick(
         let result = runner(Arc::clone(&metrics), cancel).await;
         let secs = started.elapsed().as_secs_f64();
         match &result {
-            Ok(()) => tracing::info!(task = task.name(), seconds = secs, "run succeeded"),
+            Ok(Ran::Done) => tracing::info!(task = task.name(), seconds = secs, "run succeeded"),
+            Ok(Ran::Standby) => {
+                tracing::info!(task = task.name(), "nothing to do on this node");
+                metrics.standby(task);
+                return;
+            }
             Err(f) => {
                 tracing::warn!(task = task.name(), seconds = secs, error = %f.message, "run failed")
             }
@@ -271,6 +284,15 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_stays_below_its_bound_and_varies() {
+        assert_eq!(random_below(Duration::ZERO), Duration::ZERO);
+        let max = Duration::from_millis(30);
+        let draws: Vec<Duration> = (0..64).map(|_| random_below(max)).collect();
+        assert!(draws.iter().all(|d| *d < max), "{draws:?}");
+        assert!(draws.iter().any(|d| *d != draws[0]), "{draws:?}");
+    }
 
     #[test]
     fn the_interval_is_the_longest_gap_between_two_schedule_times() {
