@@ -104,7 +104,10 @@ pub async fn backup(
         member_name: source.member_name.clone(),
         node_name: opts.node_name.clone(),
         etcd_version: source.status.version.clone(),
-        revision: streamed.facts.revision.unwrap_or(source.status.revision),
+        // What the db holds, as `snapshot verify` and etcdutl read it back: a db whose `key` bucket
+        // is empty (a new cluster, or every key deleted and compacted) is at revision 0, whatever
+        // the member's head (which the ID keeps).
+        revision: streamed.facts.revision.unwrap_or(0),
         raft_index: source.status.raft_index,
         raft_term: source.status.raft_term,
         consistent_index: streamed.facts.consistent_index,
