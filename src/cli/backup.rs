@@ -338,7 +338,10 @@ pub async fn backup_once(
     } else {
         None
     };
-    Ok(BackupRun::Stored(Box::new(BackupOutcome { report, pruned })))
+    Ok(BackupRun::Stored(Box::new(BackupOutcome {
+        report,
+        pruned,
+    })))
 }
 
 pub async fn run(args: BackupArgs, out: &Renderer, quiet: bool) -> anyhow::Result<Exit> {

@@ -10,10 +10,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use cpkeep::sandbox::{S3Sandbox, S3SandboxOptions};
+use cpkeep::sandbox::S3Sandbox;
 
-use crate::harness::{fill, sandbox, sandbox_with, Etcd};
-use crate::proxy::{Fault, FaultProxy};
+use crate::backup_s3::{s3, s3_behind_fault};
+use crate::harness::{sandbox, Etcd};
+use crate::proxy::Fault;
 
 /// A free loopback port (bound, then released for the daemon).
 fn free_port() -> u16 {
@@ -254,6 +255,8 @@ async fn a_run_slower_than_its_interval_is_skipped_and_sigterm_aborts_it_after_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_appear_in_a_directory_store_are_pruned_and_metrics_follow() {
     let sb = sandbox(Etcd::V35, 3).await;
+    // Keys, so the backups' revision is above 0.
+    crate::harness::fill(&sb, 50, 100).await;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let backup = format!(
@@ -375,13 +378,6 @@ async fn the_restore_drill_verifies_the_newest_backup() {
     sigterm_exits_cleanly(&mut d, Duration::from_secs(40)).await;
 }
 
-async fn s3() -> S3Sandbox {
-    match S3Sandbox::start(S3SandboxOptions::default()).await {
-        Ok(s) => s,
-        Err(e) => panic!("SeaweedFS did not start: {e}"),
-    }
-}
-
 /// An AWS shared credentials file, replaced the way the kubelet updates a mounted Secret (a new
 /// file renamed over the old), and the environment that points the daemon's AWS chain at it.
 fn credentials(dir: &Path, s3: &S3Sandbox, secret: &str) -> Vec<(&'static str, String)> {
@@ -416,6 +412,26 @@ fn s3_backup(s3: &S3Sandbox, schedule: &str, extra: &str) -> String {
     )
 }
 
+/// A daemon running only the S3 backup job, every 2 s.
+fn backups_every_2s(
+    s3: &S3Sandbox,
+    sb: &cpkeep::sandbox::Sandbox,
+    dir: &Path,
+    env: &[(&str, String)],
+) -> (u16, Daemon) {
+    // The health job off (a yearly schedule): only backups run.
+    let cfg = config(
+        &s3_backup(s3, "*/2 * * * * *", ""),
+        dir,
+        sb,
+        "3s",
+        "0 0 0 1 1 *",
+        "20s",
+    );
+    let port = free_port();
+    (port, start_env(&cfg, port, env))
+}
+
 fn runs(text: &str, task: &str, result: &str) -> f64 {
     value(
         text,
@@ -425,20 +441,7 @@ fn runs(text: &str, task: &str, result: &str) -> f64 {
 }
 
 async fn pending_and_objects(s3: &S3Sandbox) -> (usize, usize) {
-    let c = s3.client();
-    let uploads = c
-        .list_multipart_uploads()
-        .bucket("etcd-backups")
-        .send()
-        .await
-        .unwrap();
-    let objects = c
-        .list_objects_v2()
-        .bucket("etcd-backups")
-        .send()
-        .await
-        .unwrap();
-    (uploads.uploads().len(), objects.contents().len())
+    crate::backup_s3::pending_and_objects(s3, "etcd-backups").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,17 +450,7 @@ async fn an_s3_outage_is_counted_by_class_and_the_daemon_recovers_when_it_ends()
     s3.create_bucket("etcd-backups").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let env = credentials(dir.path(), &s3, s3.secret_key());
-    // The health job off: only backups run, every 2 s.
-    let cfg = config(
-        &s3_backup(&s3, "*/2 * * * * *", ""),
-        dir.path(),
-        &sb,
-        "3s",
-        "0 0 0 1 1 *",
-        "20s",
-    );
-    let port = free_port();
-    let mut d = start_env(&cfg, port, &env);
+    let (port, mut d) = backups_every_2s(&s3, &sb, dir.path(), &env);
     wait_metrics(port, Duration::from_secs(60), "a backup to S3", |t| {
         runs(t, "backup", "ok") >= 1.0
     })
@@ -525,16 +518,7 @@ async fn a_rotated_credentials_file_is_read_at_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     // The daemon starts with a stale secret: every backup is refused by the server.
     let env = credentials(dir.path(), &s3, "0000000000000000000000000000000000000000");
-    let cfg = config(
-        &s3_backup(&s3, "*/2 * * * * *", ""),
-        dir.path(),
-        &sb,
-        "3s",
-        "0 0 0 1 1 *",
-        "20s",
-    );
-    let port = free_port();
-    let mut d = start_env(&cfg, port, &env);
+    let (port, mut d) = backups_every_2s(&s3, &sb, dir.path(), &env);
     let m = wait_metrics(port, Duration::from_secs(60), "a refused backup", |t| {
         runs(t, "backup", "failed") >= 1.0
     })
@@ -561,16 +545,8 @@ async fn a_rotated_credentials_file_is_read_at_the_next_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_s3_upload_aborts_it_after_the_grace() {
-    let (s3, sb) = tokio::join!(s3(), sandbox_with(Etcd::V35, 1, |o| o.tls = false));
-    s3.create_bucket("etcd-backups").await.unwrap();
-    // About 12 MB uncompressed: parts of 5 MiB are on the server before the stream freezes.
-    fill(&sb, 12_000, 900).await;
-    let m = &sb.members()[0];
-    let proxy = FaultProxy::start(
-        format!("{}:{}", m.ip, m.client_port),
-        Fault::Freeze { at: 11_000_000 },
-    )
-    .await;
+    // Parts of 5 MiB are on the server before the stream freezes.
+    let (s3, _sb, proxy) = s3_behind_fault(Fault::Freeze { at: 11_000_000 }).await;
     let dir = tempfile::tempdir().unwrap();
     let env = credentials(dir.path(), &s3, s3.secret_key());
     let ep = proxy.endpoint();
