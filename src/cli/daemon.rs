@@ -31,7 +31,9 @@ use crate::failure::FailureClass;
 /// The default listen address. 9477 lies in the 9100–9999 range Prometheus set aside for exporters
 /// (its "default port allocations" wiki page), so firewall rules and NetworkPolicies written for
 /// exporters cover it, and it is clear of the ports a kubeadm control-plane node already uses
-/// (node-exporter 9100, kube-proxy 10249/10256, etcd 2379–2381, kubelet 10250). Loopback by
+/// (node-exporter 9100, kube-proxy 10249/10256, etcd 2379–2381, kubelet 10250). That range has been
+/// fully allocated since 2023, so 9477 is some other exporter's registered default: it clashes only
+/// when that exporter shares the node's network, and `daemon.listen` moves it. Loopback by
 /// default: in the DaemonSet the pod IP is given instead.
 const DEFAULT_LISTEN: &str = "127.0.0.1:9477";
 
