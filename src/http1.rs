@@ -1,7 +1,7 @@
 //! One HTTP/1.1 exchange on a stream the caller connected (plain TCP, or TLS it set up itself so
 //! that it can look at the peer's certificate), with hyper doing the protocol: the request is
 //! written, the answer's status line and headers are read, the body is not. Used by the certificate
-//! webhook and by the static pods' liveness probe.
+//! webhook, the static pods' liveness probe and the scrape of etcd members' /metrics.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -27,16 +27,53 @@ pub(crate) async fn exchange<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    send(stream, request).await.map(|(r, _)| r.status())
+}
+
+/// Sends `request` on `stream` and returns the answer's status and body, at most `limit` bytes of
+/// it (a longer body is a failure: the caller reads something small, like a member's /metrics).
+pub(crate) async fn exchange_body<S>(
+    stream: S,
+    request: Request<Full<Bytes>>,
+    limit: usize,
+) -> Result<(StatusCode, Bytes), HttpFailure>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    // The connection driver must live until the body is read.
+    let (response, _driver) = send(stream, request).await?;
+    let status = response.status();
+    let body = http_body_util::Limited::new(response.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| HttpFailure::NoAnswer(format!("reading the body: {e}")))?;
+    Ok((status, body.to_bytes()))
+}
+
+async fn send<S>(
+    stream: S,
+    request: Request<Full<Bytes>>,
+) -> Result<
+    (
+        hyper::Response<hyper::body::Incoming>,
+        AbortOnDrop<hyper::Result<()>>,
+    ),
+    HttpFailure,
+>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
         .title_case_headers(true)
         .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
         .await
         .map_err(|e| HttpFailure::NoAnswer(e.to_string()))?;
-    // The connection task drives the socket; it is stopped once the status is in, or when this
-    // future is dropped at the caller's timeout.
+    // The connection task drives the socket; it is stopped once the caller is done with the answer,
+    // or when this future is dropped at the caller's timeout.
     let mut driver = AbortOnDrop(tokio::spawn(connection));
     match sender.send_request(request).await {
-        Ok(response) => Ok(response.status()),
+        Ok(response) => Ok((response, driver)),
         Err(e) if e.is_parse() => Err(HttpFailure::NotHttp),
         Err(e) => {
             // The request side only learns that the connection went away; the connection's own

@@ -1,0 +1,217 @@
+//! Reading each member's Prometheus `/metrics` (plain HTTP, as kubeadm's `--listen-metrics-urls
+//! http://127.0.0.1:2381` serves it) and reducing it to the few series `cluster health` judges: WAL
+//! fsync and backend commit p99, peer round-trip p99, leader changes, failed proposals.
+//!
+//! The text format is parsed by `prometheus-parse`; the p99 comes from the cumulative histogram
+//! buckets (`findings::quantile`), so it covers the member's whole life. A member whose metrics
+//! cannot be read is not a failure of the run: its entry carries the error and the verdict is
+//! computed without it. This module never prints and never judges (see `findings`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use http_body_util::Full;
+use hyper::{header, Request};
+use prometheus_parse::{Scrape, Value};
+
+use super::findings::{label, quantile, MemberMetrics};
+use super::report::MemberHealth;
+use crate::http1::{exchange_body, HttpFailure};
+
+/// kubeadm's etcd metrics port (`--listen-metrics-urls=http://127.0.0.1:2381`).
+pub const KUBEADM_METRICS_PORT: u16 = 2381;
+
+/// The largest /metrics body read (etcd's is ~100 KiB; a bigger one is not an etcd member's).
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// A `--metrics-urls` value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsUrlError {
+    #[error("--metrics-urls: {url:?} is not a URL: {reason}")]
+    NotUrl { url: String, reason: String },
+    #[error("--metrics-urls: {url:?} is not http:// (etcd serves its metrics listener over plain HTTP; use --listen-metrics-urls=http://...)")]
+    NotHttp { url: String },
+}
+
+/// Checks `--metrics-urls` values: http URLs with a host; a bare `http://host:port` means its
+/// `/metrics`.
+pub fn parse_metrics_urls(list: &[String]) -> Result<Vec<url::Url>, MetricsUrlError> {
+    list.iter()
+        .map(|raw| {
+            let mut u = url::Url::parse(raw.trim()).map_err(|e| MetricsUrlError::NotUrl {
+                url: raw.clone(),
+                reason: e.to_string(),
+            })?;
+            if u.scheme() != "http" {
+                return Err(MetricsUrlError::NotHttp { url: raw.clone() });
+            }
+            if u.host_str().is_none_or(str::is_empty) {
+                return Err(MetricsUrlError::NotUrl {
+                    url: raw.clone(),
+                    reason: "no host".to_string(),
+                });
+            }
+            if u.path() == "/" || u.path().is_empty() {
+                u.set_path("/metrics");
+            }
+            Ok(u)
+        })
+        .collect()
+}
+
+/// Which URLs to scrape: the given ones, or (none given) kubeadm's metrics port on each healthy
+/// member whose client URL is on a loopback address — only there can the local listener be meant.
+pub fn targets(given: &[url::Url], members: &[MemberHealth]) -> Vec<(url::Url, bool)> {
+    if !given.is_empty() {
+        return given.iter().map(|u| (u.clone(), false)).collect();
+    }
+    let mut out: Vec<(url::Url, bool)> = Vec::new();
+    for m in members.iter().filter(|m| m.healthy) {
+        let Some(host) = m
+            .client_urls
+            .iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .find_map(|u| u.host_str().map(str::to_string))
+        else {
+            continue;
+        };
+        let loopback = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            continue;
+        }
+        if let Ok(u) = url::Url::parse(&format!("http://{host}:{KUBEADM_METRICS_PORT}/metrics")) {
+            if !out.iter().any(|(o, _)| o == &u) {
+                out.push((u, true));
+            }
+        }
+    }
+    out
+}
+
+/// Scrapes every target in parallel, each bounded by `timeout`, naming the member each belongs to
+/// (the member whose client URL has the same host).
+pub async fn scrape_all(
+    targets: &[(url::Url, bool)],
+    members: &[MemberHealth],
+    timeout: Duration,
+) -> Vec<MemberMetrics> {
+    join_all(targets.iter().map(|(url, guessed)| async move {
+        let member = members
+            .iter()
+            .find(|m| {
+                m.client_urls
+                    .iter()
+                    .any(|c| url::Url::parse(c).is_ok_and(|c| c.host_str() == url.host_str()))
+            })
+            .map(label);
+        let mut entry = match tokio::time::timeout(timeout, fetch(url)).await {
+            Ok(Ok(text)) => summarize(&text),
+            Ok(Err(e)) => MemberMetrics {
+                error: Some(e),
+                ..MemberMetrics::default()
+            },
+            Err(_) => MemberMetrics {
+                error: Some(format!(
+                    "no answer within {}",
+                    humantime::format_duration(timeout)
+                )),
+                ..MemberMetrics::default()
+            },
+        };
+        entry.member = member;
+        entry.url = url.to_string();
+        entry.guessed = *guessed;
+        entry
+    }))
+    .await
+}
+
+async fn fetch(url: &url::Url) -> Result<String, String> {
+    let host = url.host_str().unwrap_or_default().to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let stream =
+        tokio::net::TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
+            .await
+            .map_err(|e| crate::certs::error::io_reason(&e))?;
+    let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let request = Request::get(target)
+        .header(header::HOST, format!("{host}:{port}"))
+        .header(header::USER_AGENT, format!("cpkeep/{}", crate::VERSION))
+        .header(header::ACCEPT, "text/plain")
+        .header(header::CONNECTION, "close")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+    let (status, body) = exchange_body(stream, request, MAX_BODY)
+        .await
+        .map_err(|f| match f {
+            HttpFailure::NoAnswer(e) => format!("no answer: {e}"),
+            HttpFailure::NotHttp => "not an HTTP answer".to_string(),
+        })?;
+    if !status.is_success() {
+        return Err(format!("HTTP {}", status.as_u16()));
+    }
+    String::from_utf8(body.to_vec()).map_err(|_| "the answer is not text".to_string())
+}
+
+/// The series `cluster health` judges, from one member's /metrics text. A text with none of etcd's
+/// series is an error: the URL is not an etcd member's metrics.
+pub fn summarize(text: &str) -> MemberMetrics {
+    let scrape = match Scrape::parse(text.lines().map(|l| Ok(l.to_string()))) {
+        Ok(s) => s,
+        Err(e) => {
+            return MemberMetrics {
+                error: Some(format!("not Prometheus text: {e}")),
+                ..MemberMetrics::default()
+            }
+        }
+    };
+    // A histogram may have several series (peer round trips: one per peer): their buckets add up.
+    let merged = |name: &str| -> Option<Vec<(f64, f64)>> {
+        let mut buckets: Vec<(f64, f64)> = Vec::new();
+        let mut any = false;
+        for s in scrape.samples.iter().filter(|s| s.metric == name) {
+            if let Value::Histogram(h) = &s.value {
+                any = true;
+                for b in h {
+                    match buckets.iter_mut().find(|(le, _)| *le == b.less_than) {
+                        Some((_, c)) => *c += b.count,
+                        None => buckets.push((b.less_than, b.count)),
+                    }
+                }
+            }
+        }
+        any.then_some(buckets)
+    };
+    let counter = |name: &str| -> Option<u64> {
+        let mut total = None;
+        for s in scrape.samples.iter().filter(|s| s.metric == name) {
+            if let Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) = s.value {
+                *total.get_or_insert(0.0) += v;
+            }
+        }
+        total.map(|t: f64| t.max(0.0) as u64)
+    };
+    let p99 = |name: &str| merged(name).and_then(|b| quantile(0.99, &b));
+    let m = MemberMetrics {
+        wal_fsync_p99_seconds: p99("etcd_disk_wal_fsync_duration_seconds"),
+        backend_commit_p99_seconds: p99("etcd_disk_backend_commit_duration_seconds"),
+        peer_round_trip_p99_seconds: p99("etcd_network_peer_round_trip_time_seconds"),
+        leader_changes: counter("etcd_server_leader_changes_seen_total"),
+        proposals_failed: counter("etcd_server_proposals_failed_total"),
+        ..MemberMetrics::default()
+    };
+    if m.leader_changes.is_none() && m.wal_fsync_p99_seconds.is_none() {
+        return MemberMetrics {
+            error: Some("no etcd series in the answer (is this an etcd member's /metrics?)".into()),
+            ..MemberMetrics::default()
+        };
+    }
+    m
+}
