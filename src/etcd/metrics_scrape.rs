@@ -215,3 +215,45 @@ pub fn summarize(text: &str) -> MemberMetrics {
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summarizes_a_real_etcd_scrape() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/metrics-etcd-3.5.30/metrics.txt"
+        ))
+        .unwrap();
+        let m = summarize(&text);
+        assert_eq!(m.error, None);
+        assert_eq!(m.leader_changes, Some(1));
+        assert_eq!(m.proposals_failed, Some(0));
+        // 6 fsyncs, the slowest between 4 and 8 ms: the p99 is inside that bucket.
+        let wal = m.wal_fsync_p99_seconds.unwrap();
+        assert!(wal > 0.004 && wal <= 0.008, "{wal}");
+        assert!(m.backend_commit_p99_seconds.is_some());
+    }
+
+    #[test]
+    fn a_page_without_etcd_series_is_an_error() {
+        let m = summarize("# TYPE up gauge\nup 1\n");
+        assert!(m.error.unwrap().contains("no etcd series"));
+    }
+
+    #[test]
+    fn metrics_urls_are_checked() {
+        let ok = parse_metrics_urls(&["http://127.0.0.1:2381".into()]).unwrap();
+        assert_eq!(ok[0].as_str(), "http://127.0.0.1:2381/metrics");
+        let e = parse_metrics_urls(&["https://10.0.0.1:2379/metrics".into()]).unwrap_err();
+        assert!(e.to_string().contains("is not http://"), "{e}");
+        let e = parse_metrics_urls(&["127.0.0.1:2381".into()]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--metrics-urls: \"127.0.0.1:2381\""),
+            "{e}"
+        );
+    }
+}

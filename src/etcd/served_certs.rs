@@ -4,9 +4,11 @@
 //! certificate on disk when this host's kubeadm PKI holds the member's own (`etcd/server.crt` and
 //! `etcd/peer.crt` whose subject CN is the member's name, as kubeadm issues them).
 //!
-//! A served certificate that differs from the one on disk means the member was not restarted after
-//! a renewal: it will serve the old one until it expires. The handshake sends nothing and presents
-//! no client certificate: it only looks. This module never prints.
+//! A served certificate that differs from the one on disk means the member does not serve the file
+//! that was renewed (its `--cert-file` names another, or it has not picked the renewal up: etcd
+//! re-reads its certificate files at every new connection, so this is rare, and a restart settles
+//! it). The handshake sends nothing and presents no client certificate: it only looks. This module
+//! never prints.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,6 +44,15 @@ pub struct ServedCert {
     pub error: Option<String>,
 }
 
+/// One URL to look at: the member, `client` or `peer`, the URL, and the member's own certificate on
+/// this host's disk, if there is one.
+type Target<'a> = (
+    &'a MemberHealth,
+    &'static str,
+    String,
+    Option<&'a (PathBuf, CertInfo)>,
+);
+
 /// How served certificates are judged.
 #[derive(Debug, Clone)]
 pub struct ServedCertOptions {
@@ -65,12 +76,7 @@ pub async fn check_served_certs(
         Some((path, parse_certificate_pem(&pem).ok()?))
     };
     let (disk_server, disk_peer) = (disk("server.crt"), disk("peer.crt"));
-    let mut targets: Vec<(
-        &MemberHealth,
-        &'static str,
-        String,
-        Option<&(PathBuf, CertInfo)>,
-    )> = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
     for m in members.iter().filter(|m| m.healthy) {
         let https = |urls: &[String]| urls.iter().find(|u| u.starts_with("https://")).cloned();
         if let Some(u) = m
@@ -168,7 +174,8 @@ pub async fn check_served_certs(
                     Some(&who),
                     format!(
                         "member {who} serves a {kind} certificate (serial {}, expires {}) that is not the one in {} (serial {}, expires {}): \
-                         it was not restarted after a renewal; restart it (its static pod) to serve the new one",
+                         it reads another file (its --cert-file / --peer-cert-file), or has not picked up a renewal; \
+                         etcd re-reads its certificate files at every new connection, so a restart of its static pod settles it",
                         cert.serial_hex,
                         cert.not_after.format("%Y-%m-%d"),
                         path.display(),
