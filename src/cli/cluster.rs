@@ -357,4 +357,97 @@ mod tests {
         insta::assert_snapshot!("health_quorum_lost", table(vec![lone, down(2), down(3)]));
         insta::assert_snapshot!("health_nothing_answers", table(vec![down(1), down(2)]));
     }
+
+    /// Every doctor block and a finding of each check, as `cluster health` prints them.
+    #[test]
+    fn health_doctor_table() {
+        use crate::etcd::{
+            consistency_findings, fragmentation, metrics_findings, raft_agreement, version_skew,
+            Check, ConsistencyReport, DoctorReport, Finding, FragmentationOptions, MemberHash,
+            MemberMetrics, MetricThresholds, ServedCert, Verdict,
+        };
+        let l = three();
+        let mut r = evaluate(
+            &ClusterProbe {
+                endpoints: vec![up(&l, 1, 1), up(&l, 2, 1), up(&l, 3, 1)],
+            },
+            &HealthOptions::default(),
+        );
+        r.members[0].db_size = Some(300 << 20);
+        r.members[0].db_size_in_use = Some(100 << 20);
+        r.members[2].version = Some("3.4.37".into());
+        let hash = |m: &str, h: u32| MemberHash {
+            member: m.into(),
+            id: m.trim_start_matches('m').into(),
+            hash: Some(h),
+            compact_revision: Some(3),
+            error: None,
+        };
+        let mut consistency = ConsistencyReport {
+            revision: Some(7),
+            compact_revision: Some(3),
+            attempts: 1,
+            members: vec![hash("m1", 0xaa), hash("m2", 0xbb), hash("m3", 0xaa)],
+            ..ConsistencyReport::default()
+        };
+        let metrics = vec![
+            MemberMetrics {
+                member: Some("m1".into()),
+                url: "http://127.0.0.1:2381/metrics".into(),
+                wal_fsync_p99_seconds: Some(0.7),
+                backend_commit_p99_seconds: Some(0.01),
+                peer_round_trip_p99_seconds: Some(0.002),
+                leader_changes: Some(5),
+                proposals_failed: Some(0),
+                ..MemberMetrics::default()
+            },
+            MemberMetrics {
+                member: Some("m2".into()),
+                url: "http://127.0.0.2:2381/metrics".into(),
+                guessed: true,
+                error: Some("connection refused".into()),
+                ..MemberMetrics::default()
+            },
+        ];
+        let mut found: Vec<Finding> = consistency_findings(&mut consistency);
+        let (frag, f) = fragmentation(&r.members, &FragmentationOptions::default());
+        found.extend(f);
+        found.extend(metrics_findings(&metrics, &MetricThresholds::default()));
+        let (skew, f) = version_skew(&r.members, false);
+        found.extend(f);
+        let (raft, f) = raft_agreement(&r.members);
+        found.extend(f);
+        let served = ServedCert {
+            member: "m1".into(),
+            kind: "client",
+            url: "https://127.0.0.1:2379".into(),
+            subject: Some("CN=m1".into()),
+            serial: Some("1f".into()),
+            not_after: chrono::DateTime::from_timestamp(1_800_000_000, 0),
+            residual_seconds: Some(3 * 86400),
+            status: Some(crate::certs::CertState::Critical),
+            disk_path: Some("/etc/kubernetes/pki/etcd/server.crt".into()),
+            matches_disk: Some(false),
+            error: None,
+        };
+        found.push(Finding::of(
+            Check::ServedCerts,
+            Verdict::Critical,
+            Some("m1"),
+            "the client certificate served by member m1 expires in 3d".into(),
+        ));
+        r.doctor = DoctorReport {
+            consistency: Some(consistency),
+            fragmentation: frag,
+            metrics,
+            version_skew: skew,
+            served_certs: vec![served],
+            raft,
+        };
+        r.add_findings(found);
+        assert_eq!(r.verdict, Verdict::Critical);
+        // The informational finding (a guessed metrics URL) is in the table, not among the reasons.
+        assert!(!r.reasons.iter().any(|m| m.contains("127.0.0.2:2381")));
+        insta::assert_snapshot!("health_doctor", r.table());
+    }
 }

@@ -74,6 +74,7 @@ struct DemoReport {
     certs: DemoCerts,
     bootstrap: super::demo_bootstrap::DemoBootstrap,
     members: super::demo_members::DemoMembers,
+    doctor: super::demo_doctor::DemoDoctor,
 }
 
 /// The restore step: every member rebuilt from the stored snapshot and booted.
@@ -245,6 +246,10 @@ impl Render for DemoReport {
             "`cpkeep cluster member add/promote/remove`, `cluster failover-drill`, `cluster defrag`",
         ));
         s.push_str(&self.members.table());
+        s.push_str(&heading(
+            "a member altered while stopped: `cpkeep cluster health --check-consistency`",
+        ));
+        s.push_str(&self.doctor.table());
         s
     }
 }
@@ -509,6 +514,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
     let members = super::demo_members::members_step(&mut sandbox, &conn).await?;
     let certs = certs_step(sandbox.root()).await?;
     let bootstrap = super::demo_bootstrap::bootstrap_step(sandbox.root()).await?;
+    let doctor = super::demo_doctor::doctor_step(&mut sandbox, &conn).await?;
 
     let report = DemoReport {
         etcd: etcd.display().to_string(),
@@ -523,6 +529,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         certs,
         bootstrap,
         members,
+        doctor,
     };
     out.print(&report)?;
     sandbox.stop();
@@ -598,5 +605,6 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         }
         .into());
     }
+    report.doctor.check()?;
     Ok(Exit::Ok)
 }

@@ -35,7 +35,8 @@ pub use endpoint::Endpoint;
 pub(crate) use error::describe_client_error;
 pub use error::EtcdError;
 pub use findings::{
-    hash_majority, minor_of, quantile, ConsistencyReport, DoctorReport, FragmentationEntry,
+    consistency_findings, fragmentation, hash_majority, metrics_findings, minor_of, quantile,
+    raft_agreement, version_skew, ConsistencyReport, DoctorReport, FragmentationEntry,
     FragmentationOptions, MemberHash, MemberMetrics, MetricThresholds, RaftAgreement, VersionSkew,
 };
 pub use gate::{quorum_gate, GateOptions, GateRefusal, GateVerdict, MembershipChange};

@@ -92,6 +92,10 @@ impl SandboxMember {
     }
 }
 
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 fn scheme(tls: bool) -> &'static str {
     if tls {
         "https"
@@ -313,6 +317,67 @@ impl Sandbox {
             self.wait_ready(i, deadline).await?;
         }
         Ok(())
+    }
+
+    /// Changes one value in a member's database while it is stopped, as a disk or a person could:
+    /// waits until the member's db file holds `from` (the backend commits in batches), kills the
+    /// member, replaces every occurrence of `from` by `to` in the file in place, and starts it again.
+    /// `from` and `to` have the same length, so bbolt's pages stay valid (bbolt has no checksum on
+    /// leaf pages) and etcd starts and serves `to`. Returns how many occurrences were replaced.
+    pub async fn alter_value_while_stopped(
+        &mut self,
+        index: usize,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<usize, SandboxError> {
+        if from.len() != to.len() || from.is_empty() {
+            return Err(SandboxError::Request(
+                "the altered value must have the length of the original".into(),
+            ));
+        }
+        let db = self
+            .members
+            .get(index)
+            .ok_or(SandboxError::NoSuchMember(index))?
+            .data_dir
+            .join("member")
+            .join("snap")
+            .join("db");
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| SandboxError::Io {
+                path: p.to_path_buf(),
+                source,
+            })
+        };
+        let deadline = Instant::now() + self.opts.start_timeout;
+        while !contains(&read(&db)?, from) {
+            if Instant::now() > deadline {
+                return Err(SandboxError::Request(format!(
+                    "{} never held the value to alter",
+                    db.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.kill(index)?;
+        let mut data = read(&db)?;
+        let mut replaced = 0;
+        let mut i = 0;
+        while i + from.len() <= data.len() {
+            if &data[i..i + from.len()] == from {
+                data[i..i + from.len()].copy_from_slice(to);
+                replaced += 1;
+                i += from.len();
+            } else {
+                i += 1;
+            }
+        }
+        std::fs::write(&db, &data).map_err(|source| SandboxError::Io {
+            path: db.clone(),
+            source,
+        })?;
+        self.restart(index).await?;
+        Ok(replaced)
     }
 
     /// Restarts a stopped member on its existing data dir with another etcd binary, as one step of

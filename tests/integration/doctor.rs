@@ -4,7 +4,6 @@
 //! unreachable metrics URL, a rolling upgrade from 3.4 to 3.5 (version skew), and served
 //! certificates (about to expire; renewed on disk but not restarted).
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,48 +22,6 @@ fn findings(j: &serde_json::Value, check: &str) -> Vec<serde_json::Value> {
         .filter(|f| f["check"] == check)
         .cloned()
         .collect()
-}
-
-fn db_file(sb: &Sandbox, i: usize) -> PathBuf {
-    sb.members()[i].data_dir.join("member/snap/db")
-}
-
-/// Polls until `file` contains `needle` (the backend commits in batches), or fails at the deadline.
-fn wait_for_bytes(file: &Path, needle: &[u8], within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let data = std::fs::read(file).unwrap_or_default();
-        if data.windows(needle.len()).any(|w| w == needle) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never held {:?}",
-            file.display(),
-            String::from_utf8_lossy(needle)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Replaces every occurrence of `from` by `to` (same length: bbolt's pages stay valid, and bbolt
-/// has no checksum on leaf pages) and returns how many there were.
-fn alter_in_place(file: &Path, from: &[u8], to: &[u8]) -> usize {
-    assert_eq!(from.len(), to.len());
-    let mut data = std::fs::read(file).unwrap();
-    let mut n = 0;
-    let mut i = 0;
-    while i + from.len() <= data.len() {
-        if &data[i..i + from.len()] == from {
-            data[i..i + from.len()].copy_from_slice(to);
-            n += 1;
-            i += from.len();
-        } else {
-            i += 1;
-        }
-    }
-    std::fs::write(file, &data).unwrap();
-    n
 }
 
 async fn consistency_catches_a_member_altered_while_stopped(v: Etcd) {
@@ -118,11 +75,11 @@ async fn consistency_catches_a_member_altered_while_stopped(v: Etcd) {
     kv.put(key, good, None).await.unwrap();
     let f = sb.follower().await.unwrap();
     let victim = sb.members()[f].name.clone();
-    let db = db_file(&sb, f);
-    wait_for_bytes(&db, good.as_bytes(), Duration::from_secs(10));
-    sb.kill(f).unwrap();
-    assert!(alter_in_place(&db, good.as_bytes(), bad.as_bytes()) >= 1);
-    sb.restart(f).await.unwrap();
+    let altered = sb
+        .alter_value_while_stopped(f, good.as_bytes(), bad.as_bytes())
+        .await
+        .unwrap();
+    assert!(altered >= 1);
 
     // etcd starts on it and serves the altered value to serializable reads.
     let one = sb
