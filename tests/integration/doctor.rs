@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{CompactionOptions, GetOptions};
+use etcd_client::GetOptions;
 
-use crate::harness::{conn_args, cpkeep, fill, health, reasons, sandbox, sandbox_with, Etcd};
+use crate::harness::{conn_args, cpkeep, fill_delete_compact, health, reasons, sandbox, sandbox_with, Etcd};
 use cpkeep::sandbox::Sandbox;
 
 /// The findings of one check, from the JSON report.
@@ -138,23 +138,7 @@ async fn consistency_catches_a_member_altered_while_stopped(v: Etcd) {
 
 async fn fragmentation_warns_until_defragmented(v: Etcd) {
     let sb = sandbox(v, 3).await;
-    fill(&sb, 3000, 1000).await;
-    let conn = sb.connection(Duration::from_secs(10)).unwrap();
-    let mut client = cpkeep::etcd::connect(&conn.endpoints[0], &conn)
-        .await
-        .unwrap();
-    let del = client
-        .delete(
-            "/registry/configmaps/",
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        )
-        .await
-        .unwrap();
-    let rev = del.header().unwrap().revision();
-    client
-        .compact(rev, Some(CompactionOptions::new().with_physical()))
-        .await
-        .unwrap();
+    fill_delete_compact(&sb, 3000, 1000).await;
     let small = ["--fragmentation-min-size", "1MiB"];
     // Each member frees its pages when it applies the compaction: poll until all three say so.
     let deadline = Instant::now() + Duration::from_secs(20);
