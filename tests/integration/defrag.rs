@@ -1,7 +1,6 @@
 //! `cpkeep cluster defrag` against real 3-member TLS clusters, etcd 3.5 and 3.4: followers first and
 //! the leader last, sizes before and after; refused while a member is down.
 
-
 use crate::harness::{conn_args, cpkeep, fill_delete_compact, sandbox, Etcd};
 
 async fn defrag_followers_then_leader_and_frees_space(v: Etcd) {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use etcd_client::GetOptions;
 
-use crate::harness::{conn_args, cpkeep, fill_delete_compact, health, reasons, sandbox, sandbox_with, Etcd};
+use crate::harness::{
+    conn_args, cpkeep, fill_delete_compact, health, reasons, sandbox, sandbox_with, Etcd,
+};
 use cpkeep::sandbox::Sandbox;
 
 /// The findings of one check, from the JSON report.
