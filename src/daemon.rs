@@ -8,6 +8,7 @@ mod guard;
 mod http;
 mod metrics;
 mod scheduler;
+mod x509;
 
 use std::fmt;
 
@@ -15,7 +16,7 @@ use crate::failure::FailureClass;
 
 pub use guard::{Guard, GuardPass};
 pub use metrics::{HealthSample, Metrics, Step};
-pub use scheduler::{run, DaemonOptions, JobFuture, JobRunner, JobSpec};
+pub use scheduler::{run, DaemonOptions, JobFuture, JobRunner, JobSpec, Ran};
 
 /// The daemon's jobs; the `task` label of every job metric (not `job`: Prometheus owns that one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

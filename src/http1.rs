@@ -1,11 +1,14 @@
 //! One HTTP/1.1 exchange on a stream the caller connected (plain TCP, or TLS it set up itself so
 //! that it can look at the peer's certificate), with hyper doing the protocol: the request is
-//! written, the answer's status line and headers are read, the body is not. Used by the certificate
-//! webhook, the static pods' liveness probe and the scrape of etcd members' /metrics.
+//! written, the answer's status line and headers are read, and the body only when asked for, up to
+//! a limit. Used by the certificate webhook, the static pods' liveness probe, the bootstrap's
+//! `/readyz` checks and the demo's scrapes of the daemon's `/metrics`.
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use http_body_util::Full;
-use hyper::{Request, StatusCode};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -27,11 +30,11 @@ pub(crate) async fn exchange<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    send(stream, request).await.map(|(r, _)| r.status())
+    let (response, _driver) = send(stream, request).await?;
+    Ok(response.status())
 }
 
-/// Sends `request` on `stream` and returns the answer's status and body, at most `limit` bytes of
-/// it (a longer body is a failure: the caller reads something small, like a member's /metrics).
+/// Like [`exchange`], and reads the body too; a body over `limit` bytes is an error.
 pub(crate) async fn exchange_body<S>(
     stream: S,
     request: Request<Full<Bytes>>,
@@ -40,27 +43,21 @@ pub(crate) async fn exchange_body<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    use http_body_util::BodyExt;
-    // The connection driver must live until the body is read.
     let (response, _driver) = send(stream, request).await?;
     let status = response.status();
     let body = http_body_util::Limited::new(response.into_body(), limit)
         .collect()
         .await
-        .map_err(|e| HttpFailure::NoAnswer(format!("reading the body: {e}")))?;
-    Ok((status, body.to_bytes()))
+        .map_err(|e| HttpFailure::NoAnswer(format!("reading the body: {e}")))?
+        .to_bytes();
+    Ok((status, body))
 }
 
+/// The answer's head, and the task driving the connection (the body is read through it).
 async fn send<S>(
     stream: S,
     request: Request<Full<Bytes>>,
-) -> Result<
-    (
-        hyper::Response<hyper::body::Incoming>,
-        AbortOnDrop<hyper::Result<()>>,
-    ),
-    HttpFailure,
->
+) -> Result<(Response<Incoming>, AbortOnDrop<ConnectionResult>), HttpFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -69,8 +66,8 @@ where
         .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
         .await
         .map_err(|e| HttpFailure::NoAnswer(e.to_string()))?;
-    // The connection task drives the socket; it is stopped once the caller is done with the answer,
-    // or when this future is dropped at the caller's timeout.
+    // The connection task drives the socket; it is stopped once the caller is done with the
+    // answer, or when this future is dropped at the caller's timeout.
     let mut driver = AbortOnDrop(tokio::spawn(connection));
     match sender.send_request(request).await {
         Ok(response) => Ok((response, driver)),
@@ -86,6 +83,8 @@ where
         }
     }
 }
+
+type ConnectionResult = Result<(), hyper::Error>;
 
 /// An error and its causes on one line, each once.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -64,57 +64,103 @@ pub fn render(report: &CheckReport) -> String {
     render_after(report, &SourceErrors::new())
 }
 
+/// The gauge families of a report, name and help, in exposition order.
+pub const GAUGES: [(&str, &str); 4] = [
+    (FAMILIES[0].name, FAMILIES[0].help),
+    (FAMILIES[1].name, FAMILIES[1].help),
+    (FAMILIES[2].name, FAMILIES[2].help),
+    (CERT_ERROR, CERT_ERROR_HELP),
+];
+const CERT_ERROR: &str = "x509_cert_error";
+const CERT_ERROR_HELP: &str = "Indicates the certificate file could not be read or parsed";
+/// The gauge of how many files failed in this check (exporter v3's name).
+pub const READ_ERRORS: (&str, &str) = (
+    "x509_read_errors",
+    "Indicates the number of files that could not be read or parsed",
+);
+/// The counter of files that failed, by source kind and reason (exporter v4's name).
+pub const SOURCE_ERRORS_HELP: &str =
+    "Number of files that could not be read or parsed, by reason, over the checks that rewrote this file";
+
+/// One gauge sample of a report: its family (one of [`GAUGES`]), its labels sorted by name, its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub family: &'static str,
+    pub labels: Vec<(String, String)>,
+    pub value: i64,
+}
+
+/// Every gauge sample of a report, family by family in [`GAUGES`] order: the textfile's series and
+/// the daemon's `/metrics` x509 series are both made from these.
+pub fn samples(report: &CheckReport) -> Vec<Sample> {
+    let mut out = Vec::new();
+    let owned = |s: &CertStatus| {
+        labels(s)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<Vec<_>>()
+    };
+    for family in &FAMILIES {
+        for s in report.all() {
+            if let Some(value) = (family.value)(s, report) {
+                out.push(Sample {
+                    family: family.name,
+                    labels: owned(s),
+                    value,
+                });
+            }
+        }
+    }
+    for s in report.all().filter(|s| unusable_certificate(s)) {
+        out.push(Sample {
+            family: CERT_ERROR,
+            labels: owned(s),
+            value: 1,
+        });
+    }
+    out
+}
+
+/// This check's failed files, counted by (`source_kind`, `reason`).
+pub fn source_errors(report: &CheckReport) -> SourceErrors {
+    let mut out = SourceErrors::new();
+    for p in &report.problems {
+        *out.entry((
+            p.source_kind.as_str().to_string(),
+            p.reason.as_str().to_string(),
+        ))
+        .or_default() += p.count as u64;
+    }
+    out
+}
+
 /// The exposition text of a report whose error counter continues from `previous`.
 pub fn render_after(report: &CheckReport, previous: &SourceErrors) -> String {
     let mut out = String::new();
-    for family in &FAMILIES {
-        let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
-        let _ = writeln!(out, "# TYPE {} gauge", family.name);
-        for s in report.all() {
-            let Some(value) = (family.value)(s, report) else {
-                continue;
-            };
-            let labels = labels(s)
-                .into_iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", escape(&v)))
+    let samples = samples(report);
+    for (name, help) in GAUGES {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for s in samples.iter().filter(|s| s.family == name) {
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
                 .collect::<Vec<_>>()
                 .join(",");
-            let _ = writeln!(out, "{}{{{labels}}} {value}", family.name);
+            let _ = writeln!(out, "{name}{{{labels}}} {}", s.value);
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP x509_cert_error Indicates the certificate file could not be read or parsed"
-    );
-    let _ = writeln!(out, "# TYPE x509_cert_error gauge");
-    for s in report.all().filter(|s| unusable_certificate(s)) {
-        let labels = labels(s)
-            .into_iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", escape(&v)))
-            .collect::<Vec<_>>()
-            .join(",");
-        let _ = writeln!(out, "x509_cert_error{{{labels}}} 1");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP x509_read_errors Indicates the number of files that could not be read or parsed"
-    );
-    let _ = writeln!(out, "# TYPE x509_read_errors gauge");
-    let _ = writeln!(out, "x509_read_errors {}", report.problem_total());
+    let (name, help) = READ_ERRORS;
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name} {}", report.problem_total());
     let mut totals = previous.clone();
-    for p in &report.problems {
-        *totals
-            .entry((
-                p.source_kind.as_str().to_string(),
-                p.reason.as_str().to_string(),
-            ))
-            .or_default() += p.count as u64;
+    for (key, n) in source_errors(report) {
+        *totals.entry(key).or_default() += n;
     }
     if !totals.is_empty() {
-        let _ = writeln!(
-            out,
-            "# HELP {SOURCE_ERRORS} Number of files that could not be read or parsed, by reason, over the checks that rewrote this file"
-        );
+        let _ = writeln!(out, "# HELP {SOURCE_ERRORS} {SOURCE_ERRORS_HELP}");
         let _ = writeln!(out, "# TYPE {SOURCE_ERRORS} counter");
         for ((kind, reason), n) in &totals {
             let _ = writeln!(

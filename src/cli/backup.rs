@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use serde::Serialize;
 
 use super::connection::ConnectionArgs;
 use super::exit::{snapshot_failure, ExitError};
@@ -151,6 +152,11 @@ pub struct BackupArgs {
     #[arg(long)]
     pub prune: bool,
 
+    /// Back up only when the member of the first endpoint is the leader, else exit 0 having done
+    /// nothing: for a daemon on every control-plane node, so one node (the leader's) backs up.
+    #[arg(long, env = "CPKEEP_ONLY_ON_LEADER")]
+    pub only_on_leader: bool,
+
     #[command(flatten)]
     pub retention: RetentionArgs,
 }
@@ -165,6 +171,26 @@ fn node_name(flag: Option<&str>) -> String {
                 .map(|s| s.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// `backup --only-on-leader` on a node whose member does not lead; JSON `{"standby": {...}}`.
+#[derive(Serialize)]
+struct StandbyReport {
+    standby: crate::snapshot::Standby,
+}
+
+impl Render for StandbyReport {
+    fn table(&self) -> String {
+        let s = &self.standby;
+        format!(
+            "no backup: member {} at {} is not the leader (leader: {}); --only-on-leader\n",
+            s.member_id,
+            s.endpoint,
+            s.leader_id
+                .as_deref()
+                .unwrap_or("none, an election is under way")
+        )
+    }
 }
 
 impl Render for BackupReport {
@@ -202,7 +228,14 @@ impl Render for BackupReport {
     }
 }
 
-/// What one backup run did: the stored snapshot, then the prune's outcome when `--prune` asked.
+/// What one backup run did.
+pub enum BackupRun {
+    Stored(Box<BackupOutcome>),
+    /// `--only-on-leader` and this node's member does not lead: nothing was done.
+    Standby(crate::snapshot::Standby),
+}
+
+/// A stored snapshot, then the prune's outcome when `--prune` asked.
 pub struct BackupOutcome {
     pub report: BackupReport,
     /// `Some(Err(why))` when the backup was stored but pruning failed.
@@ -224,10 +257,12 @@ pub struct BackupFailure {
 
 /// Everything `cpkeep backup` does but printing: resolves the flags (reading every file they name
 /// now), takes the snapshot into the store, then prunes when asked. Shared with the daemon.
+/// `control` cancels the snapshot (its upload is aborted) and counts the bytes sent.
 pub async fn backup_once(
     args: &BackupArgs,
     progress: &dyn crate::snapshot::Progress,
-) -> Result<BackupOutcome, BackupFailure> {
+    control: crate::snapshot::StreamControl,
+) -> Result<BackupRun, BackupFailure> {
     let setup = |e: anyhow::Error| BackupFailure {
         step: BackupStep::Snapshot,
         error: e,
@@ -249,6 +284,20 @@ pub async fn backup_once(
         }
         .into()));
     }
+    if args.only_on_leader {
+        if let Some(standby) = crate::snapshot::standby(&conn)
+            .await
+            .map_err(|e| setup(snapshot_failure(e)))?
+        {
+            tracing::info!(
+                endpoint = %standby.endpoint,
+                member = %standby.member_id,
+                leader = standby.leader_id.as_deref().unwrap_or("none"),
+                "not the leader: no backup on this node"
+            );
+            return Ok(BackupRun::Standby(standby));
+        }
+    }
     let store = args.store.open().await.map_err(|e| BackupFailure {
         step: BackupStep::Upload,
         error: e.into(),
@@ -260,6 +309,7 @@ pub async fn backup_once(
         encoding,
         recipients,
         node_name: node_name(args.node_name.as_deref()),
+        control,
     };
     let report = backup(&conn, store.as_ref(), &opts, progress)
         .await
@@ -288,14 +338,28 @@ pub async fn backup_once(
     } else {
         None
     };
-    Ok(BackupOutcome { report, pruned })
+    Ok(BackupRun::Stored(Box::new(BackupOutcome {
+        report,
+        pruned,
+    })))
 }
 
 pub async fn run(args: BackupArgs, out: &Renderer, quiet: bool) -> anyhow::Result<Exit> {
     let progress = super::progress::for_stderr(quiet);
-    let outcome = backup_once(&args, progress.as_ref())
+    let control = crate::snapshot::StreamControl {
+        cancel: super::signals::cancel_on_signals(),
+        ..Default::default()
+    };
+    let outcome = match backup_once(&args, progress.as_ref(), control)
         .await
-        .map_err(|f| f.error)?;
+        .map_err(|f| f.error)?
+    {
+        BackupRun::Stored(o) => o,
+        BackupRun::Standby(s) => {
+            out.print(&StandbyReport { standby: s })?;
+            return Ok(Exit::Ok);
+        }
+    };
     out.print(&outcome.report)?;
     if let Some(Err(why)) = outcome.pruned {
         eprintln!("cpkeep: backup stored, but pruning failed: {why}");

@@ -15,13 +15,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Args, CommandFactory};
+use tokio_util::sync::CancellationToken;
 
 use super::config::{self, ParseFailure};
 use super::config_file::{cron_fields, ConfigFile, Entry, Value};
 use super::exit::Exit;
 use super::Cli;
 use crate::daemon::{
-    DaemonOptions, HealthSample, JobFuture, JobRunner, JobSpec, Metrics, RunFailure, Step, Task,
+    DaemonOptions, HealthSample, JobFuture, JobRunner, JobSpec, Metrics, Ran, RunFailure, Step,
+    Task,
 };
 use crate::etcd::{HealthReport, Verdict};
 use crate::failure::FailureClass;
@@ -150,49 +152,64 @@ fn sample(report: &HealthReport, cluster_id: &str) -> HealthSample {
 /// `cluster health`: the etcd series; the run fails only when health could not be evaluated (the
 /// command's UNKNOWN); a degraded cluster is a successful run whose gauges say so.
 fn health_runner(config: PathBuf) -> JobRunner {
-    Arc::new(move |metrics: Arc<Metrics>| -> JobFuture {
-        let config = config.clone();
-        Box::pin(async move {
-            let cli = parse_job(&config, Task::Health)?;
-            let super::Command::Cluster(super::cluster::ClusterCommand::Health(args)) = cli.command
-            else {
-                return Err(RunFailure {
-                    class: FailureClass::Unusable,
-                    message: "the health job did not parse as cluster health".to_string(),
-                });
-            };
-            let report = super::cluster::health(&args)
-                .await
-                .map_err(|e| failure_of(&e))?;
-            if let Some(id) = &report.cluster_id {
-                metrics.health(&sample(&report, id));
-            }
-            if report.verdict == Verdict::Unknown {
-                return Err(RunFailure {
-                    class: FailureClass::Unusable,
-                    message: report.reasons.join("; "),
-                });
-            }
-            Ok(())
-        })
-    })
+    Arc::new(
+        move |metrics: Arc<Metrics>, _cancel: CancellationToken| -> JobFuture {
+            let config = config.clone();
+            Box::pin(async move {
+                let cli = parse_job(&config, Task::Health)?;
+                let super::Command::Cluster(super::cluster::ClusterCommand::Health(args)) =
+                    cli.command
+                else {
+                    return Err(RunFailure {
+                        class: FailureClass::Unusable,
+                        message: "the health job did not parse as cluster health".to_string(),
+                    });
+                };
+                let report = super::cluster::health(&args)
+                    .await
+                    .map_err(|e| failure_of(&e))?;
+                if let Some(id) = &report.cluster_id {
+                    metrics.health(&sample(&report, id));
+                }
+                if report.verdict == Verdict::Unknown {
+                    return Err(RunFailure {
+                        class: FailureClass::Unusable,
+                        message: report.reasons.join("; "),
+                    });
+                }
+                Ok(Ran::Done)
+            })
+        },
+    )
 }
 
 /// `backup` (with `--prune` when the section says so): the backup series and the failing step.
 fn backup_runner(config: PathBuf) -> JobRunner {
-    Arc::new(move |metrics: Arc<Metrics>| -> JobFuture {
-        let config = config.clone();
-        Box::pin(async move {
-            let cli = parse_job(&config, Task::Backup)?;
-            let super::Command::Backup(args) = cli.command else {
-                return Err(RunFailure {
-                    class: FailureClass::Unusable,
-                    message: "the backup job did not parse as backup".to_string(),
-                });
-            };
-            let outcome =
-                match super::backup::backup_once(&args, &crate::snapshot::NoProgress).await {
-                    Ok(o) => o,
+    Arc::new(
+        move |metrics: Arc<Metrics>, cancel: CancellationToken| -> JobFuture {
+            let config = config.clone();
+            Box::pin(async move {
+                let cli = parse_job(&config, Task::Backup)?;
+                let super::Command::Backup(args) = cli.command else {
+                    return Err(RunFailure {
+                        class: FailureClass::Unusable,
+                        message: "the backup job did not parse as backup".to_string(),
+                    });
+                };
+                let control = crate::snapshot::StreamControl {
+                    cancel,
+                    ..Default::default()
+                };
+                let result = super::backup::backup_once(
+                    &args,
+                    &crate::snapshot::NoProgress,
+                    control.clone(),
+                )
+                .await;
+                metrics.upload_bytes(control.sent.load(std::sync::atomic::Ordering::Relaxed));
+                let outcome = match result {
+                    Ok(super::backup::BackupRun::Standby(_)) => return Ok(Ran::Standby),
+                    Ok(super::backup::BackupRun::Stored(o)) => o,
                     Err(f) => {
                         metrics.backup_step_failed(match f.step {
                             super::backup::BackupStep::Snapshot => Step::snapshot,
@@ -201,93 +218,107 @@ fn backup_runner(config: PathBuf) -> JobRunner {
                         return Err(failure_of(&f.error));
                     }
                 };
-            let m = &outcome.report.manifest;
-            metrics.upload_bytes(m.stored_size);
-            metrics.backup(
-                &m.cluster_id,
-                m.db_size,
-                m.stored_size,
-                u64::try_from(m.revision).unwrap_or(0),
-            );
-            if let Some(Err(why)) = outcome.pruned {
-                metrics.backup_step_failed(Step::prune);
-                return Err(RunFailure {
-                    class: FailureClass::Failed,
-                    message: format!("backup stored, but pruning failed: {why}"),
-                });
-            }
-            Ok(())
-        })
-    })
+                let m = &outcome.report.manifest;
+                metrics.backup(
+                    &m.cluster_id,
+                    m.db_size,
+                    m.stored_size,
+                    u64::try_from(m.revision).unwrap_or(0),
+                );
+                if let Some(Err(why)) = outcome.pruned {
+                    metrics.backup_step_failed(Step::prune);
+                    return Err(RunFailure {
+                        class: FailureClass::Failed,
+                        message: format!("backup stored, but pruning failed: {why}"),
+                    });
+                }
+                Ok(Ran::Done)
+            })
+        },
+    )
 }
 
 /// `certs check`: the textfile (`prometheus`) and webhook of the section, as the command writes
 /// them; the run fails only when the certificates could not be evaluated.
 fn certs_runner(config: PathBuf) -> JobRunner {
-    Arc::new(move |_metrics: Arc<Metrics>| -> JobFuture {
-        let config = config.clone();
-        Box::pin(async move {
-            let cli = parse_job(&config, Task::Certs)?;
-            let super::Command::Certs(super::certs::CertsCommand::Check(args)) = cli.command else {
-                return Err(RunFailure {
-                    class: FailureClass::Unusable,
-                    message: "the certs job did not parse as certs check".to_string(),
-                });
-            };
-            let report = super::certs::evaluate(&args)
-                .await
-                .map_err(|e| failure_of(&e))?;
-            if report.verdict == Verdict::Unknown {
-                return Err(RunFailure {
-                    class: FailureClass::Unusable,
-                    message: report.unknown_reasons().join("; "),
-                });
-            }
-            super::certs::publish(&args, &report)
-                .await
-                .map_err(|e| failure_of(&e))
-        })
-    })
+    Arc::new(
+        move |metrics: Arc<Metrics>, _cancel: CancellationToken| -> JobFuture {
+            let config = config.clone();
+            Box::pin(async move {
+                let cli = parse_job(&config, Task::Certs)?;
+                let super::Command::Certs(super::certs::CertsCommand::Check(args)) = cli.command
+                else {
+                    return Err(RunFailure {
+                        class: FailureClass::Unusable,
+                        message: "the certs job did not parse as certs check".to_string(),
+                    });
+                };
+                let report = super::certs::evaluate(&args)
+                    .await
+                    .map_err(|e| failure_of(&e))?;
+                if report.verdict == Verdict::Unknown {
+                    return Err(RunFailure {
+                        class: FailureClass::Unusable,
+                        message: report.unknown_reasons().join("; "),
+                    });
+                }
+                metrics.certs(
+                    &crate::certs::prometheus::samples(&report),
+                    report.problem_total() as u64,
+                    &crate::certs::prometheus::source_errors(&report),
+                );
+                super::certs::publish(&args, &report)
+                    .await
+                    .map_err(|e| failure_of(&e))?;
+                Ok(Ran::Done)
+            })
+        },
+    )
 }
 
 /// The restore drill: `snapshot verify latest --restore-test` with the `drill` section; its result
 /// and duration in `cpkeep_drill_last_*`. A snapshot that fails is a refused run (the command's
 /// exit 2).
 fn drill_runner(config: PathBuf) -> JobRunner {
-    Arc::new(move |metrics: Arc<Metrics>| -> JobFuture {
-        let config = config.clone();
-        Box::pin(async move {
-            let started = std::time::Instant::now();
-            let cli = parse_job(&config, Task::Drill)?;
-            let super::Command::Snapshot(super::snapshot::SnapshotCommand::Verify(args)) =
-                cli.command
-            else {
-                return Err(RunFailure {
-                    class: FailureClass::Unusable,
-                    message: "the drill job did not parse as snapshot verify".to_string(),
-                });
-            };
-            let result = super::snapshot::verify(&args).await;
-            let secs = started.elapsed().as_secs_f64();
-            match result {
-                Ok(v) if v.verify.ok && v.restore_test.as_ref().is_some_and(|d| d.ok) => {
-                    metrics.drill(true, secs);
-                    Ok(())
+    Arc::new(
+        move |metrics: Arc<Metrics>, _cancel: CancellationToken| -> JobFuture {
+            let config = config.clone();
+            Box::pin(async move {
+                let started = std::time::Instant::now();
+                let cli = parse_job(&config, Task::Drill)?;
+                let super::Command::Snapshot(super::snapshot::SnapshotCommand::Verify(args)) =
+                    cli.command
+                else {
+                    return Err(RunFailure {
+                        class: FailureClass::Unusable,
+                        message: "the drill job did not parse as snapshot verify".to_string(),
+                    });
+                };
+                let result = super::snapshot::verify(&args).await;
+                let secs = started.elapsed().as_secs_f64();
+                match result {
+                    Ok(v) if v.verify.ok && v.restore_test.as_ref().is_some_and(|d| d.ok) => {
+                        metrics.drill(true, secs);
+                        Ok(Ran::Done)
+                    }
+                    Ok(v) => {
+                        metrics.drill(false, secs);
+                        Err(RunFailure {
+                            class: FailureClass::Refused,
+                            message: format!(
+                                "restore drill failed: {}",
+                                v.verify.problems.join("; ")
+                            ),
+                        })
+                    }
+                    Err(e) => {
+                        metrics.drill(false, secs);
+                        Err(failure_of(&e))
+                    }
                 }
-                Ok(v) => {
-                    metrics.drill(false, secs);
-                    Err(RunFailure {
-                        class: FailureClass::Refused,
-                        message: format!("restore drill failed: {}", v.verify.problems.join("; ")),
-                    })
-                }
-                Err(e) => {
-                    metrics.drill(false, secs);
-                    Err(failure_of(&e))
-                }
-            }
-        })
-    })
+            })
+        },
+    )
 }
 
 /// The time of the newest complete snapshot in the backup job's store; None when there is none

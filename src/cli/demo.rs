@@ -74,6 +74,7 @@ struct DemoReport {
     certs: DemoCerts,
     bootstrap: super::demo_bootstrap::DemoBootstrap,
     members: super::demo_members::DemoMembers,
+    daemon: super::demo_daemon::DemoDaemon,
     doctor: super::demo_doctor::DemoDoctor,
 }
 
@@ -246,6 +247,10 @@ impl Render for DemoReport {
             "`cpkeep cluster member add/promote/remove`, `cluster failover-drill`, `cluster defrag`",
         ));
         s.push_str(&self.members.table());
+        s.push_str(&heading(
+            "`cpkeep daemon`: /metrics scraped before and after a follower is killed",
+        ));
+        s.push_str(&self.daemon.table());
         s.push_str(&heading(
             "a member altered while stopped: `cpkeep cluster health --check-consistency`",
         ));
@@ -436,6 +441,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         },
         recipients: Vec::new(),
         node_name: "demo".to_string(),
+        control: Default::default(),
     };
     let backed_up = backup(&conn, &store, &backup_opts, &NoProgress)
         .await
@@ -512,6 +518,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         },
     };
     let members = super::demo_members::members_step(&mut sandbox, &conn).await?;
+    let daemon = super::demo_daemon::daemon_step(&mut sandbox).await?;
     let certs = certs_step(sandbox.root()).await?;
     let bootstrap = super::demo_bootstrap::bootstrap_step(sandbox.root()).await?;
     let doctor = super::demo_doctor::doctor_step(&mut sandbox, &conn).await?;
@@ -529,6 +536,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         certs,
         bootstrap,
         members,
+        daemon,
         doctor,
     };
     out.print(&report)?;
@@ -591,6 +599,18 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
                 m.drill.verdict.as_str(),
                 m.drill.reasons.join("; "),
                 m.defrag.members.len()
+            ),
+        }
+        .into());
+    }
+    if !report.daemon.ok() {
+        return Err(ExitError {
+            code: Exit::Warning,
+            message: format!(
+                "demo daemon: scrapes {:?} then {:?}, exit {:?}; expected a backup to appear, healthy voters 3 then 2, fault tolerance 1 then 0, exit 0",
+                report.daemon.first.values,
+                report.daemon.second.values,
+                report.daemon.exit_code
             ),
         }
         .into());

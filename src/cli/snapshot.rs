@@ -568,6 +568,10 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
                 &a.file,
                 a.force,
                 progress.as_ref(),
+                &crate::snapshot::StreamControl {
+                    cancel: super::signals::cancel_on_signals(),
+                    ..Default::default()
+                },
             )
             .await
             .map_err(snapshot_failure)?;

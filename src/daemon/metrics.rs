@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::x509::X509Series;
 use super::Task;
 use crate::failure::FailureClass;
 
@@ -33,6 +34,7 @@ pub enum RunResult {
     ok,
     failed,
     skipped,
+    standby,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -156,6 +158,9 @@ pub struct Metrics {
     learners: Family<ClusterLabel, Gauge>,
     /// The leader and term each cluster had at the previous health run.
     last_leader: Mutex<HashMap<String, LeaderSeen>>,
+    x509: X509Series,
+    /// Held for writing while the x509 set is replaced, so a scrape never sees it half-updated.
+    x509_update: RwLock<()>,
 }
 
 impl Metrics {
@@ -188,13 +193,20 @@ impl Metrics {
             quota: Family::default(),
             learners: Family::default(),
             last_leader: Mutex::new(HashMap::new()),
+            x509: X509Series::register(&mut registry),
+            x509_update: RwLock::new(()),
         };
         for t in Task::ALL {
             let _ = m.interval.get_or_create(&task(t));
             let _ = m.last_run.get_or_create(&task(t));
             let _ = m.last_success.get_or_create(&task(t));
             let _ = m.duration.get_or_create(&task(t));
-            for result in [RunResult::ok, RunResult::failed, RunResult::skipped] {
+            for result in [
+                RunResult::ok,
+                RunResult::failed,
+                RunResult::skipped,
+                RunResult::standby,
+            ] {
                 let _ = m.runs.get_or_create(&TaskResult {
                     task: t.name().to_string(),
                     result,
@@ -350,6 +362,7 @@ impl Metrics {
     /// The exposition, OpenMetrics text ending in `# EOF`.
     pub fn encode(&self) -> String {
         let mut out = String::new();
+        let _consistent = self.x509_update.read();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
@@ -363,11 +376,22 @@ impl Metrics {
         self.last_success.get_or_create(&task(t)).set(unix);
     }
 
+    /// A tick that did not run: the previous run was still going.
     pub fn skipped(&self, t: Task) {
+        self.count(t, RunResult::skipped);
+    }
+
+    /// A run that found it had nothing to do on this node (a backup only the leader's node takes);
+    /// neither a run nor a success for the timestamps.
+    pub fn standby(&self, t: Task) {
+        self.count(t, RunResult::standby);
+    }
+
+    fn count(&self, t: Task, result: RunResult) {
         self.runs
             .get_or_create(&TaskResult {
                 task: t.name().to_string(),
-                result: RunResult::skipped,
+                result,
             })
             .inc();
     }
@@ -391,12 +415,7 @@ impl Metrics {
                 RunResult::failed
             }
         };
-        self.runs
-            .get_or_create(&TaskResult {
-                task: t.name().to_string(),
-                result,
-            })
-            .inc();
+        self.count(t, result);
     }
 
     /// The etcd series from one health run; a leader change is a different leader or a higher
@@ -458,6 +477,17 @@ impl Metrics {
         self.step_failures.get_or_create(&StepLabel { step }).inc();
     }
 
+    /// A certs run's `x509_*` series (see [`X509Series`]).
+    pub fn certs(
+        &self,
+        samples: &[crate::certs::prometheus::Sample],
+        read_errors: u64,
+        errors: &crate::certs::prometheus::SourceErrors,
+    ) {
+        let _exclusive = self.x509_update.write();
+        self.x509.update(samples, read_errors, errors);
+    }
+
     pub fn drill(&self, ok: bool, seconds: f64) {
         self.drill_result.set(i64::from(ok));
         self.drill_duration.set(seconds);
@@ -476,7 +506,7 @@ mod tests {
     fn every_series_with_known_labels_is_there_from_start() {
         let text = metrics().encode();
         for t in ["backup", "certs", "health", "drill"] {
-            for r in ["ok", "failed", "skipped"] {
+            for r in ["ok", "failed", "skipped", "standby"] {
                 let line = format!("cpkeep_job_runs_total{{task=\"{t}\",result=\"{r}\"}} 0");
                 assert!(text.contains(&line), "{line} missing in\n{text}");
             }

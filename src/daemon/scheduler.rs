@@ -1,7 +1,8 @@
 //! Schedules each enabled job with tokio-cron-scheduler (UTC, 6 fields with seconds first), wraps
 //! every tick in the job's guard (a tick during a run is counted as skipped, never overlapped),
 //! optional jitter, metrics; serves HTTP; on SIGTERM or SIGINT stops scheduling, lets running jobs
-//! finish within the shutdown grace, then aborts them.
+//! finish within the shutdown grace, then cancels them (a backup aborts its upload) and, if they
+//! still have not ended after [`CANCEL_SETTLE`], drops them.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,16 +13,29 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::task::AbortHandle;
 use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
 
 use super::guard::Guard;
 use super::http::{router, Probe};
 use super::{DaemonError, Metrics, RunFailure, Task};
 
-pub type JobFuture = Pin<Box<dyn Future<Output = Result<(), RunFailure>> + Send>>;
+pub type JobFuture = Pin<Box<dyn Future<Output = Result<Ran, RunFailure>> + Send>>;
+
+/// How a run that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    Done,
+    /// Nothing to do on this node (see [`Metrics::standby`]).
+    Standby,
+}
 
 /// What one run of a job does; called anew at every run, so whatever it reads (credentials,
-/// mounted secrets, the configuration's job section) is read afresh.
-pub type JobRunner = Arc<dyn Fn(Arc<Metrics>) -> JobFuture + Send + Sync>;
+/// mounted secrets, the configuration's job section) is read afresh. The token is cancelled when
+/// the shutdown grace is over: the run should then undo what it started and return.
+pub type JobRunner = Arc<dyn Fn(Arc<Metrics>, CancellationToken) -> JobFuture + Send + Sync>;
+
+/// How long cancelled runs get to clean up (abort an upload) before they are dropped.
+pub const CANCEL_SETTLE: Duration = Duration::from_secs(15);
 
 pub struct JobSpec {
     pub task: Task,
@@ -129,6 +143,7 @@ fn tick(
     metrics: Arc<Metrics>,
     jitter: Duration,
     running: Running,
+    cancel: CancellationToken,
 ) {
     let Some(pass) = guard.try_enter() else {
         tracing::warn!(task = task.name(), "previous run still going: run skipped");
@@ -137,13 +152,22 @@ fn tick(
     };
     let handle = tokio::spawn(async move {
         let _pass = pass;
-        tokio::time::sleep(random_below(jitter)).await;
+        tokio::select! {
+            () = tokio::time::sleep(random_below(jitter)) => {}
+            // Shut down while waiting out the jitter: the run never started.
+            () = cancel.cancelled() => return,
+        }
         let started = Instant::now();
         tracing::info!(task = task.name(), "run started");
-        let result = runner(Arc::clone(&metrics)).await;
+        let result = runner(Arc::clone(&metrics), cancel).await;
         let secs = started.elapsed().as_secs_f64();
         match &result {
-            Ok(()) => tracing::info!(task = task.name(), seconds = secs, "run succeeded"),
+            Ok(Ran::Done) => tracing::info!(task = task.name(), seconds = secs, "run succeeded"),
+            Ok(Ran::Standby) => {
+                tracing::info!(task = task.name(), "nothing to do on this node");
+                metrics.standby(task);
+                return;
+            }
             Err(f) => {
                 tracing::warn!(task = task.name(), seconds = secs, error = %f.message, "run failed")
             }
@@ -163,6 +187,7 @@ pub async fn run(
         |e: tokio_cron_scheduler::JobSchedulerError| DaemonError::Scheduler(e.to_string());
     let mut sched = JobScheduler::new().await.map_err(sched_err)?;
     let running = Running::default();
+    let cancel = CancellationToken::new();
     for spec in jobs {
         let seconds = interval(&spec.schedule).map_or(0.0, |d| d.as_secs_f64());
         metrics.set_interval(spec.task, seconds);
@@ -170,12 +195,13 @@ pub async fn run(
         if let Ok(mut g) = running.guards.lock() {
             g.push((spec.task, guard.clone(), None));
         }
-        let (task, runner, m, jitter, r) = (
+        let (task, runner, m, jitter, r, c) = (
             spec.task,
             spec.runner,
             Arc::clone(&metrics),
             opts.jitter,
             running.clone(),
+            cancel.clone(),
         );
         let job = Job::new_async(spec.schedule.as_str(), move |_, _| {
             tick(
@@ -185,6 +211,7 @@ pub async fn run(
                 Arc::clone(&m),
                 jitter,
                 r.clone(),
+                c.clone(),
             );
             Box::pin(async {})
         })
@@ -233,7 +260,15 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if running.any_busy() {
-        tracing::warn!(grace = ?opts.shutdown_grace, "runs still going after the shutdown grace: aborted");
+        tracing::warn!(grace = ?opts.shutdown_grace, "runs still going after the shutdown grace: cancelled");
+        cancel.cancel();
+        let settle = Instant::now() + CANCEL_SETTLE;
+        while running.any_busy() && Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    if running.any_busy() {
+        tracing::warn!(settle = ?CANCEL_SETTLE, "cancelled runs did not end: dropped");
         running.abort_all();
         // Let the aborted runs unwind (their guards and in-flight work are dropped).
         let settle = Instant::now() + Duration::from_secs(2);
@@ -249,6 +284,15 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_stays_below_its_bound_and_varies() {
+        assert_eq!(random_below(Duration::ZERO), Duration::ZERO);
+        let max = Duration::from_millis(30);
+        let draws: Vec<Duration> = (0..64).map(|_| random_below(max)).collect();
+        assert!(draws.iter().all(|d| *d < max), "{draws:?}");
+        assert!(draws.iter().any(|d| *d != draws[0]), "{draws:?}");
+    }
 
     #[test]
     fn the_interval_is_the_longest_gap_between_two_schedule_times() {

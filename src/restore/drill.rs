@@ -194,7 +194,8 @@ pub async fn drill(snapshot: &Path, options: &DrillOptions) -> Result<DrillRepor
     for (k, _) in remaining {
         note(format!("key {} is missing", shown(k)));
     }
-    let expected_revision = expected.revision.max(expected.compacted);
+    // etcd's store begins at revision 1: a db with no key and no compaction is served at 1.
+    let expected_revision = expected.revision.max(expected.compacted).max(1);
     if served_revision != expected_revision {
         note(format!(
             "etcd serves revision {served_revision}, the snapshot holds revision {expected_revision}"

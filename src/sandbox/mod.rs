@@ -20,5 +20,6 @@ pub use binaries::{etcd_version, locate_etcd};
 pub use cluster::{Sandbox, SandboxMember, SandboxOptions};
 pub use error::SandboxError;
 pub use pki::{CertPair, EtcdPki, KeyAlgorithm, MemberCerts};
+pub use ports::free_port;
 #[cfg(any(test, feature = "test-support"))]
 pub use s3::{S3Sandbox, S3SandboxOptions};

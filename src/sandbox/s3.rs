@@ -112,6 +112,10 @@ pub struct S3Sandbox {
     access_key: String,
     secret_key: String,
     region: String,
+    /// What [`S3Sandbox::restart`] starts the server with again.
+    volume_size_mb: u32,
+    volumes: u32,
+    start_timeout: Duration,
     child: Option<Child>,
 }
 
@@ -344,21 +348,21 @@ impl S3Sandbox {
             access_key: opts.access_key.clone(),
             secret_key,
             region: opts.region.clone(),
+            volume_size_mb: opts.volume_size_mb,
+            volumes: opts.volumes,
+            start_timeout: opts.start_timeout,
             child: None,
         };
-        sandbox.spawn(&config, opts.volume_size_mb, opts.volumes)?;
+        sandbox.spawn()?;
         sandbox
             .wait_ready(Instant::now() + opts.start_timeout)
             .await?;
         Ok(sandbox)
     }
 
-    fn spawn(
-        &mut self,
-        config: &Path,
-        volume_size_mb: u32,
-        volumes: u32,
-    ) -> Result<(), SandboxError> {
+    fn spawn(&mut self) -> Result<(), SandboxError> {
+        let config = self.root.join("s3.json");
+        let (volume_size_mb, volumes) = (self.volume_size_mb, self.volumes);
         let log = File::options()
             .create(true)
             .append(true)
@@ -650,6 +654,16 @@ impl S3Sandbox {
                 )),
             }),
         }
+    }
+
+    /// Starts the server again after [`kill`](Self::kill), on the same ports, data and keys (an
+    /// outage that ends), and waits until it is ready. A running server is left alone.
+    pub async fn restart(&mut self) -> Result<(), SandboxError> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        self.spawn()?;
+        self.wait_ready(Instant::now() + self.start_timeout).await
     }
 
     /// Kills the server with SIGKILL, as a crashed node would stop.

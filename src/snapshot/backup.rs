@@ -10,7 +10,7 @@ use super::manifest::{
     make_id, CompressionInfo, CompressionKind, EncryptionInfo, Manifest, FORMAT_VERSION,
 };
 use super::source::choose_source;
-use super::stream::stream_snapshot;
+use super::stream::{stream_snapshot, StreamControl};
 use super::{Progress, SnapshotError};
 use crate::etcd::{hex_id, ConnectionOptions, Endpoint, Verdict};
 use crate::store::ObjectStore;
@@ -29,6 +29,9 @@ pub struct BackupOptions {
     pub recipients: Vec<String>,
     /// The node running the backup, for the manifest.
     pub node_name: String,
+    /// Cancels the stream (no partial object, no open multipart upload is left) and counts the
+    /// bytes sent to the store.
+    pub control: StreamControl,
 }
 
 /// The outcome of a backup.
@@ -89,6 +92,7 @@ pub async fn backup(
         opts.encoding.clone(),
         writer,
         progress,
+        &opts.control,
     )
     .await?;
 
@@ -100,7 +104,10 @@ pub async fn backup(
         member_name: source.member_name.clone(),
         node_name: opts.node_name.clone(),
         etcd_version: source.status.version.clone(),
-        revision: streamed.facts.revision.unwrap_or(source.status.revision),
+        // What the db holds, as `snapshot verify` and etcdutl read it back: a db whose `key` bucket
+        // is empty (a new cluster, or every key deleted and compacted) is at revision 0, whatever
+        // the member's head (which the ID keeps).
+        revision: streamed.facts.revision.unwrap_or(0),
         raft_index: source.status.raft_index,
         raft_term: source.status.raft_term,
         consistent_index: streamed.facts.consistent_index,

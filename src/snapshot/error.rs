@@ -66,6 +66,11 @@ pub enum SnapshotError {
 
     #[error("{} already exists; pass --force to replace it", .0.display())]
     Exists(PathBuf),
+
+    /// Stopped on request (SIGTERM, the daemon's shutdown) before the snapshot was stored; the
+    /// partial object was aborted.
+    #[error("{what} was cancelled before it finished; nothing was stored")]
+    Cancelled { what: &'static str },
 }
 
 pub use crate::store::FailureClass;
@@ -88,7 +93,8 @@ impl SnapshotError {
             | SnapshotError::Integrity { .. }
             | SnapshotError::Corrupt { .. }
             | SnapshotError::Encode(_)
-            | SnapshotError::Verify { .. } => FailureClass::Failed,
+            | SnapshotError::Verify { .. }
+            | SnapshotError::Cancelled { .. } => FailureClass::Failed,
         }
     }
 }

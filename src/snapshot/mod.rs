@@ -38,6 +38,6 @@ pub use retention::{
     RetentionPolicy,
 };
 pub use save::{save, SaveReport};
-pub use source::{choose_source, Source};
-pub use stream::{stream_snapshot, Streamed};
+pub use source::{choose_source, standby, Source, Standby};
+pub use stream::{stream_snapshot, StreamControl, Streamed};
 pub use trailer::{TrailerCheck, TrailerOutcome, TRAILER_LEN};

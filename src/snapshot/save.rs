@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::encode::Encoding;
 use super::source::choose_source;
-use super::stream::stream_snapshot;
+use super::stream::{stream_snapshot, StreamControl};
 use super::{Progress, SnapshotError};
 use crate::etcd::{hex_id, ConnectionOptions, Endpoint};
 use crate::store::{FileStore, ObjectStore};
@@ -37,6 +37,7 @@ pub async fn save(
     out: &Path,
     force: bool,
     progress: &dyn Progress,
+    control: &StreamControl,
 ) -> Result<SaveReport, SnapshotError> {
     if out.exists() && !force {
         return Err(SnapshotError::Exists(out.to_path_buf()));
@@ -59,6 +60,7 @@ pub async fn save(
         Encoding::raw(),
         writer,
         progress,
+        control,
     )
     .await?;
     Ok(SaveReport {

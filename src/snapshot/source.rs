@@ -2,13 +2,62 @@
 //! applied index (it has everything the leader committed and taking the snapshot does not load the
 //! leader), the leader only when it is alone; `--endpoint` forces one. Without quorum the cluster may
 //! be split and a member behind, so the backup is refused unless the operator insists.
+//!
+//! Also which node takes the backup when every control-plane node runs one (`--only-on-leader`):
+//! the node whose local member leads, as etcd-backup-restore's sidecars do. etcd has already elected
+//! exactly one leader, so no lease of our own is needed (the pods have no API token).
 
 use crate::etcd::{
     evaluate, hex_id, probe_cluster, ConnectionOptions, Endpoint, HealthOptions, HealthReport,
     StatusInfo,
 };
 
+use serde::Serialize;
+
 use super::SnapshotError;
+
+/// Why a backup that runs only on the leader's node was not taken here.
+#[derive(Debug, Clone, Serialize)]
+pub struct Standby {
+    /// The endpoint asked: the first one given, the node's own member.
+    pub endpoint: String,
+    pub member_id: String,
+    /// The leader it follows; None during an election.
+    pub leader_id: Option<String>,
+}
+
+/// `None` when the member behind the first endpoint is the leader; else why this node stands by.
+/// A member that does not answer is an error: this node cannot tell who should back up.
+pub async fn standby(conn: &ConnectionOptions) -> Result<Option<Standby>, SnapshotError> {
+    let first = conn
+        .endpoints
+        .first()
+        .ok_or_else(|| SnapshotError::Usage("no endpoint given".to_string()))?;
+    let mut one = conn.clone();
+    one.endpoints = vec![first.clone()];
+    let probe = probe_cluster(&one, false).await;
+    let status = match probe.endpoints.first().map(|p| &p.status) {
+        Some(Ok(s)) => s.clone(),
+        Some(Err(e)) => {
+            return Err(SnapshotError::Etcd(crate::etcd::EtcdError::NoneAnswered(
+                format!("{first}: {e}"),
+            )))
+        }
+        None => {
+            return Err(SnapshotError::Etcd(crate::etcd::EtcdError::NoneAnswered(
+                format!("{first}: not asked"),
+            )))
+        }
+    };
+    if status.leader == status.member_id && !status.is_learner {
+        return Ok(None);
+    }
+    Ok(Some(Standby {
+        endpoint: first.to_string(),
+        member_id: hex_id(status.member_id),
+        leader_id: (status.leader != 0).then(|| hex_id(status.leader)),
+    }))
+}
 
 /// The member a snapshot is taken from, as it described itself.
 #[derive(Debug, Clone)]

@@ -3,10 +3,13 @@
 //! nothing is staged on disk and memory does not grow with the database. On any failure the store
 //! writer is aborted, so nothing that looks like a snapshot is left behind.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::encode::{self, Chunk, Encoded, Encoding};
 use super::facts::{DbFacts, FactsScanner};
@@ -21,6 +24,17 @@ const PLAIN_QUEUE: usize = 64;
 const STORED_QUEUE: usize = 4;
 
 const ABANDONED: &str = "was abandoned because the upload failed";
+
+/// The caller's hold on a running stream: a way to stop it, and the bytes handed to the store so
+/// far (failed uploads included, for the daemon's upload counter).
+#[derive(Debug, Clone, Default)]
+pub struct StreamControl {
+    /// Cancelling stops the stream as a failure would: the writer is aborted and awaited before
+    /// [`stream_snapshot`] returns. Once the stream has ended, the upload completes regardless.
+    pub cancel: CancellationToken,
+    /// Encoded bytes written to the store's writer.
+    pub sent: Arc<AtomicU64>,
+}
 
 /// What one streamed snapshot turned out to be.
 #[derive(Debug, Clone)]
@@ -42,15 +56,24 @@ pub async fn stream_snapshot(
     encoding: Encoding,
     writer: Box<dyn ObjectWriter>,
     progress: &dyn Progress,
+    control: &StreamControl,
 ) -> Result<Streamed, SnapshotError> {
     let started = Instant::now();
     let (plain_tx, plain_rx) = mpsc::channel::<Chunk>(PLAIN_QUEUE);
     let (stored_tx, stored_rx) = mpsc::channel::<Bytes>(STORED_QUEUE);
     let (decide_tx, decide_rx) = oneshot::channel::<bool>();
     let encoder = tokio::task::spawn_blocking(move || encode::run(plain_rx, stored_tx, encoding));
-    let uploader = tokio::spawn(upload(stored_rx, writer, decide_rx));
+    let uploader = tokio::spawn(upload(
+        stored_rx,
+        writer,
+        decide_rx,
+        Arc::clone(&control.sent),
+    ));
 
-    let received = receive(endpoint, conn, stall, &plain_tx, progress).await;
+    let received = tokio::select! {
+        r = receive(endpoint, conn, stall, &plain_tx, progress) => r,
+        () = control.cancel.cancelled() => Err(SnapshotError::Cancelled { what: "the snapshot" }),
+    };
     let ok = received.is_ok();
     if ok {
         // The encoder only finishes its frames when told the stream ended well.
@@ -200,9 +223,13 @@ async fn upload(
     mut rx: mpsc::Receiver<Bytes>,
     mut writer: Box<dyn ObjectWriter>,
     decide: oneshot::Receiver<bool>,
+    sent: Arc<AtomicU64>,
 ) -> Result<Option<PutReceipt>, SnapshotError> {
     while let Some(chunk) = rx.recv().await {
-        if let Err(e) = writer.write(chunk).await {
+        let len = chunk.len() as u64;
+        let written = writer.write(chunk).await;
+        sent.fetch_add(len, Ordering::Relaxed);
+        if let Err(e) = written {
             drop(rx);
             let _ = writer.abort().await;
             return Err(e.into());

@@ -740,3 +740,45 @@ async fn prune_keeps_what_the_rules_say_and_removes_leftovers() {
     assert_eq!(after.as_array().unwrap().len(), 1);
     assert_ne!(after[0]["id"].as_str().unwrap(), ids[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_on_leader_backs_up_on_the_leaders_node_alone() {
+    let sb = sandbox(Etcd::V35, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let leader = sb.leader().await.unwrap();
+    let follower = sb.follower().await.unwrap();
+    // Each node's daemon names its own member first (kubeadm: https://127.0.0.1:2379).
+    let on_node = |i: usize| {
+        let eps = sb.endpoints();
+        let mut a = args(&[
+            "backup",
+            "-o",
+            "json",
+            "--only-on-leader",
+            "--store",
+            &store,
+        ]);
+        a.extend(conn_args(&sb, &[eps[i].clone()], "3s"));
+        a
+    };
+    let r = cpkeep(&on_node(follower)).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(
+        j["standby"]["endpoint"].as_str(),
+        Some(sb.endpoints()[follower].as_str()),
+        "{j}"
+    );
+    assert!(j["standby"]["leader_id"].is_string(), "{j}");
+    assert_nothing_stored(&dir.path().join("store")).await;
+
+    let r = cpkeep(&on_node(leader)).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let j = r.json();
+    assert!(j.get("standby").is_none(), "{j}");
+    assert_eq!(
+        list(&store, false).await.as_array().map(|a| a.len()),
+        Some(1)
+    );
+}

@@ -11,7 +11,7 @@ use crate::harness::{
 };
 use crate::proxy::{Fault, FaultProxy};
 
-async fn s3() -> S3Sandbox {
+pub(crate) async fn s3() -> S3Sandbox {
     match S3Sandbox::start(S3SandboxOptions::default()).await {
         Ok(s) => s,
         Err(e) => panic!("SeaweedFS did not start: {e}"),
@@ -34,7 +34,7 @@ async fn run(s3: &S3Sandbox, args: Vec<String>) -> Run {
     cpkeep_env(&args, &s3.env()).await
 }
 
-async fn pending_and_objects(s3: &S3Sandbox, bucket: &str) -> (usize, usize) {
+pub(crate) async fn pending_and_objects(s3: &S3Sandbox, bucket: &str) -> (usize, usize) {
     let c = s3.client();
     let uploads = c
         .list_multipart_uploads()
@@ -44,6 +44,34 @@ async fn pending_and_objects(s3: &S3Sandbox, bucket: &str) -> (usize, usize) {
         .unwrap();
     let objects = c.list_objects_v2().bucket(bucket).send().await.unwrap();
     (uploads.uploads().len(), objects.contents().len())
+}
+
+/// SeaweedFS with an `etcd-backups` bucket, and a one-member plain-HTTP etcd holding about 12 MB
+/// (three 5 MiB parts uncompressed) behind a proxy that applies `fault` to the stream.
+pub(crate) async fn s3_behind_fault(
+    fault: Fault,
+) -> (S3Sandbox, cpkeep::sandbox::Sandbox, FaultProxy) {
+    let (s3, sb) = tokio::join!(s3(), sandbox_with(Etcd::V35, 1, |o| o.tls = false));
+    s3.create_bucket("etcd-backups").await.unwrap();
+    fill(&sb, 12_000, 900).await;
+    let m = &sb.members()[0];
+    let proxy = FaultProxy::start(format!("{}:{}", m.ip, m.client_port), fault).await;
+    (s3, sb, proxy)
+}
+
+/// `backup --compression none` through `proxy` into `s3://etcd-backups/p`.
+fn backup_through_proxy(s3: &S3Sandbox, proxy: &FaultProxy) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "backup".into(),
+        "--compression".into(),
+        "none".into(),
+        "--endpoints".into(),
+        proxy.endpoint(),
+        "--endpoint".into(),
+        proxy.endpoint(),
+    ];
+    a.extend(store_flags(s3, "s3://etcd-backups/p"));
+    a
 }
 
 async fn roundtrip(v: Etcd) {
@@ -178,26 +206,9 @@ async fn wrong_keys_and_missing_bucket_are_one_clear_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_stream_leaves_no_upload_open() {
-    let (s3, sb) = tokio::join!(s3(), sandbox_with(Etcd::V35, 1, |o| o.tls = false));
-    s3.create_bucket("etcd-backups").await.unwrap();
-    fill(&sb, 12_000, 900).await;
-    let m = &sb.members()[0];
     // Late in the stream, after parts have been uploaded.
-    let proxy = FaultProxy::start(
-        format!("{}:{}", m.ip, m.client_port),
-        Fault::Flip { at: 11_000_000 },
-    )
-    .await;
-    let mut a: Vec<String> = vec![
-        "backup".into(),
-        "--compression".into(),
-        "none".into(),
-        "--endpoints".into(),
-        proxy.endpoint(),
-        "--endpoint".into(),
-        proxy.endpoint(),
-    ];
-    a.extend(store_flags(&s3, "s3://etcd-backups/p"));
+    let (s3, _sb, proxy) = s3_behind_fault(Fault::Flip { at: 11_000_000 }).await;
+    let a = backup_through_proxy(&s3, &proxy);
     let r = run(&s3, a).await;
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
@@ -210,28 +221,12 @@ async fn corrupted_stream_leaves_no_upload_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_killed_mid_upload_fails_without_hanging() {
-    let (mut s3, sb) = tokio::join!(s3(), sandbox_with(Etcd::V35, 1, |o| o.tls = false));
-    s3.create_bucket("etcd-backups").await.unwrap();
-    fill(&sb, 12_000, 900).await;
-    let m = &sb.members()[0];
-    let proxy = FaultProxy::start(
-        format!("{}:{}", m.ip, m.client_port),
-        Fault::Pause {
-            at: 7_000_000,
-            millis: 3000,
-        },
-    )
+    let (mut s3, _sb, proxy) = s3_behind_fault(Fault::Pause {
+        at: 7_000_000,
+        millis: 3000,
+    })
     .await;
-    let mut a: Vec<String> = vec![
-        "backup".into(),
-        "--compression".into(),
-        "none".into(),
-        "--endpoints".into(),
-        proxy.endpoint(),
-        "--endpoint".into(),
-        proxy.endpoint(),
-    ];
-    a.extend(store_flags(&s3, "s3://etcd-backups/p"));
+    let a = backup_through_proxy(&s3, &proxy);
     let env = s3.env();
     let task = tokio::spawn(async move { cpkeep_env(&a, &env).await });
     for _ in 0..200 {
@@ -252,4 +247,43 @@ async fn s3_killed_mid_upload_fails_without_hanging() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     let line = r.assert_one_clear_line();
     assert!(line.contains("s3://etcd-backups/p"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_upload_aborts_the_multipart_upload() {
+    // What a CronJob's pod gets at its activeDeadlineSeconds: SIGTERM while the snapshot streams.
+    let (s3, _sb, proxy) = s3_behind_fault(Fault::Freeze { at: 11_000_000 }).await;
+    let a = backup_through_proxy(&s3, &proxy);
+    let child = crate::harness::cpkeep_command(&a, &s3.env())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(pending_and_objects(&s3, "etcd-backups").await.0 == 1
+        && proxy.triggered.load(std::sync::atomic::Ordering::SeqCst))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backup never reached an open upload and a frozen stream"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("backup did not stop after SIGTERM")
+        .unwrap();
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: Duration::ZERO,
+    };
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.assert_one_clear_line().contains("cancelled"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(pending_and_objects(&s3, "etcd-backups").await, (0, 0));
 }

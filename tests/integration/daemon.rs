@@ -10,7 +10,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use cpkeep::sandbox::S3Sandbox;
+
+use crate::backup_s3::{s3, s3_behind_fault};
 use crate::harness::{sandbox, Etcd};
+use crate::proxy::Fault;
 
 /// A free loopback port (bound, then released for the daemon).
 fn free_port() -> u16 {
@@ -30,6 +34,11 @@ impl Drop for Daemon {
 }
 
 fn start(config: &Path, port: u16) -> Daemon {
+    start_env(config, port, &[])
+}
+
+/// [`start`] with extra environment (the AWS chain's settings for an S3 store).
+fn start_env(config: &Path, port: u16, env: &[(&str, String)]) -> Daemon {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpkeep"));
     cmd.arg("--config")
         .arg(config)
@@ -40,6 +49,7 @@ fn start(config: &Path, port: u16) -> Daemon {
         }
     }
     cmd.env("CPKEEP_PKI_DIR", "/nonexistent-cpkeep-test-pki")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -245,6 +255,8 @@ async fn a_run_slower_than_its_interval_is_skipped_and_sigterm_aborts_it_after_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_appear_in_a_directory_store_are_pruned_and_metrics_follow() {
     let sb = sandbox(Etcd::V35, 3).await;
+    // Keys, so the backups' revision is above 0.
+    crate::harness::fill(&sb, 50, 100).await;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let backup = format!(
@@ -321,15 +333,28 @@ async fn certs_job_writes_the_textfile_each_run() {
     );
     let text = std::fs::read_to_string(&textfile).unwrap();
     assert!(text.contains("x509_cert_not_after{"), "{text}");
+    // /metrics carries the same certificate series as the textfile, label for label.
+    let served: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("x509_cert_not_after{"))
+        .collect();
+    let written: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("x509_cert_not_after{"))
+        .collect();
+    assert!(!served.is_empty(), "{m}");
+    assert_eq!(served.len(), written.len(), "{m}\n---\n{text}");
+    for line in &written {
+        assert!(served.contains(line), "{line} not on /metrics:\n{m}");
+    }
     sigterm_exits_cleanly(&mut d, Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_restore_drill_verifies_the_newest_backup() {
     let sb = sandbox(Etcd::V35, 1).await;
-    // Keys to compare (a snapshot of an empty cluster has revision 0 in the db, 1 in the manifest:
-    // `snapshot verify` reports that mismatch whatever the daemon does).
-    crate::harness::fill(&sb, 200, 100).await;
+    // A new, empty cluster: its snapshot's db holds no key, so the manifest must say revision 0
+    // (as the db does) for the drill to pass.
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let jobs = format!(
@@ -351,4 +376,212 @@ async fn the_restore_drill_verifies_the_newest_backup() {
     );
     assert!(value(&m, "cpkeep_job_runs_total{task=\"drill\",result=\"ok\"}").unwrap() >= 1.0);
     sigterm_exits_cleanly(&mut d, Duration::from_secs(40)).await;
+}
+
+/// An AWS shared credentials file, replaced the way the kubelet updates a mounted Secret (a new
+/// file renamed over the old), and the environment that points the daemon's AWS chain at it.
+fn credentials(dir: &Path, s3: &S3Sandbox, secret: &str) -> Vec<(&'static str, String)> {
+    let path = dir.join("credentials");
+    let tmp = dir.join("credentials.new");
+    std::fs::write(
+        &tmp,
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {secret}\n",
+            s3.access_key()
+        ),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    vec![
+        ("AWS_SHARED_CREDENTIALS_FILE", path.display().to_string()),
+        (
+            "AWS_CONFIG_FILE",
+            dir.join("no-aws-config").display().to_string(),
+        ),
+        ("AWS_REGION", s3.region().to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ]
+}
+
+/// The `backup` section for `s3://etcd-backups/daemon` on the sandbox's server.
+fn s3_backup(s3: &S3Sandbox, schedule: &str, extra: &str) -> String {
+    format!(
+        "backup:\n  store: \"s3://etcd-backups/daemon\"\n  s3-endpoint: \"{}\"\n  s3-path-style: true\n  \
+         s3-part-size: 5MiB\n  schedule: \"{schedule}\"\n{extra}",
+        s3.endpoint()
+    )
+}
+
+/// A daemon running only the S3 backup job, every 2 s.
+fn backups_every_2s(
+    s3: &S3Sandbox,
+    sb: &cpkeep::sandbox::Sandbox,
+    dir: &Path,
+    env: &[(&str, String)],
+) -> (u16, Daemon) {
+    // The health job off (a yearly schedule): only backups run.
+    let cfg = config(
+        &s3_backup(s3, "*/2 * * * * *", ""),
+        dir,
+        sb,
+        "3s",
+        "0 0 0 1 1 *",
+        "20s",
+    );
+    let port = free_port();
+    (port, start_env(&cfg, port, env))
+}
+
+fn runs(text: &str, task: &str, result: &str) -> f64 {
+    value(
+        text,
+        &format!("cpkeep_job_runs_total{{task=\"{task}\",result=\"{result}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+async fn pending_and_objects(s3: &S3Sandbox) -> (usize, usize) {
+    crate::backup_s3::pending_and_objects(s3, "etcd-backups").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_outage_is_counted_by_class_and_the_daemon_recovers_when_it_ends() {
+    let (mut s3, sb) = tokio::join!(s3(), sandbox(Etcd::V35, 1));
+    s3.create_bucket("etcd-backups").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = credentials(dir.path(), &s3, s3.secret_key());
+    let (port, mut d) = backups_every_2s(&s3, &sb, dir.path(), &env);
+    wait_metrics(port, Duration::from_secs(60), "a backup to S3", |t| {
+        runs(t, "backup", "ok") >= 1.0
+    })
+    .await;
+
+    s3.kill();
+    let down = wait_metrics(port, Duration::from_secs(120), "failed backups", |t| {
+        runs(t, "backup", "failed") >= 2.0
+    })
+    .await;
+    // A store that does not answer is a failed run (class "failed"), at the upload step; the
+    // daemon lives on and stays healthy.
+    let failed = value(
+        &down,
+        "cpkeep_job_failures_total{task=\"backup\",class=\"failed\"}",
+    )
+    .unwrap();
+    assert!(failed >= 2.0, "{down}");
+    assert_eq!(
+        value(
+            &down,
+            "cpkeep_job_failures_total{task=\"backup\",class=\"unusable\"}"
+        ),
+        Some(0.0),
+        "{down}"
+    );
+    assert!(
+        value(&down, "cpkeep_backup_step_failures_total{step=\"upload\"}").unwrap() >= 2.0,
+        "{down}"
+    );
+    assert_eq!(get(port, "/healthz").await.map(|r| r.0), Some(200));
+    let ok_before = runs(&down, "backup", "ok");
+    let success_before = value(
+        &down,
+        "cpkeep_job_last_success_timestamp_seconds{task=\"backup\"}",
+    )
+    .unwrap();
+
+    s3.restart().await.unwrap();
+    let up = wait_metrics(
+        port,
+        Duration::from_secs(120),
+        "a backup after the outage",
+        |t| runs(t, "backup", "ok") > ok_before,
+    )
+    .await;
+    assert!(
+        value(
+            &up,
+            "cpkeep_job_last_success_timestamp_seconds{task=\"backup\"}"
+        )
+        .unwrap()
+            > success_before,
+        "{up}"
+    );
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(40)).await;
+    // Every snapshot is whole: no upload left open by the failed runs.
+    assert_eq!(pending_and_objects(&s3).await.0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_credentials_file_is_read_at_the_next_run() {
+    let (s3, sb) = tokio::join!(s3(), sandbox(Etcd::V35, 1));
+    s3.create_bucket("etcd-backups").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The daemon starts with a stale secret: every backup is refused by the server.
+    let env = credentials(dir.path(), &s3, "0000000000000000000000000000000000000000");
+    let (port, mut d) = backups_every_2s(&s3, &sb, dir.path(), &env);
+    let m = wait_metrics(port, Duration::from_secs(60), "a refused backup", |t| {
+        runs(t, "backup", "failed") >= 1.0
+    })
+    .await;
+    assert_eq!(runs(&m, "backup", "ok"), 0.0, "{m}");
+
+    // The Secret is rotated in place; the same daemon process picks it up.
+    credentials(dir.path(), &s3, s3.secret_key());
+    wait_metrics(
+        port,
+        Duration::from_secs(60),
+        "a backup with the new secret",
+        |t| runs(t, "backup", "ok") >= 1.0,
+    )
+    .await;
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(40)).await;
+    let (pending, objects) = pending_and_objects(&s3).await;
+    assert_eq!(pending, 0);
+    assert!(
+        objects >= 2,
+        "a snapshot and its manifest: {objects} objects"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_an_s3_upload_aborts_it_after_the_grace() {
+    // Parts of 5 MiB are on the server before the stream freezes.
+    let (s3, _sb, proxy) = s3_behind_fault(Fault::Freeze { at: 11_000_000 }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = credentials(dir.path(), &s3, s3.secret_key());
+    let ep = proxy.endpoint();
+    let text = format!(
+        "connection:\n  endpoints: \"{ep}\"\n  timeout: 3s\n\
+         daemon:\n  shutdown-grace: 1s\n{}",
+        s3_backup(
+            &s3,
+            "*/2 * * * * *",
+            &format!("  endpoint: \"{ep}\"\n  compression: none\n  stall-timeout: 10m\n"),
+        ),
+    );
+    let cfg = dir.path().join("cpkeep.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    let port = free_port();
+    let mut d = start_env(&cfg, port, &env);
+
+    // The run is mid-upload: a multipart upload is open and the stream is frozen.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (pending, _) = pending_and_objects(&s3).await;
+        if pending == 1 && proxy.triggered.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no multipart upload was opened within 60 s (frozen: {})",
+            proxy.triggered.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t = Instant::now();
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(30)).await;
+    // The grace is over, the run was cancelled and aborted its upload at once (a run that ignored
+    // the cancellation would hold the daemon for the whole cancel settle time, 15 s).
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(pending_and_objects(&s3).await, (0, 0));
 }

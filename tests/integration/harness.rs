@@ -142,6 +142,21 @@ pub async fn cpkeep(args: &[String]) -> Run {
 /// machine's CPKEEP_* and AWS settings.
 pub async fn cpkeep_env(args: &[String], env: &[(&str, String)]) -> Run {
     let started = Instant::now();
+    let out: Output = cpkeep_command(args, env)
+        .output()
+        .await
+        .expect("run cpkeep");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The command [`cpkeep_env`] runs, for a test that signals the process while it runs (stdout and
+/// stderr piped).
+pub fn cpkeep_command(args: &[String], env: &[(&str, String)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpkeep"));
     cmd.args(args);
     for (k, _) in std::env::vars() {
@@ -159,14 +174,11 @@ pub async fn cpkeep_env(args: &[String], env: &[(&str, String)]) -> Run {
         cmd.env(k, v);
     }
     // No kubeadm defaults from the machine running the tests.
-    cmd.env("CPKEEP_PKI_DIR", "/nonexistent-cpkeep-test-pki");
-    let out: Output = cmd.output().await.expect("run cpkeep");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: started.elapsed(),
-    }
+    cmd.env("CPKEEP_PKI_DIR", "/nonexistent-cpkeep-test-pki")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
 }
 
 /// The connection flags reaching `endpoints` of a sandbox with its healthcheck-client certificate.
