@@ -10,18 +10,33 @@ use tokio_rustls::rustls;
 /// Where a [`config`] records the end-entity certificate it was shown (DER).
 pub(crate) type Seen = Arc<Mutex<Option<Vec<u8>>>>;
 
-/// TLS 1.2 or 1.3, no client certificate, any server certificate accepted (and recorded into
-/// `seen` when given, as soon as the server presents it, so it is known even when the server then
-/// refuses the handshake for want of a client certificate). No session resumption: every
-/// connection sees the certificate served now.
-pub(crate) fn config(seen: Option<Seen>) -> Result<Arc<rustls::ClientConfig>, String> {
+/// A client certificate chain and its key.
+pub(crate) type Identity = (
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+);
+
+/// TLS 1.2 or 1.3, any server certificate accepted (and recorded into `seen` when given, as soon as
+/// the server presents it, so it is known even when the server then refuses the handshake), the
+/// client certificate `identity` presented when given (a server that demands one then completes the
+/// handshake instead of logging a refusal). No session resumption: every connection sees the
+/// certificate served now.
+pub(crate) fn config(
+    seen: Option<Seen>,
+    identity: Option<Identity>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS set-up failed: {e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServerCert { provider, seen }))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(AnyServerCert { provider, seen }));
+    let mut config = match identity {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("TLS set-up failed: the client certificate: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }

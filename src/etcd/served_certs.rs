@@ -7,8 +7,8 @@
 //! A served certificate that differs from the one on disk means the member does not serve the file
 //! that was renewed (its `--cert-file` names another, or it has not picked the renewal up: etcd
 //! re-reads its certificate files at every new connection, so this is rare, and a restart settles
-//! it). The handshake sends nothing and presents no client certificate: it only looks. This module
-//! never prints.
+//! it). The handshake presents the connection's client certificate (members demand one and log a
+//! refused handshake otherwise) and sends nothing: it only looks. This module never prints.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::findings::label;
 use super::report::{Check, Finding, MemberHealth, Verdict};
+use super::TlsMaterial;
 use crate::certs::check::{judge_certificate, CertState};
 use crate::certs::pem::{parse_certificate_der, parse_certificate_pem, CertInfo};
 use crate::tls_peek;
@@ -69,7 +70,11 @@ pub struct ServedCertOptions {
 pub async fn check_served_certs(
     members: &[MemberHealth],
     opts: &ServedCertOptions,
+    client: Option<&TlsMaterial>,
 ) -> (Vec<ServedCert>, Vec<Finding>) {
+    // The connection's client certificate, when there is one: members demand one (kubeadm's
+    // --client-cert-auth) and log every handshake that comes without.
+    let identity = client.and_then(TlsMaterial::client_identity);
     let disk = |file: &str| -> Option<(PathBuf, CertInfo)> {
         let path = opts.pki_dir.as_ref()?.join("etcd").join(file);
         let pem = std::fs::read(&path).ok()?;
@@ -101,11 +106,13 @@ pub async fn check_served_certs(
             ));
         }
     }
-    let seen = join_all(
-        targets
-            .iter()
-            .map(|(_, _, url, _)| served_certificate(url, opts.timeout)),
-    )
+    let seen = join_all(targets.iter().map(|(_, _, url, _)| {
+        served_certificate(
+            url,
+            opts.timeout,
+            identity.as_ref().map(|(c, k)| (c.clone(), k.clone_key())),
+        )
+    }))
     .await;
     let mut certs = Vec::new();
     let mut findings = Vec::new();
@@ -202,7 +209,11 @@ fn is_members(cert: &CertInfo, m: &MemberHealth) -> bool {
 }
 
 /// The end-entity certificate (DER) the server at `url` presents.
-async fn served_certificate(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+async fn served_certificate(
+    url: &str,
+    timeout: Duration,
+    identity: Option<tls_peek::Identity>,
+) -> Result<Vec<u8>, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("{url} is not a URL: {e}"))?;
     let host = parsed
         .host_str()
@@ -212,7 +223,7 @@ async fn served_certificate(url: &str, timeout: Duration) -> Result<Vec<u8>, Str
         .to_string();
     let port = parsed.port_or_known_default().unwrap_or(443);
     let seen: tls_peek::Seen = Default::default();
-    let config = tls_peek::config(Some(seen.clone()))?;
+    let config = tls_peek::config(Some(seen.clone()), identity)?;
     let name = rustls_pki_types::ServerName::try_from(host.clone())
         .map_err(|_| format!("{host:?} is not a TLS server name"))?;
     let attempt = async {

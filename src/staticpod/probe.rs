@@ -252,7 +252,7 @@ fn request(p: &Probe) -> Result<Request<Full<Bytes>>, String> {
 /// TLS as the kubelet's HTTPS probe uses it: no client certificate, no verification of the server
 /// certificate.
 fn kubelet_tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    crate::tls_peek::config(None)
+    crate::tls_peek::config(None, None)
 }
 
 #[cfg(test)]

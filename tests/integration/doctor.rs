@@ -388,6 +388,15 @@ async fn served_certificates_expiring_and_stale(v: Etcd) {
         .find(|r| r["member"] == "m2" && r["kind"] == "client")
         .unwrap();
     assert_eq!(m2_client["matches_disk"], false);
+    // The handshakes present the client certificate: no member logged a refused connection.
+    for m in sb.members() {
+        let log = std::fs::read_to_string(&m.log).unwrap();
+        assert!(
+            !log.contains("didn't provide a certificate"),
+            "{} logged a refused handshake:\n{log}",
+            m.name
+        );
+    }
 
     // With the file m2 really uses on disk, the two agree.
     std::fs::copy(
