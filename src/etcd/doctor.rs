@@ -58,7 +58,7 @@ pub async fn examine(
 
     let metric_targets = targets(&opts.metrics_urls, &report.members);
     let (metrics, (served, served_found), consistency) = tokio::join!(
-        scrape_all(&metric_targets, &report.members, conn.timeout),
+        scrape_all(&metric_targets, conn.timeout),
         check_served_certs(&report.members, &opts.served_certs, conn.tls.as_ref()),
         async {
             if opts.consistency {

@@ -61,57 +61,72 @@ pub fn parse_metrics_urls(list: &[String]) -> Result<Vec<url::Url>, MetricsUrlEr
         .collect()
 }
 
-/// Which URLs to scrape: the given ones, or (none given) kubeadm's metrics port on each healthy
-/// member whose client URL is on a loopback address — only there can the local listener be meant.
-pub fn targets(given: &[url::Url], members: &[MemberHealth]) -> Vec<(url::Url, bool)> {
-    if !given.is_empty() {
-        return given.iter().map(|u| (u.clone(), false)).collect();
-    }
-    let mut out: Vec<(url::Url, bool)> = Vec::new();
-    for m in members.iter().filter(|m| m.healthy) {
-        let Some(host) = m
-            .client_urls
+/// One URL to scrape: the URL, whether it was guessed, and the member it belongs to when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub url: url::Url,
+    pub guessed: bool,
+    pub member: Option<String>,
+}
+
+/// Which URLs to scrape: the given ones (each named after the member whose client URL or answering
+/// endpoint has its host), or, when none is given, kubeadm's metrics port on each healthy member
+/// reached on a loopback address — through the endpoint that answered for it (kubeadm's default
+/// `https://127.0.0.1:2379` reaches the local member, which advertises the node's address) or an
+/// advertised client URL. Only there can the local listener on 127.0.0.1:2381 be meant.
+pub fn targets(given: &[url::Url], members: &[MemberHealth]) -> Vec<Target> {
+    let hosts = |m: &MemberHealth| -> Vec<String> {
+        m.endpoint
             .iter()
+            .chain(&m.client_urls)
             .filter_map(|u| url::Url::parse(u).ok())
-            .find_map(|u| u.host_str().map(str::to_string))
-        else {
+            .filter_map(|u| u.host_str().map(str::to_string))
+            .collect()
+    };
+    if !given.is_empty() {
+        return given
+            .iter()
+            .map(|u| Target {
+                url: u.clone(),
+                guessed: false,
+                member: members
+                    .iter()
+                    .find(|m| hosts(m).iter().any(|h| Some(h.as_str()) == u.host_str()))
+                    .map(label),
+            })
+            .collect();
+    }
+    let mut out: Vec<Target> = Vec::new();
+    for m in members.iter().filter(|m| m.healthy) {
+        let Some(host) = hosts(m).into_iter().find(|h| is_loopback(h)) else {
             continue;
         };
-        let loopback = host == "localhost"
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            continue;
-        }
-        if let Ok(u) = url::Url::parse(&format!("http://{host}:{KUBEADM_METRICS_PORT}/metrics")) {
-            if !out.iter().any(|(o, _)| o == &u) {
-                out.push((u, true));
+        if let Ok(url) = url::Url::parse(&format!("http://{host}:{KUBEADM_METRICS_PORT}/metrics")) {
+            if !out.iter().any(|t| t.url == url) {
+                out.push(Target {
+                    url,
+                    guessed: true,
+                    member: Some(label(m)),
+                });
             }
         }
     }
     out
 }
 
-/// Scrapes every target in parallel, each bounded by `timeout`, naming the member each belongs to
-/// (the member whose client URL has the same host).
-pub async fn scrape_all(
-    targets: &[(url::Url, bool)],
-    members: &[MemberHealth],
-    timeout: Duration,
-) -> Vec<MemberMetrics> {
-    join_all(targets.iter().map(|(url, guessed)| async move {
-        let member = members
-            .iter()
-            .find(|m| {
-                m.client_urls
-                    .iter()
-                    .any(|c| url::Url::parse(c).is_ok_and(|c| c.host_str() == url.host_str()))
-            })
-            .map(label);
-        let mut entry = match tokio::time::timeout(timeout, fetch(url)).await {
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Scrapes every target in parallel, each bounded by `timeout`.
+pub async fn scrape_all(targets: &[Target], timeout: Duration) -> Vec<MemberMetrics> {
+    join_all(targets.iter().map(|t| async move {
+        let mut entry = match tokio::time::timeout(timeout, fetch(&t.url)).await {
             Ok(Ok(text)) => summarize(&text),
             Ok(Err(e)) => MemberMetrics {
                 error: Some(e),
@@ -125,9 +140,9 @@ pub async fn scrape_all(
                 ..MemberMetrics::default()
             },
         };
-        entry.member = member;
-        entry.url = url.to_string();
-        entry.guessed = *guessed;
+        entry.member = t.member.clone();
+        entry.url = t.url.to_string();
+        entry.guessed = t.guessed;
         entry
     }))
     .await
@@ -241,6 +256,58 @@ mod tests {
     fn a_page_without_etcd_series_is_an_error() {
         let m = summarize("# TYPE up gauge\nup 1\n");
         assert!(m.error.unwrap().contains("no etcd series"));
+    }
+
+    fn member(name: &str, endpoint: Option<&str>, client: &str) -> MemberHealth {
+        MemberHealth {
+            id: name.into(),
+            name: name.into(),
+            peer_urls: vec![],
+            client_urls: vec![client.into()],
+            is_learner: false,
+            healthy: true,
+            endpoint: endpoint.map(str::to_string),
+            error: None,
+            version: None,
+            db_size: None,
+            db_size_in_use: None,
+            leader: None,
+            raft_term: None,
+            raft_index: None,
+            applied_index: None,
+            errors: vec![],
+        }
+    }
+
+    #[test]
+    fn kubeadm_metrics_are_guessed_only_for_members_reached_on_loopback() {
+        let members = [
+            // kubeadm: reached through https://127.0.0.1:2379, advertising the node's address.
+            member(
+                "cp1",
+                Some("https://127.0.0.1:2379"),
+                "https://10.0.0.1:2379",
+            ),
+            member(
+                "cp2",
+                Some("https://10.0.0.2:2379"),
+                "https://10.0.0.2:2379",
+            ),
+        ];
+        let t = targets(&[], &members);
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(t[0].url.as_str(), "http://127.0.0.1:2381/metrics");
+        assert!(t[0].guessed);
+        assert_eq!(t[0].member.as_deref(), Some("cp1"));
+        // Given URLs are all taken, named by host.
+        let given =
+            parse_metrics_urls(&["http://10.0.0.2:2381".into(), "http://10.9.9.9:2381".into()])
+                .unwrap();
+        let t = targets(&given, &members);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].member.as_deref(), Some("cp2"));
+        assert_eq!(t[1].member, None);
+        assert!(!t[0].guessed);
     }
 
     #[test]
