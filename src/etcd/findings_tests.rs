@@ -2,27 +2,7 @@
 //! the metric thresholds, fragmentation, version skew and raft agreement.
 
 use super::*;
-
-fn member(name: &str, id: &str) -> MemberHealth {
-    MemberHealth {
-        id: id.to_string(),
-        name: name.to_string(),
-        peer_urls: vec![],
-        client_urls: vec![],
-        is_learner: false,
-        healthy: true,
-        endpoint: None,
-        error: None,
-        version: Some("3.5.30".into()),
-        db_size: Some(20_000),
-        db_size_in_use: Some(16_000),
-        leader: Some("1".into()),
-        raft_term: Some(2),
-        raft_index: Some(100),
-        applied_index: Some(100),
-        errors: vec![],
-    }
-}
+use crate::etcd::test_probes::healthy_member as member;
 
 fn three() -> Vec<MemberHealth> {
     vec![member("m1", "1"), member("m2", "2"), member("m3", "3")]

@@ -259,24 +259,10 @@ mod tests {
     }
 
     fn member(name: &str, endpoint: Option<&str>, client: &str) -> MemberHealth {
-        MemberHealth {
-            id: name.into(),
-            name: name.into(),
-            peer_urls: vec![],
-            client_urls: vec![client.into()],
-            is_learner: false,
-            healthy: true,
-            endpoint: endpoint.map(str::to_string),
-            error: None,
-            version: None,
-            db_size: None,
-            db_size_in_use: None,
-            leader: None,
-            raft_term: None,
-            raft_index: None,
-            applied_index: None,
-            errors: vec![],
-        }
+        let mut m = crate::etcd::test_probes::healthy_member(name, name);
+        m.endpoint = endpoint.map(str::to_string);
+        m.client_urls = vec![client.into()];
+        m
     }
 
     #[test]
