@@ -8,20 +8,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 size=${1:-1024}
-scripts/install-tools.sh >/dev/null
-# shellcheck source=/dev/null
-. tools/env.sh
-# The example needs the test-support feature (the S3 sandbox); the measured binary must not have it,
-# so it is built on its own, last.
-cargo build --locked --release --example bench_backup
-cargo build --locked --release --bin cpkeep
-work=${CPKEEP_BENCH_DIR:-/var/tmp/cpkeep-bench-restore}
-rm -rf "$work"; mkdir -p "$work"
-CPKEEP_BENCH_HOLD=1 target/release/examples/bench_backup "$PWD/target/release/cpkeep" "$CPKEEP_ETCD35_DIR" "$work/env" "$size" >"$work/hold.txt" 2>"$work/hold.err" &
-hold=$!
-trap 'kill $hold 2>/dev/null; sleep 1; pkill -9 -f "$work/env" 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 900); do grep -q -- '^AWS_ACCESS_KEY_ID=' "$work/hold.txt" 2>/dev/null && break; sleep 1; done
-conn=$(grep -- '--endpoints=' "$work/hold.txt")
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+hold_cluster "$size" restore
+# The S3 line follows the connection line.
+for _ in $(seq 1 60); do grep -q -- '^AWS_ACCESS_KEY_ID=' "$work/hold.txt" 2>/dev/null && break; sleep 1; done
 s3line=$(grep -- '^AWS_ACCESS_KEY_ID=' "$work/hold.txt")
 export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 AWS_ACCESS_KEY_ID=$(echo "$s3line" | sed 's/.*AWS_ACCESS_KEY_ID=\([^ ]*\).*/\1/')

@@ -24,6 +24,7 @@ pub mod snapshot;
 pub mod staticpod;
 pub mod store;
 pub(crate) mod testhooks;
+mod tls_peek;
 pub(crate) mod units;
 
 /// Runs the `cpkeep` command line on the process arguments and returns the exit code (0 OK,

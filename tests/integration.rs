@@ -14,6 +14,9 @@ mod kubelet;
 #[path = "integration/health.rs"]
 mod health;
 
+#[path = "integration/doctor.rs"]
+mod doctor;
+
 #[path = "integration/daemon.rs"]
 mod daemon;
 

@@ -168,7 +168,7 @@ pub struct CertStatus {
     pub problems: Vec<ProblemReason>,
     /// Each reason's own severity, for the findings (not part of the JSON report).
     #[serde(skip)]
-    reason_severities: Vec<Verdict>,
+    pub(crate) reason_severities: Vec<Verdict>,
     /// Labels for alert outputs (Prometheus); not part of the JSON report.
     #[serde(skip)]
     pub labels: Option<MetricLabels>,
@@ -373,19 +373,13 @@ pub fn evaluate(inv: &Inventory, etcd: &EtcdTls, opts: &CheckOptions) -> CheckRe
             if *severity == Verdict::Ok {
                 notes.push(r.clone());
             } else {
-                findings.push(Finding {
-                    severity: *severity,
-                    message: r.clone(),
-                });
+                findings.push(Finding::new(*severity, r.clone()));
             }
         }
     }
     if service_account.severity != Verdict::Ok {
         for r in &service_account.reasons {
-            findings.push(Finding {
-                severity: service_account.severity,
-                message: r.clone(),
-            });
+            findings.push(Finding::new(service_account.severity, r.clone()));
         }
     }
     let mut problems: Vec<ProblemCount> = Vec::new();
@@ -416,9 +410,9 @@ pub fn evaluate(inv: &Inventory, etcd: &EtcdTls, opts: &CheckOptions) -> CheckRe
     problems.sort_by_key(|p| (p.source_kind, p.reason));
 
     if !evaluated(inv) {
-        findings.push(Finding {
-            severity: Verdict::Unknown,
-            message: format!(
+        findings.push(Finding::new(
+            Verdict::Unknown,
+            format!(
                 "nothing could be evaluated: none of kubeadm's files under {} and {} could be read ({})",
                 inv.layout.cert_dir.display(),
                 inv.layout.kubeconfig_dir.display(),
@@ -427,7 +421,7 @@ pub fn evaluate(inv: &Inventory, etcd: &EtcdTls, opts: &CheckOptions) -> CheckRe
                     n => format!("{} unreadable, the others missing", counted(n, "is", "are")),
                 }
             ),
-        });
+        ));
     }
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let verdict = findings
@@ -497,6 +491,24 @@ fn blank(name: &str, path: &Path, ca_name: Option<&str>, renewable: bool) -> Cer
         labels: None,
         from_kubeconfig: false,
     }
+}
+
+/// Judges a certificate that is not one of kubeadm's files (an etcd member's served certificate):
+/// the same thresholds, states and sentences as `certs check`, for a row called `name` found at
+/// `location` (a URL, a path). `severity`, `status` and `reasons` of the row say the outcome.
+pub fn judge_certificate(
+    name: &str,
+    location: &str,
+    cert: &CertInfo,
+    warn: Duration,
+    critical: Duration,
+    now: DateTime<Utc>,
+) -> CertStatus {
+    let mut s = blank(name, Path::new(location), None, false);
+    let mut opts = CheckOptions::new(PkiLayout::new(Path::new(""), Path::new("")));
+    (opts.warn, opts.critical, opts.now) = (warn, critical, now);
+    judge_expiry(&mut s, cert, &opts);
+    s
 }
 
 /// Fills the public facts of `cert` and applies the expiry thresholds.

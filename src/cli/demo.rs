@@ -75,6 +75,7 @@ struct DemoReport {
     bootstrap: super::demo_bootstrap::DemoBootstrap,
     members: super::demo_members::DemoMembers,
     daemon: super::demo_daemon::DemoDaemon,
+    doctor: super::demo_doctor::DemoDoctor,
 }
 
 /// The restore step: every member rebuilt from the stored snapshot and booted.
@@ -250,6 +251,10 @@ impl Render for DemoReport {
             "`cpkeep daemon`: /metrics scraped before and after a follower is killed",
         ));
         s.push_str(&self.daemon.table());
+        s.push_str(&heading(
+            "a member altered while stopped: `cpkeep cluster health --check-consistency`",
+        ));
+        s.push_str(&self.doctor.table());
         s
     }
 }
@@ -516,6 +521,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
     let daemon = super::demo_daemon::daemon_step(&mut sandbox).await?;
     let certs = certs_step(sandbox.root()).await?;
     let bootstrap = super::demo_bootstrap::bootstrap_step(sandbox.root()).await?;
+    let doctor = super::demo_doctor::doctor_step(&mut sandbox, &conn).await?;
 
     let report = DemoReport {
         etcd: etcd.display().to_string(),
@@ -531,6 +537,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         bootstrap,
         members,
         daemon,
+        doctor,
     };
     out.print(&report)?;
     sandbox.stop();
@@ -618,5 +625,6 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         }
         .into());
     }
+    report.doctor.check()?;
     Ok(Exit::Ok)
 }

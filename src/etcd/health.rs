@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::probe::{ClusterProbe, EndpointProbe, MemberInfo, StatusInfo};
-use super::report::{AlarmReport, EndpointReport, Finding, HealthReport, MemberHealth};
+use super::report::{
+    reasons_of, verdict_of, AlarmReport, EndpointReport, Finding, HealthReport, MemberHealth,
+};
 use super::{hex_id, Verdict};
 use crate::units::human_bytes;
 
@@ -33,7 +35,8 @@ impl Default for HealthOptions {
 /// Derives the verdict and every finding from the probe.
 pub fn evaluate(probe: &ClusterProbe, opts: &HealthOptions) -> HealthReport {
     let mut findings: Vec<Finding> = Vec::new();
-    let mut add = |severity: Verdict, message: String| findings.push(Finding { severity, message });
+    let mut add =
+        |severity: Verdict, message: String| findings.push(Finding::new(severity, message));
 
     let Some((cluster_id, member_list)) = choose_member_list(probe) else {
         for p in &probe.endpoints {
@@ -367,16 +370,12 @@ fn finish(
 ) -> HealthReport {
     // Worst first; the sort is stable, so findings of one severity keep their order.
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-    let verdict = findings
-        .iter()
-        .map(|f| f.severity)
-        .max()
-        .unwrap_or(Verdict::Ok);
+    let verdict = verdict_of(&findings);
     let count = QuorumCount::of_members(&members);
     let learners = members.len() - count.voters;
     HealthReport {
         verdict,
-        reasons: findings.iter().map(|f| f.message.clone()).collect(),
+        reasons: reasons_of(&findings),
         findings,
         cluster_id: cluster_id.map(hex_id),
         voters: count.voters,
@@ -392,6 +391,7 @@ fn finish(
         alarms,
         alarms_error,
         endpoints: endpoint_reports(probe),
+        doctor: Default::default(),
     }
 }
 

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use super::findings::DoctorReport;
+
 /// The monitoring verdict, ordered from best to worst so the worst finding wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -38,11 +40,71 @@ impl Verdict {
 /// How bad one finding is; the verdict is the worst severity found.
 pub type Severity = Verdict;
 
-/// One finding: a severity and a sentence for the operator.
+/// One finding: a severity and a sentence for the operator. A finding of severity OK is
+/// informational (INFO in the table): it never changes the verdict and is not among the reasons.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub severity: Severity,
     pub message: String,
+    /// The doctor check that raised it; absent for the quorum and membership rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+    /// The member the finding is about (its name, else its hex ID), when it is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+}
+
+impl Finding {
+    /// A finding of the quorum and membership rules (no check, no member).
+    pub fn new(severity: Severity, message: String) -> Self {
+        Self {
+            severity,
+            message,
+            check: None,
+            member: None,
+        }
+    }
+
+    /// A finding of one doctor check, about `member` when given.
+    pub fn of(check: Check, severity: Severity, member: Option<&str>, message: String) -> Self {
+        Self {
+            severity,
+            message,
+            check: Some(check),
+            member: member.map(str::to_string),
+        }
+    }
+
+    /// Informational findings (severity OK) say something worth knowing without judging it.
+    pub fn is_info(&self) -> bool {
+        self.severity == Verdict::Ok
+    }
+}
+
+/// The doctor checks of `cluster health`, as named in a finding's `check` field (and in the daemon's
+/// metric labels once exported): keep the names stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    Consistency,
+    Fragmentation,
+    Metrics,
+    VersionSkew,
+    ServedCerts,
+    Raft,
+}
+
+impl Check {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Consistency => "consistency",
+            Check::Fragmentation => "fragmentation",
+            Check::Metrics => "metrics",
+            Check::VersionSkew => "version_skew",
+            Check::ServedCerts => "served_certs",
+            Check::Raft => "raft",
+        }
+    }
 }
 
 /// What one member is and how it answered.
@@ -115,6 +177,38 @@ pub struct HealthReport {
     /// Alarms could not be listed (no member answered the alarm request).
     pub alarms_error: Option<String>,
     pub endpoints: Vec<EndpointReport>,
+    /// What the doctor checks measured (consistency, fragmentation, metrics, version skew, served
+    /// certificates, raft agreement); their verdicts are among `findings`.
+    pub doctor: DoctorReport,
+}
+
+impl HealthReport {
+    /// Adds findings of the doctor checks: they are merged worst first and the verdict and reasons
+    /// recomputed, so the verdict stays the worst finding whichever check raised it.
+    pub fn add_findings(&mut self, more: Vec<Finding>) {
+        self.findings.extend(more);
+        self.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        self.verdict = verdict_of(&self.findings);
+        self.reasons = reasons_of(&self.findings);
+    }
+}
+
+/// The worst severity among the findings (OK when there is none).
+pub(crate) fn verdict_of(findings: &[Finding]) -> Verdict {
+    findings
+        .iter()
+        .map(|f| f.severity)
+        .max()
+        .unwrap_or(Verdict::Ok)
+}
+
+/// The sentences of the findings that judge something (informational ones left out).
+pub(crate) fn reasons_of(findings: &[Finding]) -> Vec<String> {
+    findings
+        .iter()
+        .filter(|f| !f.is_info())
+        .map(|f| f.message.clone())
+        .collect()
 }
 
 /// One member as `cluster members` lists it.

@@ -1,5 +1,5 @@
 //! Hand-made probes of a cluster (members on 127.0.0.N), shared by the verdict's tests and the
-//! renderer's snapshot tests. Test-only.
+//! renderer's snapshot tests, and a hand-made healthy member for the doctor's rules. Test-only.
 
 use super::*;
 use crate::etcd::Endpoint;
@@ -56,4 +56,26 @@ pub(crate) fn down(id: u64) -> EndpointProbe {
 
 pub(crate) fn three() -> Vec<MemberInfo> {
     (1..=3).map(|i| member(i, false)).collect()
+}
+
+/// A healthy voter as the verdict reports it: 3.5.30, term 2, following member 1, small db.
+pub(crate) fn healthy_member(name: &str, id: &str) -> MemberHealth {
+    MemberHealth {
+        id: id.to_string(),
+        name: name.to_string(),
+        peer_urls: vec![],
+        client_urls: vec![],
+        is_learner: false,
+        healthy: true,
+        endpoint: None,
+        error: None,
+        version: Some("3.5.30".into()),
+        db_size: Some(20_000),
+        db_size_in_use: Some(16_000),
+        leader: Some("1".into()),
+        raft_term: Some(2),
+        raft_index: Some(100),
+        applied_index: Some(100),
+        errors: vec![],
+    }
 }

@@ -113,6 +113,19 @@ impl TlsMaterial {
         tls
     }
 
+    /// The client certificate chain and key, for TLS connections cpkeep makes itself (the served
+    /// certificates check presents it, so members do not log a refused handshake).
+    pub(crate) fn client_identity(
+        &self,
+    ) -> Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+        let (cert, key) = self.identity.as_ref()?;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+            .filter_map(Result::ok)
+            .collect();
+        let key = PrivateKeyDer::from_pem_slice(key).ok()?;
+        (!chain.is_empty()).then_some((chain, key))
+    }
+
     /// Whether a CA was given; without one no server certificate can be trusted.
     pub fn has_ca(&self) -> bool {
         self.ca_pem.is_some()

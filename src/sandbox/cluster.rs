@@ -32,6 +32,9 @@ pub struct SandboxOptions {
     pub key_algorithm: KeyAlgorithm,
     /// How long members may take to elect a leader.
     pub start_timeout: Duration,
+    /// Serve each member's Prometheus metrics on its own plain-HTTP listener
+    /// (`--listen-metrics-urls`), as kubeadm does on 127.0.0.1:2381.
+    pub metrics: bool,
 }
 
 impl SandboxOptions {
@@ -44,6 +47,7 @@ impl SandboxOptions {
             quota_bytes: None,
             key_algorithm: KeyAlgorithm::EcdsaP256,
             start_timeout: Duration::from_secs(30),
+            metrics: false,
         }
     }
 }
@@ -58,6 +62,10 @@ pub struct SandboxMember {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub learner: bool,
+    /// The metrics listener's port (sandboxes started with `metrics`).
+    pub metrics_port: Option<u16>,
+    /// The etcd binary this member runs when it is not the sandbox's (a rolling-upgrade step).
+    etcd: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -72,10 +80,20 @@ impl SandboxMember {
         format!("{}://{}:{}", scheme(tls), self.ip, self.peer_port)
     }
 
+    /// The metrics URL (`http://127.0.0.N:port/metrics`), when the sandbox serves metrics.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics_port
+            .map(|p| format!("http://{}:{p}/metrics", self.ip))
+    }
+
     /// The OS process ID while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn scheme(tls: bool) -> &'static str {
@@ -301,6 +319,92 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Changes one value in a member's database while it is stopped, as a disk or a person could:
+    /// waits until the member's db file holds `from` (the backend commits in batches), kills the
+    /// member, replaces every occurrence of `from` by `to` in the file in place, and starts it again.
+    /// `from` and `to` have the same length, so bbolt's pages stay valid (bbolt has no checksum on
+    /// leaf pages) and etcd starts and serves `to`. Returns how many occurrences were replaced.
+    pub async fn alter_value_while_stopped(
+        &mut self,
+        index: usize,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<usize, SandboxError> {
+        if from.len() != to.len() || from.is_empty() {
+            return Err(SandboxError::Request(
+                "the altered value must have the length of the original".into(),
+            ));
+        }
+        let db = self
+            .members
+            .get(index)
+            .ok_or(SandboxError::NoSuchMember(index))?
+            .data_dir
+            .join("member")
+            .join("snap")
+            .join("db");
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| SandboxError::Io {
+                path: p.to_path_buf(),
+                source,
+            })
+        };
+        let deadline = Instant::now() + self.opts.start_timeout;
+        while !contains(&read(&db)?, from) {
+            if Instant::now() > deadline {
+                return Err(SandboxError::Request(format!(
+                    "{} never held the value to alter",
+                    db.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.kill(index)?;
+        let mut data = read(&db)?;
+        let mut replaced = 0;
+        let mut i = 0;
+        while i + from.len() <= data.len() {
+            if &data[i..i + from.len()] == from {
+                data[i..i + from.len()].copy_from_slice(to);
+                replaced += 1;
+                i += from.len();
+            } else {
+                i += 1;
+            }
+        }
+        std::fs::write(&db, &data).map_err(|source| SandboxError::Io {
+            path: db.clone(),
+            source,
+        })?;
+        self.restart(index).await?;
+        Ok(replaced)
+    }
+
+    /// Restarts a stopped member on its existing data dir with another etcd binary, as one step of
+    /// a rolling upgrade does; later restarts keep that binary.
+    pub async fn restart_with(&mut self, index: usize, etcd: &Path) -> Result<(), SandboxError> {
+        let m = self
+            .members
+            .get_mut(index)
+            .ok_or(SandboxError::NoSuchMember(index))?;
+        m.etcd = Some(etcd.to_path_buf());
+        self.restart(index).await
+    }
+
+    /// Re-issues a member's serving (client URL) certificate to expire in `days` days, signed by the
+    /// sandbox CA, in place. A running member keeps serving the old one until it is restarted.
+    pub fn reissue_server_cert(&mut self, index: usize, days: i64) -> Result<(), SandboxError> {
+        let m = self
+            .members
+            .get(index)
+            .ok_or(SandboxError::NoSuchMember(index))?;
+        let (name, ip) = (m.name.clone(), m.ip);
+        let pki = self.pki.as_mut().ok_or_else(|| {
+            SandboxError::Request("a plain-HTTP sandbox has no certificates".into())
+        })?;
+        pki.reissue_server(&name, ip, days)
+    }
+
     /// Freezes a member with SIGSTOP: its sockets stay open but it answers nothing.
     pub fn pause(&self, index: usize) -> Result<(), SandboxError> {
         self.signal(index, Signal::SIGSTOP)
@@ -465,6 +569,15 @@ impl Sandbox {
         while peer_port == client_port {
             peer_port = free_port(ip)?;
         }
+        let metrics_port = if self.opts.metrics {
+            let mut p = free_port(ip)?;
+            while p == client_port || p == peer_port {
+                p = free_port(ip)?;
+            }
+            Some(p)
+        } else {
+            None
+        };
         self.members.push(SandboxMember {
             name,
             ip,
@@ -473,6 +586,8 @@ impl Sandbox {
             data_dir: dir.join("data"),
             log: dir.join("etcd.log"),
             learner,
+            metrics_port,
+            etcd: None,
             child: None,
         });
         Ok(index)
@@ -501,7 +616,8 @@ impl Sandbox {
             path: m.log.clone(),
             source,
         })?;
-        let mut cmd = Command::new(&self.opts.etcd);
+        let etcd = m.etcd.clone().unwrap_or_else(|| self.opts.etcd.clone());
+        let mut cmd = Command::new(&etcd);
         cmd.arg(format!("--name={}", m.name))
             .arg(format!("--data-dir={}", m.data_dir.display()))
             .arg(format!("--listen-client-urls={}", m.client_url(tls)))
@@ -514,6 +630,10 @@ impl Sandbox {
             .arg("--logger=zap")
             .arg("--log-level=warn")
             .arg("--snapshot-count=10000");
+        if let Some(url) = m.metrics_url() {
+            let base = url.trim_end_matches("/metrics");
+            cmd.arg(format!("--listen-metrics-urls={base}"));
+        }
         if let Some(q) = self.opts.quota_bytes {
             cmd.arg(format!("--quota-backend-bytes={q}"));
         }
@@ -541,10 +661,9 @@ impl Sandbox {
             // etcd must not inherit ETCD_* settings of the calling shell.
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        let child = cmd.spawn().map_err(|source| SandboxError::Exec {
-            path: self.opts.etcd.clone(),
-            source,
-        })?;
+        let child = cmd
+            .spawn()
+            .map_err(|source| SandboxError::Exec { path: etcd, source })?;
         self.members[index].child = Some(child);
         Ok(())
     }

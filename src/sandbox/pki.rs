@@ -123,6 +123,27 @@ impl EtcdPki {
     /// Issues the serving and peer certificates of one member, as `kubeadm init phase certs etcd-*` does:
     /// SANs are the node name, localhost, the node's address and ::1.
     pub fn issue_member(&mut self, name: &str, ip: IpAddr) -> Result<MemberCerts, SandboxError> {
+        self.issue_member_for(name, ip, 365, true)
+    }
+
+    /// Re-issues only a member's serving certificate, valid for `days` days (a renewal, or one
+    /// about to expire); the peer certificate is left as it is.
+    pub fn reissue_server(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        days: i64,
+    ) -> Result<(), SandboxError> {
+        self.issue_member_for(name, ip, days, false).map(|_| ())
+    }
+
+    fn issue_member_for(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        days: i64,
+        with_peer: bool,
+    ) -> Result<MemberCerts, SandboxError> {
         let dir = self.dir.join("etcd").join(name);
         create_dir_all_mode(&dir, 0o755).map_err(|e| io_err(&dir, e))?;
         let sans = vec![
@@ -146,8 +167,13 @@ impl EtcdPki {
                 key: dir.join("peer.key"),
             },
         };
-        for pair in [&certs.server, &certs.peer] {
-            let mut params = base_params(name, None, 365);
+        let pairs = if with_peer {
+            vec![&certs.server, &certs.peer]
+        } else {
+            vec![&certs.server]
+        };
+        for pair in pairs {
+            let mut params = base_params(name, None, days);
             params.subject_alt_names = sans.clone();
             params.key_usages = vec![
                 KeyUsagePurpose::DigitalSignature,

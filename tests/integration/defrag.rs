@@ -1,32 +1,12 @@
 //! `cpkeep cluster defrag` against real 3-member TLS clusters, etcd 3.5 and 3.4: followers first and
 //! the leader last, sizes before and after; refused while a member is down.
 
-use std::time::Duration;
-
-use etcd_client::CompactionOptions;
-
-use crate::harness::{conn_args, cpkeep, fill, sandbox, Etcd};
+use crate::harness::{conn_args, cpkeep, fill_delete_compact, sandbox, Etcd};
 
 async fn defrag_followers_then_leader_and_frees_space(v: Etcd) {
     let sb = sandbox(v, 3).await;
-    fill(&sb, 2000, 1000).await;
     // Delete most of it and compact, so there are free pages for defragmentation to give back.
-    let conn = sb.connection(Duration::from_secs(10)).unwrap();
-    let mut client = cpkeep::etcd::connect(&conn.endpoints[0], &conn)
-        .await
-        .unwrap();
-    let del = client
-        .delete(
-            "/registry/configmaps/",
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        )
-        .await
-        .unwrap();
-    let rev = del.header().unwrap().revision();
-    client
-        .compact(rev, Some(CompactionOptions::new().with_physical()))
-        .await
-        .unwrap();
+    fill_delete_compact(&sb, 2000, 1000).await;
     let leader = sb.members()[sb.leader().await.unwrap()].name.clone();
 
     let mut a: Vec<String> = ["cluster", "defrag", "-o", "json"]

@@ -300,6 +300,31 @@ pub async fn fill(sb: &Sandbox, keys: usize, value_size: usize) {
         .unwrap();
 }
 
+/// Fills the sandbox (see [`fill`]), deletes every object and compacts physically, so the members'
+/// databases are mostly free pages: what defragmentation gives back.
+pub async fn fill_delete_compact(sb: &Sandbox, keys: usize, value_size: usize) {
+    fill(sb, keys, value_size).await;
+    let conn = sb.connection(Duration::from_secs(10)).unwrap();
+    let mut client = cpkeep::etcd::connect(&conn.endpoints[0], &conn)
+        .await
+        .unwrap();
+    let del = client
+        .delete(
+            "/registry/configmaps/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    let rev = del.header().unwrap().revision();
+    client
+        .compact(
+            rev,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .unwrap();
+}
+
 /// A tmpfs mounted for one test (full or read-only directories), unmounted on drop. Needs root, as
 /// CI runs.
 pub struct Tmpfs {
