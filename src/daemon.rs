@@ -4,6 +4,7 @@
 //! is given by the caller as a [`JobRunner`], so this module knows schedules, guards, metrics and
 //! shutdown, not flags.
 
+mod doctor_metrics;
 mod guard;
 mod http;
 mod metrics;
@@ -16,7 +17,7 @@ use crate::failure::FailureClass;
 
 pub use guard::{Guard, GuardPass};
 pub use metrics::{HealthSample, Metrics, Step};
-pub use scheduler::{run, DaemonOptions, JobFuture, JobRunner, JobSpec, Ran};
+pub use scheduler::{due, parse_schedule, run, DaemonOptions, JobFuture, JobRunner, JobSpec, Ran};
 
 /// The daemon's jobs; the `task` label of every job metric (not `job`: Prometheus owns that one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -86,6 +86,8 @@ const SECTIONS: &[(&str, &[&[&str]])] = &[
 
 /// Keys a job section may carry for the daemon: when it runs, and whether at all.
 const JOB_KEYS: [&str; 2] = ["schedule", "enabled"];
+/// The health section's daemon key: when its runs also check data consistency (cron, or `off`).
+pub const CONSISTENCY_SCHEDULE: &str = "consistency-schedule";
 /// The daemon's own section.
 const DAEMON_KEYS: [&str; 3] = ["listen", "jitter", "shutdown-grace"];
 
@@ -285,6 +287,13 @@ fn check_key(cli: &Command, name: &str, key: &str, value: &Value) -> Result<(), 
         known.extend(["connection", "daemon"]);
         return Err(format!("no such section (known: {})", known.join(", ")));
     };
+    if key == CONSISTENCY_SCHEDULE && name == "health" {
+        return match value {
+            Value::Text(s) if s.trim() == "off" => Ok(()),
+            Value::Text(s) => cron_fields(s).map(|_| ()),
+            _ => Err("a cron schedule is text, e.g. \"0 * * * *\", or \"off\"".to_string()),
+        };
+    }
     if JOB_KEYS.contains(&key) {
         return match (key, value) {
             ("schedule", Value::Text(s)) => cron_fields(s).map(|_| ()),

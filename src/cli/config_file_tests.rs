@@ -66,12 +66,28 @@ fn unknown_sections_keys_and_bad_values_name_the_key_and_line() {
             vec!["daemon.port", "not a daemon setting"],
         ),
         ("backup: [1, 2]\n", vec!["cpkeep.yaml", "mapping"]),
+        (
+            "health:\n  consistency-schedule: \"0 25 * * *\"\n",
+            vec!["line 2", "health.consistency-schedule", "hour \"25\""],
+        ),
+        (
+            "backup:\n  consistency-schedule: \"0 * * * *\"\n",
+            vec!["line 2", "backup.consistency-schedule", "no flag"],
+        ),
     ] {
         let e = parse(text).unwrap_err();
         for n in needles {
             assert!(e.contains(n), "{text:?}: {e:?} lacks {n:?}");
         }
         assert!(!e.contains('\n'), "{e:?}");
+    }
+}
+
+#[test]
+fn the_health_section_takes_a_consistency_schedule_or_off() {
+    for v in ["\"0 * * * *\"", "\"*/10 * * * * *\"", "\"off\""] {
+        let f = parse(&format!("health:\n  consistency-schedule: {v}\n"));
+        assert!(f.is_ok(), "{v}: {f:?}");
     }
 }
 

@@ -18,7 +18,7 @@ use clap::{Args, CommandFactory};
 use tokio_util::sync::CancellationToken;
 
 use super::config::{self, ParseFailure};
-use super::config_file::{cron_fields, ConfigFile, Entry, Value};
+use super::config_file::{cron_fields, ConfigFile, Entry, Value, CONSISTENCY_SCHEDULE};
 use super::exit::Exit;
 use super::Cli;
 use crate::daemon::{
@@ -101,8 +101,14 @@ fn command_of(task: Task) -> &'static [&'static str] {
 
 /// The job's command parsed with the file merged in, exactly as `cpkeep --config FILE <command>`.
 fn parse_job(config: &Path, task: Task) -> Result<Cli, RunFailure> {
+    parse_job_with(config, task, &[])
+}
+
+/// [`parse_job`] with flags of this run on top (as typed, so they win over the file).
+fn parse_job_with(config: &Path, task: Task, extra: &[&str]) -> Result<Cli, RunFailure> {
     let mut argv: Vec<OsString> = vec!["cpkeep".into(), "--config".into(), config.into()];
     argv.extend(command_of(task).iter().map(OsString::from));
+    argv.extend(extra.iter().map(OsString::from));
     config::parse(argv).map_err(|e| RunFailure {
         class: FailureClass::Unusable,
         message: match e {
@@ -151,14 +157,81 @@ fn sample(report: &HealthReport, cluster_id: &str) -> HealthSample {
     }
 }
 
-/// `cluster health`: the etcd series; the run fails only when health could not be evaluated (the
-/// command's UNKNOWN); a degraded cluster is a successful run whose gauges say so.
-fn health_runner(config: PathBuf) -> JobRunner {
+/// When the health job also checks data consistency (`cluster health --check-consistency`): at the
+/// times of the health section's `consistency-schedule` (default hourly), and at the first run.
+/// Every member walks its keyspace for it, so it rides on the health job at a rarer schedule.
+struct ConsistencyClock {
+    schedule: Option<croner::Cron>,
+    last: std::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+}
+
+impl ConsistencyClock {
+    /// Whether this run checks consistency; taking the turn marks it done, so a failing check is
+    /// retried at the next schedule time, not at every health run.
+    fn take_turn(&self) -> bool {
+        let Some(schedule) = &self.schedule else {
+            return false;
+        };
+        let now = chrono::Utc::now();
+        let Ok(mut last) = self.last.lock() else {
+            return false;
+        };
+        if crate::daemon::due(schedule, *last, now) {
+            *last = Some(now);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The default `consistency-schedule`: hourly, at minute 0.
+const DEFAULT_CONSISTENCY_SCHEDULE: &str = "0 * * * *";
+
+/// The health section's `consistency-schedule` (`off` disables the check).
+fn consistency_clock(path: &Path, file: &ConfigFile) -> anyhow::Result<ConsistencyClock> {
+    let entry = file
+        .sections
+        .get("health")
+        .and_then(|s| s.get(CONSISTENCY_SCHEDULE));
+    let text = entry.map_or(DEFAULT_CONSISTENCY_SCHEDULE.to_string(), text);
+    let schedule = if text.trim() == "off" {
+        None
+    } else {
+        let line = entry.map_or(0, |e| e.line);
+        let six = cron_fields(&text).map_err(|why| {
+            anyhow::anyhow!(
+                "{}: line {line}: health.{CONSISTENCY_SCHEDULE}: {why}",
+                path.display()
+            )
+        })?;
+        Some(crate::daemon::parse_schedule(&six).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: line {line}: health.{CONSISTENCY_SCHEDULE}: {text:?} is not a schedule",
+                path.display()
+            )
+        })?)
+    };
+    Ok(ConsistencyClock {
+        schedule,
+        last: std::sync::Mutex::new(None),
+    })
+}
+
+/// `cluster health`: the etcd series and the doctor's; the run fails only when health could not be
+/// evaluated (the command's UNKNOWN); a degraded cluster is a successful run whose gauges say so.
+fn health_runner(config: PathBuf, consistency: Arc<ConsistencyClock>) -> JobRunner {
     Arc::new(
         move |metrics: Arc<Metrics>, _cancel: CancellationToken| -> JobFuture {
             let config = config.clone();
+            let consistency = Arc::clone(&consistency);
             Box::pin(async move {
-                let cli = parse_job(&config, Task::Health)?;
+                let extra: &[&str] = if consistency.take_turn() {
+                    &["--check-consistency"]
+                } else {
+                    &[]
+                };
+                let cli = parse_job_with(&config, Task::Health, extra)?;
                 let super::Command::Cluster(super::cluster::ClusterCommand::Health(args)) =
                     cli.command
                 else {
@@ -172,6 +245,11 @@ fn health_runner(config: PathBuf) -> JobRunner {
                     .map_err(|e| failure_of(&e))?;
                 if let Some(id) = &report.cluster_id {
                     metrics.health(&sample(&report, id));
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or(0.0);
+                    metrics.doctor(id, &report.doctor, now);
                 }
                 if report.verdict == Verdict::Unknown {
                     return Err(RunFailure {
@@ -387,13 +465,14 @@ pub async fn run(args: DaemonArgs, config: Option<PathBuf>) -> anyhow::Result<Ex
         option_env!("CPKEEP_COMMIT").unwrap_or("unknown"),
         start,
     ));
+    let consistency = Arc::new(consistency_clock(&path, &file)?);
     let mut jobs = Vec::new();
     for task in Task::ALL {
         let Some(schedule) = job_schedule(&path, &file, task)? else {
             continue;
         };
         let runner = match task {
-            Task::Health => health_runner(path.clone()),
+            Task::Health => health_runner(path.clone(), Arc::clone(&consistency)),
             Task::Backup => backup_runner(path.clone()),
             Task::Certs => certs_runner(path.clone()),
             Task::Drill => drill_runner(path.clone()),

@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::doctor_metrics::DoctorSeries;
 use super::x509::X509Series;
 use super::Task;
 use crate::failure::FailureClass;
@@ -159,7 +160,9 @@ pub struct Metrics {
     /// The leader and term each cluster had at the previous health run.
     last_leader: Mutex<HashMap<String, LeaderSeen>>,
     x509: X509Series,
-    /// Held for writing while the x509 set is replaced, so a scrape never sees it half-updated.
+    doctor: DoctorSeries,
+    /// Held for writing while a replaced-whole set (x509, doctor) is updated, so a scrape never
+    /// sees it half-updated.
     x509_update: RwLock<()>,
 }
 
@@ -194,6 +197,7 @@ impl Metrics {
             learners: Family::default(),
             last_leader: Mutex::new(HashMap::new()),
             x509: X509Series::register(&mut registry),
+            doctor: DoctorSeries::register(&mut registry),
             x509_update: RwLock::new(()),
         };
         for t in Task::ALL {
@@ -475,6 +479,13 @@ impl Metrics {
 
     pub fn backup_step_failed(&self, step: Step) {
         self.step_failures.get_or_create(&StepLabel { step }).inc();
+    }
+
+    /// A health run's doctor series (see [`DoctorSeries`]); `at` is the run's end, unix seconds.
+    pub fn doctor(&self, cluster_id: &str, report: &crate::etcd::DoctorReport, at: f64) {
+        // The per-member sets are replaced whole: a scrape waits rather than see half of one.
+        let _exclusive = self.x509_update.write();
+        self.doctor.update(cluster_id, report, at);
     }
 
     /// A certs run's `x509_*` series (see [`X509Series`]).

@@ -74,16 +74,37 @@ fn random_below(max: Duration) -> Duration {
 /// A job, its guard, and the abort handle of its latest run.
 type RunSlot = (Task, Guard, Option<AbortHandle>);
 
-/// The longest gap between two consecutive times of `schedule` (6 fields, UTC), read as
-/// tokio-cron-scheduler reads it (seconds required, day-of-month AND day-of-week), over its next
-/// 2000 times or 400 days, whichever comes first: `0 0 3 * * 0` is a week.
-pub fn interval(schedule: &str) -> Option<Duration> {
-    let cron = croner::parser::CronParser::builder()
+/// A 6-field schedule (seconds first, UTC) read as tokio-cron-scheduler reads it: seconds
+/// required, day-of-month AND day-of-week.
+pub fn parse_schedule(schedule: &str) -> Option<croner::Cron> {
+    croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Required)
         .dom_and_dow(true)
         .build()
         .parse(schedule)
-        .ok()?;
+        .ok()
+}
+
+/// Whether a time of `schedule` fell after `last` and at or before `now` (always, without a
+/// `last`): for work that rides on a more frequent job at its own, rarer schedule.
+pub fn due(
+    schedule: &croner::Cron,
+    last: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    match last {
+        None => true,
+        Some(last) => schedule
+            .find_next_occurrence(&last, false)
+            .is_ok_and(|next| next <= now),
+    }
+}
+
+/// The longest gap between two consecutive times of `schedule` (6 fields, UTC), read as
+/// tokio-cron-scheduler reads it (seconds required, day-of-month AND day-of-week), over its next
+/// 2000 times or 400 days, whichever comes first: `0 0 3 * * 0` is a week.
+pub fn interval(schedule: &str) -> Option<Duration> {
+    let cron = parse_schedule(schedule)?;
     let start = chrono::DateTime::<chrono::Utc>::from_timestamp(1_767_225_600, 0)?; // 2026-01-01
     let horizon = start + chrono::Duration::days(400);
     let mut prev: Option<chrono::DateTime<chrono::Utc>> = None;
@@ -284,6 +305,20 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rarer_schedule_is_due_once_its_time_has_passed() {
+        let hourly = parse_schedule("0 0 * * * *").unwrap();
+        let at = |h: u32, m: u32| {
+            chrono::DateTime::<chrono::Utc>::from_timestamp(1_767_225_600, 0).unwrap()
+                + chrono::Duration::hours(i64::from(h))
+                + chrono::Duration::minutes(i64::from(m))
+        };
+        assert!(due(&hourly, None, at(0, 5)));
+        assert!(!due(&hourly, Some(at(0, 5)), at(0, 59)));
+        assert!(due(&hourly, Some(at(0, 5)), at(1, 0)));
+        assert!(due(&hourly, Some(at(0, 5)), at(3, 7)));
+    }
 
     #[test]
     fn jitter_stays_below_its_bound_and_varies() {

@@ -585,3 +585,68 @@ async fn sigterm_during_an_s3_upload_aborts_it_after_the_grace() {
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert_eq!(pending_and_objects(&s3).await, (0, 0));
 }
+
+/// The doctor series of the health job: consistency checked at the first run and at its own
+/// schedule, so a member altered while stopped shows up as a divergent member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_job_checks_consistency_at_its_own_schedule_and_catches_a_divergent_member() {
+    let mut sb = sandbox(Etcd::V35, 3).await;
+    let (key, good, bad) = (
+        "/registry/secrets/default/daemon-doctor",
+        "daemon-doctor-ORIGINAL-41c2",
+        "daemon-doctor-TAMPERED-41c2",
+    );
+    {
+        let conn = sb.connection(Duration::from_secs(5)).unwrap();
+        let mut client = cpkeep::etcd::connect(&conn.endpoints[0], &conn)
+            .await
+            .unwrap();
+        client.put(key, good, None).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Health every second; consistency every 3 s (and at the first run).
+    let cfg = config("", dir.path(), &sb, "3s", "* * * * * *", "5s");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text = text.replace(
+        "health:\n",
+        "health:\n  consistency-schedule: \"*/3 * * * * *\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let port = free_port();
+    let mut d = start(&cfg, port);
+    let m = wait_metrics(port, Duration::from_secs(30), "a consistency check", |t| {
+        etcd(t, "cpkeep_etcd_consistency_last_check_timestamp_seconds").is_some()
+    })
+    .await;
+    assert_eq!(
+        etcd(&m, "cpkeep_etcd_consistency_divergent_members"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        etcd(&m, "cpkeep_etcd_consistency_unchecked_members"),
+        Some(0.0)
+    );
+    assert_eq!(etcd(&m, "cpkeep_etcd_version_skew"), Some(0.0));
+    let ratios = m
+        .lines()
+        .filter(|l| l.starts_with("cpkeep_etcd_member_db_in_use_ratio{"))
+        .count();
+    assert_eq!(ratios, 3, "{m}");
+
+    let f = sb.follower().await.unwrap();
+    let victim = sb.members()[f].name.clone();
+    sb.alter_value_while_stopped(f, good.as_bytes(), bad.as_bytes())
+        .await
+        .unwrap();
+    let m = wait_metrics(port, Duration::from_secs(60), "the divergent member", |t| {
+        etcd(t, "cpkeep_etcd_consistency_divergent_members") == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        etcd(&m, "cpkeep_etcd_healthy_voters"),
+        Some(3.0),
+        "{m} ({victim})"
+    );
+    sigterm_exits_cleanly(&mut d, Duration::from_secs(20)).await;
+}
