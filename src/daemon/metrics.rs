@@ -137,6 +137,7 @@ pub struct Metrics {
     interval: Family<TaskLabel, F64Gauge>,
     last_run: Family<TaskLabel, F64Gauge>,
     last_success: Family<TaskLabel, F64Gauge>,
+    last_standby: Family<TaskLabel, F64Gauge>,
     duration: Family<TaskLabel, Histogram, fn() -> Histogram>,
     runs: Family<TaskResult, Counter>,
     failures: Family<TaskClass, Counter>,
@@ -175,6 +176,7 @@ impl Metrics {
             interval: Family::default(),
             last_run: Family::default(),
             last_success: Family::default(),
+            last_standby: Family::default(),
             duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
             runs: Family::default(),
             failures: Family::default(),
@@ -204,6 +206,7 @@ impl Metrics {
             let _ = m.interval.get_or_create(&task(t));
             let _ = m.last_run.get_or_create(&task(t));
             let _ = m.last_success.get_or_create(&task(t));
+            let _ = m.last_standby.get_or_create(&task(t));
             let _ = m.duration.get_or_create(&task(t));
             for result in [
                 RunResult::ok,
@@ -242,8 +245,13 @@ impl Metrics {
         r.register("cpkeep_job_interval_seconds", "The job's schedule interval (longest gap between two schedule times); 0 when the job is disabled", m.interval.clone());
         r.register(
             "cpkeep_job_last_run_timestamp_seconds",
-            "Unix time the last run that was not skipped ended; 0 before the first",
+            "Unix time the last run that was neither skipped nor standby ended; 0 before the first",
             m.last_run.clone(),
+        );
+        r.register(
+            "cpkeep_job_last_standby_timestamp_seconds",
+            "Unix time of the last run that had nothing to do on this node (a backup on a node whose member does not lead); 0 before the first",
+            m.last_standby.clone(),
         );
         r.register(
             "cpkeep_job_last_success_timestamp_seconds",
@@ -387,7 +395,8 @@ impl Metrics {
 
     /// A run that found it had nothing to do on this node (a backup only the leader's node takes);
     /// neither a run nor a success for the timestamps.
-    pub fn standby(&self, t: Task) {
+    pub fn standby(&self, t: Task, at: f64) {
+        self.last_standby.get_or_create(&task(t)).set(at);
         self.count(t, RunResult::standby);
     }
 

@@ -186,7 +186,7 @@ fn tick(
             Ok(Ran::Done) => tracing::info!(task = task.name(), seconds = secs, "run succeeded"),
             Ok(Ran::Standby) => {
                 tracing::info!(task = task.name(), "nothing to do on this node");
-                metrics.standby(task);
+                metrics.standby(task, unix_now());
                 return;
             }
             Err(f) => {
