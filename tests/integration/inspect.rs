@@ -383,4 +383,24 @@ async fn stored_objects_are_read_by_content() {
     assert!(run.assert_one_clear_line().contains("damaged"));
     assert_eq!(std::fs::read(&damaged).unwrap(), flipped);
     assert_eq!(std::fs::read(&zst).unwrap(), bytes);
+    // Wherever the flip lands, status says damaged: a flip inside a zstd block may decode without
+    // a zstd error, and only the trailer catches it.
+    for eighth in 1..8 {
+        let mut flipped = bytes.clone();
+        let at = flipped.len() * eighth / 8;
+        flipped[at] ^= 0x08;
+        std::fs::write(&damaged, &flipped).unwrap();
+        let run = cpkeep(&args(&[
+            "snapshot",
+            "status",
+            &damaged.display().to_string(),
+        ]))
+        .await;
+        assert_eq!(
+            run.code, 2,
+            "flip at {eighth}/8: {}\n{}",
+            run.stdout, run.stderr
+        );
+        assert!(run.assert_one_clear_line().contains("damaged"));
+    }
 }
