@@ -71,7 +71,7 @@ mod tests {
             .collect();
         assert!(!seeds.is_empty());
         seeds.sort();
-        let mut rng = crate::mutate::XorShift::new(0x5EED_0F_1065);
+        let mut rng = crate::mutate::XorShift::new(0x005E_ED0F_1065);
         let specials = b"\0\x01\x02\x03\xff\x7f\x80";
         for seed in &seeds {
             assert!(

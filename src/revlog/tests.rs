@@ -44,7 +44,10 @@ fn del(key: &str, rev: i64) -> Event {
 
 /// Revisions 10 … 13: a put, a transaction of three (two puts and a delete), a put with a lease,
 /// a lease revoke's delete; then the lease table.
-fn sample() -> (Vec<(i64, DateTime<Utc>, Vec<Event>)>, LeaseTable) {
+/// A revision as the writer takes it: revision, time received, events.
+type Rev = (i64, DateTime<Utc>, Vec<Event>);
+
+fn sample() -> (Vec<Rev>, LeaseTable) {
     let revs = vec![
         (10, t(0), vec![put("/a", "1", 10, 10, 1, 0)]),
         (
