@@ -19,6 +19,7 @@ mod http1;
 mod mutate;
 pub mod remote;
 pub mod restore;
+pub mod revlog;
 pub mod sandbox;
 pub mod snapshot;
 pub mod staticpod;

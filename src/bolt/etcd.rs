@@ -186,6 +186,22 @@ impl<'a> KeyValue<'a> {
         Ok(kv)
     }
 
+    /// Encodes the KeyValue as etcd stores it: fields in number order, zero and empty fields left
+    /// out (proto3's rule, which etcd's generated code follows), so that a value rebuilt from a
+    /// watch event is the same bytes etcd wrote into the `key` bucket.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_len(out, KV_KEY, self.key);
+        for (number, v) in [
+            (KV_CREATE_REVISION, self.create_revision),
+            (KV_MOD_REVISION, self.mod_revision),
+            (KV_VERSION, self.version),
+        ] {
+            put_int64(out, number, v);
+        }
+        put_len(out, KV_VALUE, self.value);
+        put_int64(out, KV_LEASE, self.lease);
+    }
+
     pub fn to_owned(&self) -> OwnedKeyValue {
         OwnedKeyValue {
             key: self.key.to_vec(),
@@ -207,6 +223,48 @@ pub struct OwnedKeyValue {
     pub version: i64,
     pub value: Vec<u8>,
     pub lease: i64,
+}
+
+impl OwnedKeyValue {
+    /// The same KeyValue, borrowing these bytes.
+    pub fn borrow(&self) -> KeyValue<'_> {
+        KeyValue {
+            key: &self.key,
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+            value: &self.value,
+            lease: self.lease,
+        }
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A varint field (int64 as two's complement), left out when zero.
+fn put_int64(out: &mut Vec<u8>, number: u32, v: i64) {
+    if v != 0 {
+        put_varint(out, u64::from(number) << 3);
+        put_varint(out, v as u64);
+    }
+}
+
+/// A length-delimited field, left out when empty.
+fn put_len(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
+    if !bytes.is_empty() {
+        put_varint(
+            out,
+            (u64::from(number) << 3) | u64::from(super::proto::WIRE_LEN),
+        );
+        put_varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
 }
 
 /// The MVCC history: every entry of the `key` bucket in revision order, decoded.

@@ -58,6 +58,21 @@ impl Revision {
     }
 }
 
+impl Revision {
+    /// The `key` bucket key for this revision (18 bytes with the tombstone mark). Negative parts
+    /// never occur in etcd; they are written as their two's complement bits, as Go does.
+    pub fn to_key(&self) -> Vec<u8> {
+        let mut k = Vec::with_capacity(TOMBSTONE_KEY_LEN);
+        k.extend_from_slice(&self.main.to_be_bytes());
+        k.push(b'_');
+        k.extend_from_slice(&self.sub.to_be_bytes());
+        if self.tombstone {
+            k.push(b't');
+        }
+        k
+    }
+}
+
 /// Decodes an 8-byte big-endian integer (consistent_index, term, compaction revisions).
 pub fn decode_be_u64(value: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(value.try_into().ok()?))

@@ -1,0 +1,25 @@
+//! The revision log of `cpkeep backup --follow` (issue 16), its pure part: the segment format
+//! (framed, checksummed records of etcd revisions and lease tables), a checking writer and reader,
+//! and the segment manifest with the check of a chain of them. The byte layout is in
+//! docs/FORMAT.md, "The revision log segment".
+//!
+//! This module owns bytes and their rules only: it never prints, never talks to etcd or a store,
+//! and never compresses or encrypts (callers wrap its `Read`/`Write` streams). Corrupt input is a
+//! [`RevlogError`] naming the offset or the segment, never a panic.
+
+pub mod error;
+#[doc(hidden)]
+/// Fuzz target bodies: in tests and cargo-fuzz builds only, never in the binary.
+#[cfg(any(test, fuzzing))]
+pub mod fuzz_targets;
+pub mod manifest;
+pub mod record;
+pub mod segment;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ChainBreak, RevlogError};
+pub use manifest::{check_chain, ChainReport, Previous, SegmentManifest, StoredObject};
+pub use record::{Event, EventKind, LeaseEntry, LeaseTable, RevisionRecord};
+pub use segment::{read_segment, Segment, SegmentReader, SegmentSummary, SegmentWriter};
