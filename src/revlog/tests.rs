@@ -678,15 +678,28 @@ fn overlaps_and_foreign_clusters_are_breaks() {
     assert!(matches!(broken(&c).1, ChainBreak::WrongCluster { .. }));
 }
 
-/// Writes the seed corpus of the `revlog_read` fuzz target (run once, by hand, with
-/// `cargo test --lib revlog::tests::write_seed_corpus -- --ignored`).
+/// The seed corpus of the `revlog_read` fuzz target is what the writer writes today: a format
+/// change that forgets the seeds fails here. `CPKEEP_WRITE_SEEDS=1` rewrites them instead.
 #[test]
-#[ignore]
-fn write_seed_corpus() {
+fn the_fuzz_seed_corpus_is_what_the_writer_writes() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/revlog_read");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("sample-with-leases"), write_sample()).unwrap();
     let mut w = SegmentWriter::new(Vec::new()).unwrap();
     w.append(1, t(0), &[put("k", "v", 1, 1, 1, 0)]).unwrap();
-    std::fs::write(dir.join("one-put"), w.finish(None).unwrap().0).unwrap();
+    let seeds = [
+        ("sample-with-leases", write_sample()),
+        ("one-put", w.finish(None).unwrap().0),
+    ];
+    for (name, bytes) in seeds {
+        let path = dir.join(name);
+        if std::env::var_os("CPKEEP_WRITE_SEEDS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{} is stale: rerun with CPKEEP_WRITE_SEEDS=1",
+            path.display()
+        );
+    }
 }
