@@ -121,11 +121,12 @@ pub fn status_of_file(
     let db = open(&plain.path, path)?;
     // A compressed or encrypted snapshot was hashed while it was decoded: a bit flipped inside a
     // zstd block can decode to other bytes without a zstd error, and only etcd's trailer tells.
-    // The db is whole pages (at least 512 bytes each), so a decoded length of whole pages plus 32
-    // says a trailer is there; a compressed raw member db (no trailer) is left alone. A raw file
-    // is read in place: checking it would cost a second full read, which etcdutl skips too.
+    // The db is whole pages (at least 512 bytes each): a decoded stream of whole pages is a
+    // compressed raw member db, with no trailer to check; any other length must end with the
+    // trailer, so a stream altered in content or in length is damaged. A raw file is read in
+    // place: checking it would cost a second full read, which etcdutl skips too.
     if let Some(t) = &plain.trailer {
-        if t.db_len.is_multiple_of(512) && !t.matches() {
+        if !(t.db_len + 32).is_multiple_of(512) && !t.matches() {
             return Err(damaged(
                 path,
                 "the sha256 trailer does not match the decoded db",
