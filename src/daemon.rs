@@ -17,7 +17,9 @@ use crate::failure::FailureClass;
 
 pub use guard::{Guard, GuardPass};
 pub use metrics::{HealthSample, Metrics, Step};
-pub use scheduler::{due, parse_schedule, run, DaemonOptions, JobFuture, JobRunner, JobSpec, Ran};
+pub use scheduler::{
+    due, parse_schedule, run, unix_now, DaemonOptions, JobFuture, JobRunner, JobSpec, Ran,
+};
 
 /// The daemon's jobs; the `task` label of every job metric (not `job`: Prometheus owns that one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

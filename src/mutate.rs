@@ -2,6 +2,20 @@
 //! a xorshift generator and one mutation step — a bit flip, an inserted special byte, a truncation,
 //! or a repeated run. Test-only; never part of the binary.
 
+/// The committed seed inputs of fuzz target `target` (`fuzz/corpus/<target>/`), sorted so the
+/// mutations that follow them are the same on every run.
+pub fn seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    seeds.sort();
+    seeds
+}
+
 /// A xorshift64 generator: the same sequence on every run, so a failure reproduces.
 pub struct XorShift(u64);
 

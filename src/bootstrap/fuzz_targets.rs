@@ -79,14 +79,8 @@ mod tests {
     /// lines repeated).
     #[test]
     fn bootstrap_inventory_survives_seeds_and_mutations() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fuzz/corpus/bootstrap_inventory");
-        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-            .collect();
+        let seeds = crate::mutate::seeds("bootstrap_inventory");
         assert!(seeds.len() >= 4);
-        seeds.sort();
         let mut rng = crate::mutate::XorShift::new(0x2545_F491_4F6C_DD1D);
         let specials = b":-{}[],#&*!|>'\"%@ \n\t.0123456789/";
         for seed in &seeds {

@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, CommandFactory};
@@ -245,11 +245,7 @@ fn health_runner(config: PathBuf, consistency: Arc<ConsistencyClock>) -> JobRunn
                     .map_err(|e| failure_of(&e))?;
                 if let Some(id) = &report.cluster_id {
                     metrics.health(&sample(&report, id));
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_secs_f64())
-                        .unwrap_or(0.0);
-                    metrics.doctor(id, &report.doctor, now);
+                    metrics.doctor(id, &report.doctor, crate::daemon::unix_now());
                 }
                 if report.verdict == Verdict::Unknown {
                     return Err(RunFailure {
@@ -456,10 +452,7 @@ pub async fn run(args: DaemonArgs, config: Option<PathBuf>) -> anyhow::Result<Ex
             .parse()
             .context("the default listen address")?,
     };
-    let start = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    let start = crate::daemon::unix_now();
     let metrics = Arc::new(Metrics::new(
         crate::VERSION,
         option_env!("CPKEEP_COMMIT").unwrap_or("unknown"),

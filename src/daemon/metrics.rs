@@ -164,7 +164,7 @@ pub struct Metrics {
     doctor: DoctorSeries,
     /// Held for writing while a replaced-whole set (x509, doctor) is updated, so a scrape never
     /// sees it half-updated.
-    x509_update: RwLock<()>,
+    replacing: RwLock<()>,
 }
 
 impl Metrics {
@@ -200,7 +200,7 @@ impl Metrics {
             last_leader: Mutex::new(HashMap::new()),
             x509: X509Series::register(&mut registry),
             doctor: DoctorSeries::register(&mut registry),
-            x509_update: RwLock::new(()),
+            replacing: RwLock::new(()),
         };
         for t in Task::ALL {
             let _ = m.interval.get_or_create(&task(t));
@@ -374,7 +374,7 @@ impl Metrics {
     /// The exposition, OpenMetrics text ending in `# EOF`.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        let _consistent = self.x509_update.read();
+        let _consistent = self.replacing.read();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
@@ -493,7 +493,7 @@ impl Metrics {
     /// A health run's doctor series (see [`DoctorSeries`]); `at` is the run's end, unix seconds.
     pub fn doctor(&self, cluster_id: &str, report: &crate::etcd::DoctorReport, at: f64) {
         // The per-member sets are replaced whole: a scrape waits rather than see half of one.
-        let _exclusive = self.x509_update.write();
+        let _exclusive = self.replacing.write();
         self.doctor.update(cluster_id, report, at);
     }
 
@@ -504,7 +504,7 @@ impl Metrics {
         read_errors: u64,
         errors: &crate::certs::prometheus::SourceErrors,
     ) {
-        let _exclusive = self.x509_update.write();
+        let _exclusive = self.replacing.write();
         self.x509.update(samples, read_errors, errors);
     }
 

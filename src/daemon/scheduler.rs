@@ -52,7 +52,8 @@ pub struct DaemonOptions {
     pub shutdown_grace: Duration,
 }
 
-fn unix_now() -> f64 {
+/// Now, as unix seconds (0 on a clock before 1970), for the timestamp series.
+pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

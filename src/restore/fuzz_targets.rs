@@ -38,14 +38,8 @@ mod tests {
     /// Seeds plus deterministic mutations (byte flips, separators inserted, truncation).
     #[test]
     fn restore_input_survives_seeds_and_mutations() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/restore_input");
-        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-            .collect();
+        let seeds = crate::mutate::seeds("restore_input");
         assert!(!seeds.is_empty());
-        seeds.sort();
         let mut rng = crate::mutate::XorShift::new(0x9E37_79B9_7F4A_7C15);
         let specials = b"=,:/\n\\\"%@[]?# \0\xff";
         for seed in &seeds {

@@ -64,13 +64,8 @@ mod tests {
     /// The committed seeds plus deterministic mutations (bit flips, inserted bytes, truncation).
     #[test]
     fn revlog_read_survives_seeds_and_mutations() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/revlog_read");
-        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-            .collect();
+        let seeds = crate::mutate::seeds("revlog_read");
         assert!(!seeds.is_empty());
-        seeds.sort();
         let mut rng = crate::mutate::XorShift::new(0x005E_ED0F_1065);
         let specials = b"\0\x01\x02\x03\xff\x7f\x80";
         for seed in &seeds {
