@@ -420,6 +420,15 @@ impl Lease {
         }
         Ok(l)
     }
+
+    /// The bytes etcd stores for this lease: fields in number order, zeros left out.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_int64(&mut out, LEASE_ID, self.id);
+        put_int64(&mut out, LEASE_TTL, self.ttl);
+        put_int64(&mut out, LEASE_REMAINING_TTL, self.remaining_ttl);
+        out
+    }
 }
 
 /// The `lease` bucket, in key (ID) order. Each key must be the lease's ID.

@@ -63,6 +63,11 @@ pub enum RestoreError {
     #[error("{0}")]
     Snapshot(String),
 
+    /// A point-in-time restore the revision log cannot carry (target beyond it, a missing,
+    /// damaged or unchained segment, a target older than every snapshot).
+    #[error("{0}")]
+    PointInTime(String),
+
     #[error(transparent)]
     Fetch(#[from] crate::snapshot::SnapshotError),
 
@@ -92,7 +97,9 @@ impl RestoreError {
     pub fn class(&self) -> FailureClass {
         match self {
             RestoreError::Fetch(s) => s.class(),
-            RestoreError::NotEmpty(_) | RestoreError::AlreadyExists(_) => FailureClass::Refused,
+            RestoreError::NotEmpty(_)
+            | RestoreError::AlreadyExists(_)
+            | RestoreError::PointInTime(_) => FailureClass::Refused,
             RestoreError::Snapshot(_)
             | RestoreError::Write(_)
             | RestoreError::Io { .. }

@@ -114,6 +114,7 @@ pub fn edit_in_place(
                     source.as_ref(),
                     options,
                     &mut copied,
+                    None,
                 )?;
                 rewritten.push((name.clone(), written));
             }
@@ -132,6 +133,7 @@ pub fn edit_in_place(
         latest,
         bumped,
         alarms,
+        replay: _,
     } = copied;
     let revision = bumped.unwrap_or(latest);
     if status.revision != revision {
@@ -167,6 +169,7 @@ pub fn edit_in_place(
         keys: status.total_key,
         db_size: summary.bytes,
         written: DbWrite::EditedInPlace,
+        replay: None,
     })
 }
 

@@ -7,6 +7,8 @@
 //! - [`raftsnap`]: the raft snapshot file (`member/snap/<term>-<index>.snap`) with the v2 store;
 //! - [`raftpb`]: the protobuf messages both are made of;
 //! - [`rewrite`]: the fresh bbolt db with the new membership (and a revision bump);
+//! - [`replay`]: a revision log's events written into the rewrite's `key` bucket at their own
+//!   revisions (point-in-time restore), and the leases live keys still reference;
 //! - [`inplace`]: the same changes committed in place to a db downloaded from a store;
 //! - [`manifest`]: kubeadm's etcd static pod manifest, read for the flags a restore needs;
 //! - [`run`]: plan and apply a whole restore, safely (build in `.part`, rename last, roll back
@@ -32,6 +34,7 @@ pub mod manifest;
 pub mod membership;
 pub mod raftpb;
 pub mod raftsnap;
+pub mod replay;
 pub mod rewrite;
 pub mod run;
 pub mod wal;

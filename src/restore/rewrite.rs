@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use super::error::RestoreError;
 use super::membership::DbUpdates;
-use crate::bolt::etcd::Alarm;
+use super::replay::{Replay, ReplayReport, Replayer};
+use crate::bolt::etcd::{Alarm, LEASE_BUCKET};
 use crate::bolt::schema::{KEY_BUCKET, META_BUCKET};
 use crate::bolt::writer::{BoltWriter, WriterOptions};
 use crate::bolt::{Bucket, Db, PageSource};
@@ -63,6 +64,9 @@ pub struct RewriteReport {
     pub keys: u64,
     pub db_size: u64,
     pub written: DbWrite,
+    /// The revision log replayed on top of the snapshot (point-in-time restore).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayReport>,
 }
 
 /// How the restored db was written.
@@ -90,6 +94,18 @@ pub fn rewrite<S: PageSource>(
     out: File,
     options: &RewriteOptions,
 ) -> Result<RewriteReport, RestoreError> {
+    rewrite_with_replay(src, out, options, None)
+}
+
+/// [`rewrite`], with a revision log replayed after the snapshot's last `key` pair up to
+/// `replay.target`: the restored member starts at the target (a bump counts from it), and the
+/// `lease` bucket gets the leases live keys reference that the snapshot lacks.
+pub fn rewrite_with_replay<S: PageSource>(
+    src: &Db<S>,
+    out: File,
+    options: &RewriteOptions,
+    mut replay: Option<&mut Replay>,
+) -> Result<RewriteReport, RestoreError> {
     let bolt = |e: crate::bolt::BoltError| RestoreError::Snapshot(format!("{e}"));
     let mut writer = BoltWriter::create(
         out,
@@ -101,12 +117,37 @@ pub fn rewrite<S: PageSource>(
     .map_err(RestoreError::Write)?;
 
     let mut changes = changes(src, options)?;
+    let mut in_snapshot = BTreeSet::new();
+    if replay.is_some() {
+        // The replay writes `key`, adds leases, and counts from the db's own revision (a
+        // compaction above the last key included).
+        changes.names.extend(
+            [KEY_BUCKET, LEASE_BUCKET, META_BUCKET]
+                .iter()
+                .map(|b| b.to_vec()),
+        );
+        changes.compaction_floor = compaction_of(src);
+        in_snapshot = crate::bolt::etcd::leases(src)
+            .map_err(|e| RestoreError::Snapshot(format!("{e}")))?
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+    }
     let mut copied = Copied::default();
     let mut buckets = Vec::new();
     for name in &changes.names.clone() {
         let source = src.bucket(name).map_err(bolt)?;
-        let written =
-            changes.write_bucket(&mut writer, name, source.as_ref(), options, &mut copied)?;
+        let mut written = changes.write_bucket(
+            &mut writer,
+            name,
+            source.as_ref(),
+            options,
+            &mut copied,
+            replay.as_deref_mut().map(|r| (r, &in_snapshot)),
+        )?;
+        if copied.replay.is_some() && name == KEY_BUCKET {
+            written += copied.replay.as_ref().map_or(0, |r| r.events);
+        }
         buckets.push(BucketCount {
             name: String::from_utf8_lossy(name).into_owned(),
             keys: written,
@@ -117,10 +158,12 @@ pub fn rewrite<S: PageSource>(
         latest,
         bumped,
         alarms,
+        replay,
     } = copied;
+    let reached = replay.as_ref().map_or(latest, |r| r.to_revision);
     Ok(RewriteReport {
         snapshot_revision: latest,
-        revision: bumped.unwrap_or(latest),
+        revision: bumped.unwrap_or(reached),
         compacted_at: options.bump.filter(|b| b.mark_compacted).and(bumped),
         alarms,
         alarms_cleared: options.clear_alarms,
@@ -128,7 +171,20 @@ pub fn rewrite<S: PageSource>(
         keys: summary.keys,
         db_size: summary.bytes,
         written: DbWrite::Rewritten,
+        replay,
     })
+}
+
+/// The compaction the db finished or scheduled (0 if none or unreadable): etcd boots at the
+/// higher of it and the last key's revision.
+fn compaction_of<S: PageSource>(src: &Db<S>) -> i64 {
+    crate::bolt::etcd::meta(src)
+        .map(|m| {
+            m.finished_compact_revision
+                .unwrap_or(0)
+                .max(m.scheduled_compact_revision.unwrap_or(0))
+        })
+        .unwrap_or(0)
 }
 
 /// Puts bucket `name`'s pairs into the writer's open bucket, in key order: those of `source`
@@ -230,13 +286,7 @@ pub(super) fn changes<S: PageSource>(
         names.insert(META_BUCKET.to_vec());
     }
     let compaction_floor = match options.bump {
-        Some(_) => crate::bolt::etcd::meta(src)
-            .map(|m| {
-                m.finished_compact_revision
-                    .unwrap_or(0)
-                    .max(m.scheduled_compact_revision.unwrap_or(0))
-            })
-            .unwrap_or(0),
+        Some(_) => compaction_of(src),
         None => 0,
     };
     Ok(Changes {
@@ -256,11 +306,15 @@ pub(super) struct Copied {
     pub bumped: Option<i64>,
     /// The alarms the snapshot carried.
     pub alarms: Vec<String>,
+    /// What the replay wrote, once `key` is written (point-in-time restore).
+    pub replay: Option<ReplayReport>,
 }
 
 impl Changes {
     /// Writes top-level bucket `name` whole: `source`'s pairs (none if it is cleared) with the
-    /// puts merged in, and in `key` the bump's key. Returns the pairs written.
+    /// puts merged in, and in `key` the replayed log (with the leases it needs queued for
+    /// `lease`, which sorts after it, given the snapshot's own lease IDs) and the bump's key.
+    /// Returns the pairs written, replayed ones not counted.
     pub(super) fn write_bucket<S: PageSource>(
         &mut self,
         writer: &mut BoltWriter,
@@ -268,6 +322,7 @@ impl Changes {
         source: Option<&Bucket<'_, S>>,
         options: &RewriteOptions,
         copied: &mut Copied,
+        replay: Option<(&mut Replay, &BTreeSet<i64>)>,
     ) -> Result<u64, RestoreError> {
         writer
             .begin_bucket(name, source.map_or(0, |b| b.sequence()))
@@ -283,8 +338,21 @@ impl Changes {
             &mut copied.alarms,
             &mut copied.latest,
         )?;
+        let mut head = copied.latest;
+        if let (Some((replay, in_snapshot)), true) = (replay, name == KEY_BUCKET) {
+            let mut replayer =
+                Replayer::new(copied.latest.max(self.compaction_floor), replay.target)?;
+            replayer.run(writer, &mut replay.feed)?;
+            let (leases, report) = replayer.finish(in_snapshot);
+            self.puts
+                .entry(LEASE_BUCKET.to_vec())
+                .or_default()
+                .extend(leases);
+            head = report.to_revision;
+            copied.replay = Some(report);
+        }
         if let (Some(bump), true) = (options.bump, name == KEY_BUCKET) {
-            let (rev, key) = self.bump_key(copied.latest, bump);
+            let (rev, key) = self.bump_key(head, bump);
             writer.put(&key, &[]).map_err(RestoreError::Write)?;
             written += 1;
             copied.bumped = Some(rev);
