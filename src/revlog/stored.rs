@@ -29,13 +29,13 @@ pub enum StoredLogError {
     Store {
         key: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("{key}: {source}")]
     Segment {
         key: String,
         #[source]
-        source: RevlogError,
+        source: Box<RevlogError>,
     },
     #[error("{key}: {reason}")]
     Verify { key: String, reason: String },
@@ -117,7 +117,10 @@ pub async fn put_segment(
     let manifest = SegmentManifest::new(cluster_id, summary, object, previous);
     let store_err = |key: &str| {
         let key = key.to_string();
-        move |source| StoredLogError::Store { key, source }
+        move |source| StoredLogError::Store {
+            key,
+            source: Box::new(source),
+        }
     };
     store
         .put(&manifest.object_key, stored)
@@ -210,7 +213,7 @@ pub async fn list_segments(
         Err(source) => {
             return Err(StoredLogError::Store {
                 key: prefix,
-                source,
+                source: Box::new(source),
             })
         }
     };
@@ -301,7 +304,7 @@ pub async fn fetch_segment(
         .await
         .map_err(|source| StoredLogError::Store {
             key: key.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let verify = |reason: String| StoredLogError::Verify {
         key: key.clone(),
@@ -329,7 +332,7 @@ pub async fn fetch_segment(
     }
     let segment = read_segment(plain.as_slice()).map_err(|source| StoredLogError::Segment {
         key: key.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let s = &segment.summary;
     if (
