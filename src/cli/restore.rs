@@ -16,6 +16,7 @@ use crate::restore::kubeadm::{
     self, HealthState, KubeadmError, KubeadmOptions, KubeadmPlan, KubeadmReport, Origin,
     OtherNodes, Overrides, Setting,
 };
+use crate::restore::pitr::{self, PitrPlan, Target};
 use crate::restore::{
     self, Bump, RestoreError, RestoreOptions, RestorePlan, RestoreReport, RestoreSource,
 };
@@ -26,8 +27,9 @@ use crate::units::human_bytes;
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// A snapshot file (raw db, .zst or age, told by content), or with --store a stored
-    /// snapshot's ID or `latest`.
-    pub snapshot: String,
+    /// snapshot's ID or `latest`. Not with --to-revision/--to-time, which choose it.
+    #[arg(required_unless_present_any = ["to_revision", "to_time"])]
+    pub snapshot: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
     /// age identity file, for encrypted snapshots.
@@ -83,6 +85,14 @@ pub struct RestoreArgs {
     /// Print the plan, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Point-in-time restore (with --store): the newest snapshot at or below revision N, then
+    /// its revision log replayed up to N, every event at its own revision.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..), conflicts_with = "to_time")]
+    pub to_revision: Option<i64>,
+    /// Point-in-time restore (with --store) to the last revision cpkeep received at or before
+    /// this time (RFC 3339, e.g. 2026-12-06T17:30:00Z).
+    #[arg(long, value_name = "RFC3339", value_parser = rfc3339)]
+    pub to_time: Option<chrono::DateTime<chrono::Utc>>,
 
     /// Restore this kubeadm control-plane node's etcd member: settings from etcd's static pod
     /// manifest (flags given here override them), etcd stopped by moving the manifest out of the
@@ -102,7 +112,53 @@ pub struct RestoreArgs {
     pub wait_timeout: Option<Duration>,
 }
 
+/// An RFC 3339 time on the command line.
+fn rfc3339(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{e}: expected RFC 3339, e.g. 2026-12-06T17:30:00Z"))
+}
+
 impl RestoreArgs {
+    /// The point-in-time target, if any.
+    fn target(&self) -> Option<Target> {
+        self.to_revision
+            .map(Target::Revision)
+            .or(self.to_time.map(Target::Time))
+    }
+
+    /// Refuses flags that cannot go together before anything is read.
+    fn check(&self) -> anyhow::Result<()> {
+        let usage = |m: String| -> anyhow::Result<()> {
+            Err(ExitError {
+                code: Exit::Unknown,
+                message: m,
+            }
+            .into())
+        };
+        let Some(flag) = (match (self.to_revision, self.to_time) {
+            (Some(_), _) => Some("--to-revision"),
+            (_, Some(_)) => Some("--to-time"),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        if self.store.store.is_none() {
+            return usage(format!(
+                "{flag} needs --store URL: the revision log it replays is read from a store"
+            ));
+        }
+        if let Some(s) = &self.snapshot {
+            return usage(format!(
+                "{flag} chooses the snapshot itself (the newest one its log can carry): drop {s:?}"
+            ));
+        }
+        if self.skip_hash_check {
+            return usage(format!("{flag} restores a stored snapshot, whose hash is always checked: drop --skip-hash-check"));
+        }
+        Ok(())
+    }
+
     fn bump(&self) -> Option<Bump> {
         self.bump_revision.map(|by| Bump {
             by,
@@ -182,6 +238,56 @@ struct DryRun {
     #[serde(flatten)]
     plan: RestorePlan,
     source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    point_in_time: Option<PitrPlan>,
+}
+
+/// The chosen snapshot, the segments and the revision reached, for a dry run.
+fn pitr_lines(p: &PitrPlan) -> String {
+    let mut s = format!(
+        "snapshot    {} at revision {}
+",
+        p.snapshot_id, p.snapshot_revision
+    );
+    let replayed = p.segments.iter().filter(|g| !g.leases_only).count();
+    if p.segments.is_empty() {
+        s.push_str("log         none needed: the target is the snapshot's revision
+");
+    } else {
+        s.push_str(&format!(
+            "log         {replayed} segment{} replayed from revision {}
+",
+            if replayed == 1 { "" } else { "s" },
+            p.snapshot_revision + 1
+        ));
+    }
+    for g in &p.segments {
+        s.push_str(&format!(
+            "  {}  revisions {}…{}, {} events{}
+",
+            g.object_key,
+            g.first_revision,
+            g.last_revision,
+            g.event_count,
+            if g.leases_only {
+                " (read for its lease table only)"
+            } else {
+                ""
+            }
+        ));
+    }
+    s.push_str(&format!(
+        "reaches     revision {}{}
+",
+        p.target_revision,
+        p.target_time
+            .map(|t| format!(
+                " (received {})",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ))
+            .unwrap_or_default()
+    ));
+    s
 }
 
 fn plan_lines(p: &RestorePlan) -> String {
@@ -214,8 +320,12 @@ fn plan_lines(p: &RestorePlan) -> String {
 impl Render for DryRun {
     fn table(&self) -> String {
         format!(
-            "dry run: nothing written\nsource      {}\n{}",
+            "dry run: nothing written\nsource      {}\n{}{}",
             self.source,
+            self.point_in_time
+                .as_ref()
+                .map(pitr_lines)
+                .unwrap_or_default(),
             plan_lines(&self.plan)
         )
     }
@@ -226,17 +336,43 @@ impl Render for RestoreReport {
         let mut s = format!("restored    {}\n", self.source);
         s.push_str(&plan_lines(&self.plan));
         let db = &self.db;
-        if db.revision != db.snapshot_revision {
+        if let Some(r) = &db.replay {
             s.push_str(&format!(
-                "revision    {} (snapshot {}, bumped{})\n",
+                "replayed    {} events of {} revisions ({}…{}) from {} segment{}\n",
+                r.events,
+                r.revisions,
+                r.from_revision + 1,
+                r.to_revision,
+                r.segments,
+                if r.segments == 1 { "" } else { "s" }
+            ));
+            if !r.leases_added.is_empty() {
+                s.push_str(&format!("leases      added {}\n", r.leases_added.join(", ")));
+            }
+            for w in &r.warnings {
+                s.push_str(&format!("warning     {w}\n"));
+            }
+        }
+        let reached = db
+            .replay
+            .as_ref()
+            .map_or(db.snapshot_revision, |r| r.to_revision);
+        let from = match &db.replay {
+            Some(_) => format!("snapshot {}, revision log to {reached}", db.snapshot_revision),
+            None => format!("snapshot {}", db.snapshot_revision),
+        };
+        if db.revision != reached {
+            s.push_str(&format!(
+                "revision    {} ({from}, bumped{})\n",
                 db.revision,
-                db.snapshot_revision,
                 if db.compacted_at.is_some() {
                     ", earlier revisions marked compacted"
                 } else {
                     ""
                 }
             ));
+        } else if db.replay.is_some() {
+            s.push_str(&format!("revision    {} ({from})\n", db.revision));
         } else {
             s.push_str(&format!("revision    {}\n", db.revision));
         }
@@ -410,6 +546,8 @@ struct Source<'a> {
     note: Option<String>,
     /// What identifies the snapshot (see [`KubeadmOptions::snapshot_id`]).
     id: String,
+    /// The chosen snapshot and log of a point-in-time restore.
+    point_in_time: Option<PitrPlan>,
 }
 
 fn absolute(p: &std::path::Path) -> String {
@@ -438,7 +576,7 @@ async fn open_source<'a>(
     }
     match store {
         None => {
-            let path = PathBuf::from(&a.snapshot);
+            let path = PathBuf::from(a.snapshot.as_deref().unwrap_or_default());
             if !path.exists() {
                 return Err(ExitError {
                     code: Exit::Unknown,
@@ -474,17 +612,40 @@ async fn open_source<'a>(
                 args,
                 id,
                 source: RestoreSource::File { path, identities },
+                point_in_time: None,
             })
         }
         Some(store) => {
             let cat = catalog(store).await.map_err(snapshot_failure)?;
-            let entry = cat
-                .find(&a.snapshot, a.cluster_id.as_deref())
-                .map_err(snapshot_failure)?;
-            let manifest = entry.manifest.clone().ok_or_else(|| ExitError {
-                code: Exit::Unknown,
-                message: format!("snapshot {} has no readable manifest", entry.id),
-            })?;
+            let chosen = match a.target() {
+                Some(target) => Some(
+                    pitr::select(
+                        store,
+                        &cat,
+                        a.cluster_id.as_deref(),
+                        target,
+                        identities.as_deref(),
+                    )
+                    .await
+                    .map_err(restore_failure)?,
+                ),
+                None => None,
+            };
+            let manifest = match &chosen {
+                Some(p) => (*p.snapshot).clone(),
+                None => {
+                    let entry = cat
+                        .find(
+                            a.snapshot.as_deref().unwrap_or("latest"),
+                            a.cluster_id.as_deref(),
+                        )
+                        .map_err(snapshot_failure)?;
+                    entry.manifest.clone().ok_or_else(|| ExitError {
+                        code: Exit::Unknown,
+                        message: format!("snapshot {} has no readable manifest", entry.id),
+                    })?
+                }
+            };
             // The other nodes restore this very snapshot, even if `latest` moves meanwhile.
             let url = a.store.store.clone().unwrap_or_default();
             let url = if url.contains("://") {
@@ -492,14 +653,22 @@ async fn open_source<'a>(
             } else {
                 absolute(std::path::Path::new(&url))
             };
-            let id = format!("stored:{}/{}", manifest.cluster_id, manifest.id);
-            let mut args = vec![
-                manifest.id.clone(),
+            let mut id = format!("stored:{}/{}", manifest.cluster_id, manifest.id);
+            // A point-in-time restore names the revision it reached (also for --to-time), so
+            // that every member replays to the very same one.
+            let mut args = match &chosen {
+                Some(p) => {
+                    id.push_str(&format!("@{}", p.target_revision));
+                    vec!["--to-revision".to_string(), p.target_revision.to_string()]
+                }
+                None => vec![manifest.id.clone()],
+            };
+            args.extend([
                 "--store".to_string(),
                 url,
                 "--cluster-id".to_string(),
                 manifest.cluster_id.clone(),
-            ];
+            ]);
             let st = &a.store;
             for (flag, v) in [
                 ("--s3-endpoint", st.s3_endpoint.clone()),
@@ -514,16 +683,40 @@ async fn open_source<'a>(
                 args.push("--s3-path-style".to_string());
             }
             args.extend(identity_args);
+            let note = identity_note.map(|i| format!("copy {i} to the same path on each node first"));
+            let Some(chosen) = chosen else {
+                return Ok(Source {
+                    shown: format!("{} ({})", manifest.id, manifest.object_key),
+                    note,
+                    args,
+                    id,
+                    source: RestoreSource::Stored {
+                        store,
+                        manifest: Box::new(manifest),
+                        identities,
+                    },
+                    point_in_time: None,
+                });
+            };
+            // Identities cannot be cloned: the log gets its own copy.
+            let log_identities = match &a.identity {
+                Some(p) => Some(load_identities(p).map_err(snapshot_failure)?),
+                None => None,
+            };
             Ok(Source {
-                shown: format!("{} ({})", manifest.id, manifest.object_key),
-                note: identity_note
-                    .map(|i| format!("copy {i} to the same path on each node first")),
+                shown: format!(
+                    "{} ({}) + revision log to {}",
+                    manifest.id, manifest.object_key, chosen.target_revision
+                ),
+                note,
                 args,
                 id,
-                source: RestoreSource::Stored {
+                point_in_time: Some(chosen.clone()),
+                source: RestoreSource::PointInTime {
                     store,
-                    manifest: Box::new(manifest),
+                    plan: Box::new(chosen),
                     identities,
+                    log_identities,
                 },
             })
         }
@@ -553,6 +746,7 @@ async fn interrupted() {
 }
 
 pub async fn run(a: RestoreArgs, out: &Renderer) -> anyhow::Result<Exit> {
+    a.check()?;
     if a.kubeadm {
         return run_kubeadm(a, out).await;
     }
@@ -568,6 +762,7 @@ pub async fn run(a: RestoreArgs, out: &Renderer) -> anyhow::Result<Exit> {
             dry_run: true,
             plan,
             source: src.shown,
+            point_in_time: src.point_in_time,
         })?;
         return Ok(Exit::Ok);
     }
@@ -643,6 +838,7 @@ mod tests {
             dry_run: true,
             plan,
             source: "/backups/etcd-snapshot.db".into(),
+            point_in_time: None,
         }
         .table();
         insta::assert_snapshot!(shown(table, dir.path()));
@@ -668,6 +864,7 @@ mod tests {
             plan,
             source: "20260501T110000Z-r4242 (0123456789abcdef/20260501T110000Z-r4242.db.zst)"
                 .into(),
+            point_in_time: None,
         }
         .table();
         insta::assert_snapshot!(shown(table, dir.path()));

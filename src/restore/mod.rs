@@ -7,6 +7,7 @@
 //! - [`raftsnap`]: the raft snapshot file (`member/snap/<term>-<index>.snap`) with the v2 store;
 //! - [`raftpb`]: the protobuf messages both are made of;
 //! - [`rewrite`]: the fresh bbolt db with the new membership (and a revision bump);
+//! - [`pitr`]: which snapshot and log segments reach a target revision or time;
 //! - [`replay`]: a revision log's events written into the rewrite's `key` bucket at their own
 //!   revisions (point-in-time restore), and the leases live keys still reference;
 //! - [`inplace`]: the same changes committed in place to a db downloaded from a store;
@@ -32,6 +33,7 @@ pub mod inplace;
 pub mod kubeadm;
 pub mod manifest;
 pub mod membership;
+pub mod pitr;
 pub mod raftpb;
 pub mod raftsnap;
 pub mod replay;

@@ -20,7 +20,9 @@ use serde::Serialize;
 use super::error::RestoreError;
 use super::ids::id_hex;
 use super::membership::{InitialCluster, Membership};
-use super::rewrite::{rewrite, Bump, RewriteOptions, RewriteReport};
+use super::pitr::{feed_segments, segment_feed, PitrPlan};
+use super::replay::Replay;
+use super::rewrite::{rewrite_with_replay, Bump, RewriteOptions, RewriteReport};
 use super::{inplace, raftsnap, wal};
 use crate::bolt::{self, Db};
 use crate::fsx;
@@ -82,6 +84,14 @@ pub enum RestoreSource<'a> {
         store: &'a dyn ObjectStore,
         manifest: Box<Manifest>,
         identities: Option<Vec<Box<dyn age::Identity + Send + Sync>>>,
+    },
+    /// A stored snapshot and its revision log replayed up to a target ([`super::pitr::select`]).
+    PointInTime {
+        store: &'a dyn ObjectStore,
+        plan: Box<PitrPlan>,
+        /// For the snapshot, and (a second copy: identities cannot be cloned) for the log.
+        identities: Identities,
+        log_identities: Identities,
     },
 }
 
@@ -572,6 +582,31 @@ async fn build(
                 restore_stored(store, &manifest, identities, &out_path, rewrite_options).await?;
             (format!("stored:{}", manifest.id), true, report)
         }
+        RestoreSource::PointInTime {
+            store,
+            plan,
+            identities,
+            log_identities,
+        } => {
+            let report = restore_point_in_time(
+                store,
+                &plan,
+                identities,
+                log_identities,
+                &incoming,
+                &out_path,
+                rewrite_options,
+            )
+            .await?;
+            (
+                format!(
+                    "stored:{} + revision log to {}",
+                    plan.snapshot_id, plan.target_revision
+                ),
+                true,
+                report,
+            )
+        }
     };
     // The WAL is 64 MB preallocated and fsynced: written on a blocking thread, like every other
     // large file operation, so the runtime's two workers stay free.
@@ -647,7 +682,7 @@ async fn rewrite_file(
     let (db_path2, out2) = (db_path.clone(), out.to_path_buf());
     let rewritten = tokio::task::spawn_blocking(move || {
         let input = File::open(&db_path2).map_err(|e| RestoreError::io("open", &db_path2, e))?;
-        rewrite_and_verify(input, &db_path2, &out2, &rewrite_options, check_source)
+        rewrite_and_verify(input, &db_path2, &out2, &rewrite_options, check_source, None)
     })
     .await
     .map_err(|e| RestoreError::Snapshot(format!("rewrite task failed: {e}")))?;
@@ -695,6 +730,49 @@ async fn restore_stored(
     })
     .await
     .map_err(|e| RestoreError::Snapshot(format!("restore task failed: {e}")))?
+}
+
+/// Restores a stored snapshot with its revision log replayed up to the plan's target: the
+/// snapshot downloaded and decoded into `incoming` (checked against its manifest and trailer as
+/// it streams), then rewritten into `out` with the log's events appended to `key` as segments
+/// are fetched, one at a time, alongside. A rewrite rather than an edit in place: an appended
+/// leaf holds at most 65,535 pairs, and a log holds any number of events.
+async fn restore_point_in_time(
+    store: &dyn ObjectStore,
+    plan: &PitrPlan,
+    identities: Identities,
+    log_identities: Identities,
+    incoming: &Path,
+    out: &Path,
+    rewrite_options: RewriteOptions,
+) -> Result<RewriteReport, RestoreError> {
+    let landing = std::io::BufWriter::with_capacity(1 << 20, secret_file(incoming)?);
+    snapshot::fetch_into(store, &plan.snapshot, identities, landing, incoming).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut replay = Replay {
+        target: plan.target_revision,
+        feed: segment_feed(rx),
+    };
+    let (src, out2) = (incoming.to_path_buf(), out.to_path_buf());
+    let rewriting = tokio::task::spawn_blocking(move || {
+        let input = File::open(&src).map_err(|e| RestoreError::io("open", &src, e))?;
+        rewrite_and_verify(
+            input,
+            &src,
+            &out2,
+            &rewrite_options,
+            false,
+            Some(&mut replay),
+        )
+    });
+    let feeding = feed_segments(
+        store,
+        plan.manifests.clone(),
+        log_identities.as_deref(),
+        tx,
+    );
+    let ((), rewritten) = tokio::join!(feeding, rewriting);
+    rewritten.map_err(|e| RestoreError::Snapshot(format!("rewrite task failed: {e}")))?
 }
 
 /// How the snapshot's integrity is (being) established.
@@ -798,6 +876,7 @@ fn rewrite_and_verify<S: bolt::PageSource>(
     out: &Path,
     options: &RewriteOptions,
     check_source: bool,
+    replay: Option<&mut Replay>,
 ) -> Result<RewriteReport, RestoreError> {
     let corrupt = |what: &Path, reason: String| {
         RestoreError::Snapshot(format!("{}: {reason}", what.display()))
@@ -821,7 +900,7 @@ fn rewrite_and_verify<S: bolt::PageSource>(
     }
     let file = secret_file(out)?;
     let started = std::time::Instant::now();
-    let report = rewrite(&db, file, options)?;
+    let report = rewrite_with_replay(&db, file, options, replay)?;
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
         "db rewritten and synced"

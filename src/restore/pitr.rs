@@ -1,0 +1,421 @@
+//! Point-in-time restore's choice: for a target revision or time, the newest complete snapshot at
+//! or below it whose revision log reaches it, and the segments to replay (checked as a chain:
+//! `follows_snapshot`, then each `previous_sha256`); or one line saying why no restore can reach
+//! the target and what the last reachable revision is. Also the feed that fetches the chosen
+//! segments one at a time for the replay ([`super::replay`]).
+//!
+//! Reads manifests and, for `--to-time` inside a segment, that one segment; never writes to the
+//! store and never prints.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::error::RestoreError;
+use super::replay::{FedSegment, SegmentFeed};
+use crate::revlog::{
+    check_chain, fetch_segment, list_segments, ListedSegment, SegmentManifest, StoredLogError,
+};
+use crate::snapshot::{Catalog, Manifest};
+use crate::store::ObjectStore;
+
+/// What to restore to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Revision(i64),
+    /// The last revision received at or before this time (the records' `received_at`).
+    Time(DateTime<Utc>),
+}
+
+/// One segment the restore reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedSegment {
+    pub object_key: String,
+    pub first_revision: i64,
+    pub last_revision: i64,
+    pub event_count: u64,
+    /// Read past the target for its lease table only.
+    pub leases_only: bool,
+}
+
+/// The chosen snapshot and log.
+#[derive(Debug, Clone, Serialize)]
+pub struct PitrPlan {
+    pub snapshot_id: String,
+    pub snapshot_revision: i64,
+    /// The revision the restore reaches.
+    pub target_revision: i64,
+    /// When cpkeep received the target revision (the snapshot's finish time when the target is
+    /// the snapshot's own revision).
+    pub target_time: Option<DateTime<Utc>>,
+    pub segments: Vec<PlannedSegment>,
+    #[serde(skip)]
+    pub snapshot: Box<Manifest>,
+    #[serde(skip)]
+    pub manifests: Vec<SegmentManifest>,
+}
+
+type Identities<'a> = Option<&'a [Box<dyn age::Identity + Send + Sync>]>;
+
+/// Why a snapshot's log stops where it does.
+#[derive(Debug, Clone)]
+struct Break {
+    segment: String,
+    reason: String,
+}
+
+/// A snapshot's usable log: consecutive, chained, undamaged segments from it on, and where the
+/// chain breaks (`None`: it simply ends).
+struct Chain {
+    segments: Vec<SegmentManifest>,
+    broken: Option<Break>,
+}
+
+impl Chain {
+    fn reachable(&self, snapshot: &Manifest) -> (i64, Option<DateTime<Utc>>) {
+        match self.segments.last() {
+            Some(m) if m.last_revision > snapshot.revision => {
+                (m.last_revision, Some(m.last_event_time))
+            }
+            _ => (snapshot.revision, Some(snapshot.finished_at)),
+        }
+    }
+}
+
+/// Chooses the snapshot and segments for `target` among `cluster`'s complete snapshots.
+pub async fn select(
+    store: &dyn ObjectStore,
+    catalog: &Catalog,
+    cluster: Option<&str>,
+    target: Target,
+    identities: Identities<'_>,
+) -> Result<PitrPlan, RestoreError> {
+    let clusters: BTreeSet<&str> = catalog
+        .complete()
+        .filter(|e| cluster.is_none_or(|c| e.cluster_id == c))
+        .map(|e| e.cluster_id.as_str())
+        .collect();
+    let cluster = match (cluster, clusters.len()) {
+        (_, 0) => {
+            return Err(RestoreError::PointInTime(match cluster {
+                Some(c) => format!("the store holds no complete snapshot of cluster {c}"),
+                None => "the store holds no complete snapshot".into(),
+            }))
+        }
+        (Some(c), _) => c.to_string(),
+        (None, 1) => clusters.iter().next().map(|c| c.to_string()).unwrap_or_default(),
+        (None, _) => {
+            return Err(RestoreError::Usage(format!(
+                "the store holds snapshots of several clusters ({}): pass --cluster-id",
+                clusters.into_iter().collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
+    let mut snapshots: Vec<&Manifest> = catalog
+        .complete()
+        .filter(|e| e.cluster_id == cluster)
+        .filter_map(|e| e.manifest.as_ref())
+        .collect();
+    snapshots.sort_by_key(|m| std::cmp::Reverse((m.revision, m.finished_at)));
+    let listed = list_segments(store, &cluster)
+        .await
+        .map_err(|e| RestoreError::Snapshot(format!("cannot list the revision log: {e}")))?;
+
+    let mut first_refusal = None;
+    let mut candidates = 0;
+    for snap in &snapshots {
+        let fits = match target {
+            Target::Revision(n) => snap.revision <= n,
+            // The snapshot's state is from some moment while it was taken: only one finished by
+            // then is surely older than the target.
+            Target::Time(t) => snap.finished_at <= t,
+        };
+        if !fits {
+            continue;
+        }
+        candidates += 1;
+        let chain = walk(snap, &listed);
+        let resolved = match target {
+            Target::Revision(n) => Ok((n, None)),
+            Target::Time(t) => at_time(store, snap, &chain, t, identities).await,
+        };
+        let (revision, time) = match resolved {
+            Ok(r) => r,
+            Err(e) => {
+                first_refusal.get_or_insert(e);
+                continue;
+            }
+        };
+        match plan_for(snap, &chain, revision, time) {
+            Ok(p) => return Ok(p),
+            Err(e) => {
+                first_refusal.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_refusal {
+        return Err(e);
+    }
+    let oldest = snapshots.last();
+    Err(RestoreError::PointInTime(match (oldest, target, candidates) {
+        (None, _, _) => format!("the store holds no complete snapshot of cluster {cluster}"),
+        (Some(o), Target::Revision(n), _) => format!(
+            "revision {n} is older than every snapshot of cluster {cluster}: the oldest, {}, is at revision {}",
+            o.id, o.revision
+        ),
+        (Some(o), Target::Time(t), _) => format!(
+            "{} is older than every snapshot of cluster {cluster}: the oldest, {}, finished at {}",
+            t.to_rfc3339(),
+            o.id,
+            o.finished_at.to_rfc3339()
+        ),
+    }))
+}
+
+/// The plan to reach `revision` from `snap` along `chain`, or why it cannot.
+fn plan_for(
+    snap: &Manifest,
+    chain: &Chain,
+    revision: i64,
+    time: Option<DateTime<Utc>>,
+) -> Result<PitrPlan, RestoreError> {
+    let (reachable, reachable_time) = chain.reachable(snap);
+    let at = |t: Option<DateTime<Utc>>| {
+        t.map(|t| format!(", received at {}", t.to_rfc3339()))
+            .unwrap_or_default()
+    };
+    if revision > reachable {
+        return Err(RestoreError::PointInTime(match &chain.broken {
+            Some(b) => format!(
+                "cannot reach revision {revision} from snapshot {}: revision log segment {}: {}; the last revision that can be reached is {reachable}{}",
+                snap.id, b.segment, b.reason, at(reachable_time)
+            ),
+            None => format!(
+                "revision {revision} is beyond the revision log's end: the last revision that can be reached (from snapshot {}) is {reachable}{}",
+                snap.id, at(reachable_time)
+            ),
+        }));
+    }
+    let mut segments = Vec::new();
+    let mut manifests = Vec::new();
+    if revision > snap.revision {
+        for m in &chain.segments {
+            let past = m.first_revision > revision;
+            segments.push(PlannedSegment {
+                object_key: m.object_key.clone(),
+                first_revision: m.first_revision,
+                last_revision: m.last_revision,
+                event_count: m.event_count,
+                leases_only: past,
+            });
+            manifests.push(m.clone());
+            if past || (m.last_revision >= revision && m.has_leases) {
+                // The target's segment carries the lease table taken after it; the next one is
+                // read only when it has none.
+                break;
+            }
+        }
+    }
+    let target_time = time.or_else(|| {
+        if revision == snap.revision {
+            Some(snap.finished_at)
+        } else {
+            chain
+                .segments
+                .iter()
+                .find(|m| m.last_revision == revision)
+                .map(|m| m.last_event_time)
+        }
+    });
+    Ok(PitrPlan {
+        snapshot_id: snap.id.clone(),
+        snapshot_revision: snap.revision,
+        target_revision: revision,
+        target_time,
+        segments,
+        snapshot: Box::new(snap.clone()),
+        manifests,
+    })
+}
+
+/// The revision `--to-time t` names on `snap`'s chain: the last one received at or before `t`
+/// (reading the one segment that straddles `t`), with its time.
+async fn at_time(
+    store: &dyn ObjectStore,
+    snap: &Manifest,
+    chain: &Chain,
+    t: DateTime<Utc>,
+    identities: Identities<'_>,
+) -> Result<(i64, Option<DateTime<Utc>>), RestoreError> {
+    let Some(m) = chain
+        .segments
+        .iter()
+        .filter(|m| m.first_event_time <= t)
+        .next_back()
+    else {
+        return Ok((snap.revision, Some(snap.finished_at)));
+    };
+    let is_last = chain.segments.last().map(|l| &l.object_key) == Some(&m.object_key);
+    if m.last_event_time <= t {
+        if is_last {
+            // Nothing says whether events came after the last one recorded: refuse rather
+            // than guess.
+            let (reachable, when) = chain.reachable(snap);
+            let why = match &chain.broken {
+                Some(b) => format!("revision log segment {}: {}", b.segment, b.reason),
+                None => "the revision log ends there".into(),
+            };
+            return Err(RestoreError::PointInTime(format!(
+                "{} is beyond the revision log's end ({why}): the last revision that can be reached (from snapshot {}) is {reachable}{}",
+                t.to_rfc3339(),
+                snap.id,
+                when.map(|w| format!(", received at {}", w.to_rfc3339())).unwrap_or_default()
+            )));
+        }
+        return Ok((m.last_revision.max(snap.revision), Some(m.last_event_time)));
+    }
+    let segment = fetch_segment(store, m, identities)
+        .await
+        .map_err(|e| RestoreError::PointInTime(format!("revision log segment {}", reason_of(&e))))?;
+    let found = segment
+        .revisions
+        .iter()
+        .take_while(|r| r.received_at <= t)
+        .last()
+        .map(|r| (r.revision, r.received_at));
+    Ok(match found {
+        Some((r, at)) if r > snap.revision => (r, Some(at)),
+        _ => (snap.revision, Some(snap.finished_at)),
+    })
+}
+
+/// Follows `snap`'s log: the segment that follows it, then each that starts one revision after
+/// the previous one's last and names its stored sha256, until one is damaged or missing.
+fn walk(snap: &Manifest, listed: &[ListedSegment]) -> Chain {
+    let mut segments: Vec<SegmentManifest> = Vec::new();
+    let mut broken = None;
+    let with_manifest = || listed.iter().filter_map(|l| l.manifest.as_ref().map(|m| (l, m)));
+    let mut current = with_manifest()
+        .filter(|(_, m)| m.follows_snapshot.as_deref() == Some(snap.id.as_str()))
+        .min_by_key(|(_, m)| m.first_revision);
+    if let Some((_, m)) = current {
+        if m.first_revision > snap.revision + 1 {
+            broken = Some(Break {
+                segment: m.object_key.clone(),
+                reason: format!(
+                    "revisions {}…{} are missing (it starts at {})",
+                    snap.revision + 1,
+                    m.first_revision - 1,
+                    m.first_revision
+                ),
+            });
+            current = None;
+        }
+    }
+    while let Some((l, m)) = current.take() {
+        if let Some(p) = &l.problem {
+            broken = Some(Break {
+                segment: m.object_key.clone(),
+                reason: p.clone(),
+            });
+            break;
+        }
+        let mut with = segments.clone();
+        with.push(m.clone());
+        if let Err(e) = check_chain(&with, Some(&snap.id)) {
+            broken = Some(Break {
+                segment: m.object_key.clone(),
+                reason: e.to_string(),
+            });
+            break;
+        }
+        segments = with;
+        let next = m.last_revision + 1;
+        let starting: Vec<&ListedSegment> = listed
+            .iter()
+            .filter(|l| l.revisions().map(|(f, _)| f) == Some(next))
+            .collect();
+        let chained = starting.iter().find_map(|l| {
+            l.manifest
+                .as_ref()
+                .filter(|n| n.previous_sha256.as_deref() == Some(m.stored_sha256.as_str()))
+                .map(|n| (*l, n))
+        });
+        match (chained, starting.first()) {
+            (Some(c), _) => current = Some(c),
+            (None, Some(l)) => {
+                let key = l
+                    .manifest
+                    .as_ref()
+                    .map_or(l.manifest_key.clone(), |n| n.object_key.clone());
+                let reason = match (&l.manifest, &l.problem) {
+                    (Some(n), _) => match &n.previous_sha256 {
+                        Some(p) => format!(
+                            "it names previous sha256 {p}, the previous segment's is {}",
+                            m.stored_sha256
+                        ),
+                        None => "it names no previous segment".into(),
+                    },
+                    (None, Some(p)) => p.clone(),
+                    (None, None) => "unreadable".into(),
+                };
+                broken = Some(Break {
+                    segment: key,
+                    reason,
+                });
+            }
+            (None, None) => {
+                // A later segment means a gap; none means the log ends here.
+                if let Some(l) = listed
+                    .iter()
+                    .filter(|l| l.revisions().is_some_and(|(f, _)| f > next))
+                    .min_by_key(|l| l.revisions())
+                {
+                    let first = l.revisions().map_or(next, |(f, _)| f);
+                    broken = Some(Break {
+                        segment: l
+                            .manifest
+                            .as_ref()
+                            .map_or(l.manifest_key.clone(), |n| n.object_key.clone()),
+                        reason: format!(
+                            "revisions {next}…{} are missing (it starts at {first})",
+                            first - 1
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Chain { segments, broken }
+}
+
+/// A fetch failure without the key it starts with (the caller names the segment).
+fn reason_of(e: &StoredLogError) -> String {
+    e.to_string()
+}
+
+/// Fetches `manifests` one at a time, in order, into `tx` (bounded: at most one segment waits
+/// while the replay reads the previous one); stops when the replay hangs up.
+pub async fn feed_segments(
+    store: &dyn ObjectStore,
+    manifests: Vec<SegmentManifest>,
+    identities: Identities<'_>,
+    tx: tokio::sync::mpsc::Sender<FedSegment>,
+) {
+    for m in manifests {
+        let fetched = fetch_segment(store, &m, identities).await.map_err(|e| {
+            let text = e.to_string();
+            let prefix = format!("{}: ", m.object_key);
+            RestoreError::PointInTime(text.strip_prefix(&prefix).unwrap_or(&text).to_string())
+        });
+        if tx.send((m.object_key.clone(), fetched)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The replay's end of a [`feed_segments`] channel.
+pub fn segment_feed(mut rx: tokio::sync::mpsc::Receiver<FedSegment>) -> SegmentFeed {
+    Box::new(std::iter::from_fn(move || rx.blocking_recv()))
+}
