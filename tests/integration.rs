@@ -50,6 +50,9 @@ mod restore_kubeadm;
 #[path = "integration/drill.rs"]
 mod drill;
 
+#[path = "integration/pitr.rs"]
+mod pitr;
+
 #[path = "integration/certs_check.rs"]
 mod certs_check;
 

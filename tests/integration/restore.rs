@@ -22,7 +22,7 @@ use crate::harness::{
     conn_args, cpkeep, cpkeep_env, etcdutl, etcdutl_status, fill, sandbox, sandbox_with, Etcd, Run,
 };
 
-fn args(parts: &[&str]) -> Vec<String> {
+pub(crate) fn args(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
 
@@ -132,7 +132,7 @@ async fn dump(c: &mut Client) -> Vec<Kv> {
 }
 
 /// The header revision a member reports now.
-async fn revision(c: &mut Client) -> i64 {
+pub(crate) async fn revision(c: &mut Client) -> i64 {
     c.get("/app/a", None)
         .await
         .unwrap()
@@ -193,7 +193,7 @@ async fn save(sb: &Sandbox, file: &Path, extra: &[&str]) -> i64 {
 }
 
 /// A client of one sandbox member (with the sandbox's credentials, if any).
-async fn member_client(sb: &Sandbox, index: usize) -> Client {
+pub(crate) async fn member_client(sb: &Sandbox, index: usize) -> Client {
     let url = sb.members()[index].client_url(sb.tls());
     let conn = sb.connection_to(&[url], Duration::from_secs(5)).unwrap();
     cpkeep::etcd::connect(&conn.endpoints[0], &conn)
@@ -202,7 +202,7 @@ async fn member_client(sb: &Sandbox, index: usize) -> Client {
 }
 
 /// The `cpkeep restore` flags for `o`, as etcdutl takes them.
-fn restore_args(snapshot: &str, o: &RestoreOptions, extra: &[&str]) -> Vec<String> {
+pub(crate) fn restore_args(snapshot: &str, o: &RestoreOptions, extra: &[&str]) -> Vec<String> {
     let mut a = args(&["restore", "-o", "json", snapshot, "--name", &o.name]);
     if let Some(ic) = &o.initial_cluster {
         a.extend(["--initial-cluster".to_string(), ic.clone()]);
@@ -244,7 +244,7 @@ fn free_port(ip: IpAddr) -> u16 {
 
 /// One plain-HTTP etcd member on its own loopback address, booted by the test on a data dir a
 /// restore made. Killed on drop.
-struct Solo {
+pub(crate) struct Solo {
     name: String,
     token: String,
     ip: IpAddr,
@@ -256,7 +256,7 @@ struct Solo {
 }
 
 impl Solo {
-    fn new(dir: &Path, name: &str, ip_last: u8) -> Self {
+    pub(crate) fn new(dir: &Path, name: &str, ip_last: u8) -> Self {
         let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, ip_last));
         let client_port = free_port(ip);
         let mut peer_port = free_port(ip);
@@ -284,7 +284,7 @@ impl Solo {
     }
 
     /// This member alone, in its own data dir.
-    fn options(&self) -> RestoreOptions {
+    pub(crate) fn options(&self) -> RestoreOptions {
         RestoreOptions {
             name: self.name.clone(),
             initial_cluster: Some(format!("{}={}", self.name, self.peer_url())),
@@ -300,7 +300,7 @@ impl Solo {
     }
 
     /// Boots etcd `v` on the data dir and waits until it has a leader and answers a read.
-    async fn boot(&mut self, v: Etcd) -> Client {
+    pub(crate) async fn boot(&mut self, v: Etcd) -> Client {
         assert!(self.child.is_none());
         let log = std::fs::File::options()
             .create(true)
@@ -367,7 +367,7 @@ impl Solo {
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -613,7 +613,7 @@ async fn one_member_in_a_fresh_dir(v: Etcd) {
 
 /// The first watch response that carries events or a cancellation, for a watch of every key from
 /// `start`.
-async fn first_watch_answer(c: &mut Client, start: i64) -> etcd_client::WatchResponse {
+pub(crate) async fn first_watch_answer(c: &mut Client, start: i64) -> etcd_client::WatchResponse {
     let mut stream = c
         .watch(
             "",
