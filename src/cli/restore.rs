@@ -251,8 +251,10 @@ fn pitr_lines(p: &PitrPlan) -> String {
     );
     let replayed = p.segments.iter().filter(|g| !g.leases_only).count();
     if p.segments.is_empty() {
-        s.push_str("log         none needed: the target is the snapshot's revision
-");
+        s.push_str(
+            "log         none needed: the target is the snapshot's revision
+",
+        );
     } else {
         s.push_str(&format!(
             "log         {replayed} segment{} replayed from revision {}
@@ -347,7 +349,10 @@ impl Render for RestoreReport {
                 if r.segments == 1 { "" } else { "s" }
             ));
             if !r.leases_added.is_empty() {
-                s.push_str(&format!("leases      added {}\n", r.leases_added.join(", ")));
+                s.push_str(&format!(
+                    "leases      added {}\n",
+                    r.leases_added.join(", ")
+                ));
             }
             for w in &r.warnings {
                 s.push_str(&format!("warning     {w}\n"));
@@ -358,7 +363,10 @@ impl Render for RestoreReport {
             .as_ref()
             .map_or(db.snapshot_revision, |r| r.to_revision);
         let from = match &db.replay {
-            Some(_) => format!("snapshot {}, revision log to {reached}", db.snapshot_revision),
+            Some(_) => format!(
+                "snapshot {}, revision log to {reached}",
+                db.snapshot_revision
+            ),
             None => format!("snapshot {}", db.snapshot_revision),
         };
         if db.revision != reached {
@@ -625,6 +633,7 @@ async fn open_source<'a>(
                         a.cluster_id.as_deref(),
                         target,
                         identities.as_deref(),
+                        None,
                     )
                     .await
                     .map_err(restore_failure)?,
@@ -683,7 +692,8 @@ async fn open_source<'a>(
                 args.push("--s3-path-style".to_string());
             }
             args.extend(identity_args);
-            let note = identity_note.map(|i| format!("copy {i} to the same path on each node first"));
+            let note =
+                identity_note.map(|i| format!("copy {i} to the same path on each node first"));
             let Some(chosen) = chosen else {
                 return Ok(Source {
                     shown: format!("{} ({})", manifest.id, manifest.object_key),

@@ -14,6 +14,7 @@ use super::table::Table;
 use super::Exit;
 use crate::etcd::Endpoint;
 use crate::restore::drill::{self, DrillOptions, DrillReport};
+use crate::restore::pitr::{self, Target};
 use crate::snapshot::{
     apply_prune, catalog, fetch_to_file, load_identities, plan_prune, save, status_of_file,
     verify_file, Fetched, FileEncoding, Manifest, PruneReport, RetentionPolicy, SaveReport,
@@ -72,6 +73,11 @@ pub struct VerifyArgs {
     /// How long etcd may take to boot in the drill.
     #[arg(long, default_value = "2m", value_parser = super::duration::positive)]
     pub boot_timeout: Duration,
+    /// With --restore-test and --store: drill a point-in-time restore instead, this snapshot
+    /// with its revision log replayed up to revision N, compared with the snapshot's keys with
+    /// the log's events applied.
+    #[arg(long, value_name = "N", requires = "restore_test", value_parser = clap::value_parser!(i64).range(1..))]
+    pub to_revision: Option<i64>,
 }
 
 /// `snapshot verify`'s report, with the drill's when one ran.
@@ -95,8 +101,12 @@ impl Render for Verified {
                 d.compare_seconds,
                 d.etcd_bin.display()
             ));
+            let holder = match d.log_replayed_to {
+                Some(n) => format!("the snapshot with its revision log to {n}"),
+                None => "the snapshot".to_string(),
+            };
             s.push_str(&format!(
-                "  etcd served revision {} and {} keys; the snapshot holds revision {} and {} keys; {} values compared\n",
+                "  etcd served revision {} and {} keys; {holder} holds revision {} and {} keys; {} values compared\n",
                 d.served_revision, d.served_keys, d.snapshot_revision, d.snapshot_keys, d.compared_keys
             ));
             for p in &d.problems {
@@ -661,6 +671,15 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
 /// `snapshot verify` without printing (its report says whether the snapshot is good); shared with
 /// the daemon's restore drill.
 pub async fn verify(a: &VerifyArgs) -> anyhow::Result<Verified> {
+    if a.to_revision.is_some() && a.inspect.store.store.is_none() {
+        return Err(ExitError {
+            code: Exit::Unknown,
+            message:
+                "--to-revision drills a stored snapshot and its revision log: pass --store URL"
+                    .into(),
+        }
+        .into());
+    }
     // A stored snapshot that fails its manifest checks while downloading is BAD (exit 2),
     // not a failed operation.
     let copy = local_copy(&a.inspect).await.map_err(|e| {
@@ -680,7 +699,7 @@ pub async fn verify(a: &VerifyArgs) -> anyhow::Result<Verified> {
     let mut report = tokio::task::spawn_blocking(move || verify_file(&p, deep, ids.as_deref()))
         .await?
         .map_err(snapshot_failure)?;
-    if let Some(m) = manifest {
+    if let Some(m) = &manifest {
         report.source = format!("{} ({})", m.id, m.object_key);
         report.manifest_checks.push(format!(
             "object sha256 and size, db sha256 and size match the manifest ({} stored, {} db)",
@@ -716,13 +735,51 @@ pub async fn verify(a: &VerifyArgs) -> anyhow::Result<Verified> {
             boot_timeout: a.boot_timeout,
         };
         // A snapshot etcd cannot boot from is BAD (exit 2), like a failed check.
-        let d = drill::drill(&path, &options).await.map_err(|e| match e {
+        let bad = |e| match e {
             crate::restore::RestoreError::Usage(_) => super::restore::restore_failure(e),
             other => anyhow::Error::from(ExitError {
                 code: Exit::Critical,
                 message: other.to_string(),
             }),
-        })?;
+        };
+        let d = match (a.to_revision, &manifest) {
+            (None, _) => drill::drill(&path, &options).await.map_err(bad)?,
+            (Some(n), Some(m)) => {
+                let store = a.inspect.store.open().await?;
+                let cat = catalog(store.as_ref()).await.map_err(snapshot_failure)?;
+                let ids = || -> anyhow::Result<_> {
+                    Ok(match &a.inspect.identity {
+                        Some(p) => Some(load_identities(p).map_err(snapshot_failure)?),
+                        None => None,
+                    })
+                };
+                let plan = pitr::select(
+                    store.as_ref(),
+                    &cat,
+                    Some(&m.cluster_id),
+                    Target::Revision(n),
+                    ids()?.as_deref(),
+                    Some(&m.id),
+                )
+                .await
+                .map_err(super::restore::restore_failure)?;
+                let pitr = drill::PointInTime {
+                    store: store.as_ref(),
+                    plan,
+                    identities: [ids()?, ids()?, ids()?],
+                };
+                drill::drill_point_in_time(&path, pitr, &options)
+                    .await
+                    .map_err(bad)?
+            }
+            (Some(_), None) => return Err(ExitError {
+                code: Exit::Unknown,
+                message:
+                    "--to-revision drills a stored snapshot and its revision log: pass --store URL"
+                        .into(),
+            }
+            .into()),
+        };
         report.ok &= d.ok;
         restore_test = Some(d);
     }

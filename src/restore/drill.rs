@@ -17,10 +17,13 @@ use etcd_client::GetOptions;
 use serde::Serialize;
 
 use super::error::RestoreError;
+use super::pitr::PitrPlan;
 use super::run::{apply, plan, RestoreOptions, RestoreSource};
 use crate::bolt::etcd::{meta, revisions};
 use crate::bolt::{crc32c::Crc32c, Db};
 use crate::etcd::{connect, ConnectionOptions, Endpoint};
+use crate::revlog::{fetch_segment, EventKind};
+use crate::store::ObjectStore;
 
 /// How to run the drill.
 #[derive(Debug, Clone)]
@@ -49,24 +52,119 @@ pub struct DrillReport {
     pub compare_seconds: f64,
     /// What differed (the first few).
     pub problems: Vec<String>,
+    /// A point-in-time drill: the revision the snapshot's log was replayed to (the expected
+    /// state is the snapshot's with the log's events applied).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_replayed_to: Option<i64>,
 }
 
 const MAX_PROBLEMS: usize = 20;
 const PAGE: i64 = 1000;
 
+/// A point-in-time drill: what [`drill_point_in_time`] restores besides the snapshot.
+pub struct PointInTime<'a> {
+    pub store: &'a dyn ObjectStore,
+    /// The chosen snapshot (the one `snapshot` is a copy of) and its log.
+    pub plan: PitrPlan,
+    /// Three copies (identities cannot be cloned): for the restore's download of the snapshot,
+    /// its replay, and the drill's own reading of the log.
+    pub identities: [Identities; 3],
+}
+
+type Identities = Option<Vec<Box<dyn age::Identity + Send + Sync>>>;
+
 /// Runs the drill on `snapshot`, a raw snapshot file (db with or without etcd's trailer).
 pub async fn drill(snapshot: &Path, options: &DrillOptions) -> Result<DrillReport, RestoreError> {
-    let fail = |reason: String| RestoreError::Snapshot(format!("restore drill: {reason}"));
+    check_bin(options)?;
+    let expected = expected_of(snapshot).await?;
+    let source = RestoreSource::File {
+        path: snapshot.to_path_buf(),
+        identities: None,
+    };
+    run_drill(expected, source, !has_trailer(snapshot)?, options).await
+}
+
+/// The drill of a point-in-time restore: the stored snapshot (`snapshot` is its checked local
+/// copy) restored with its revision log up to the target, booted, and compared with a model
+/// built apart from the restore: the snapshot's live keys with the log's events applied.
+pub async fn drill_point_in_time(
+    snapshot: &Path,
+    pitr: PointInTime<'_>,
+    options: &DrillOptions,
+) -> Result<DrillReport, RestoreError> {
+    check_bin(options)?;
+    let mut expected = expected_of(snapshot).await?;
+    let [for_snapshot, for_log, for_model] = pitr.identities;
+    let from = expected.revision.max(expected.compacted);
+    let target = pitr.plan.target_revision;
+    for m in &pitr.plan.manifests {
+        let segment = fetch_segment(pitr.store, m, for_model.as_deref())
+            .await
+            .map_err(|e| RestoreError::PointInTime(format!("revision log segment {e}")))?;
+        for record in segment
+            .revisions
+            .iter()
+            .filter(|r| r.revision > from && r.revision <= target)
+        {
+            for e in &record.events {
+                match e.kind {
+                    EventKind::Put => {
+                        expected.keys.insert(
+                            e.kv.key.clone(),
+                            Want {
+                                mod_revision: e.kv.mod_revision,
+                                crc: crc(&e.kv.value),
+                                len: e.kv.value.len() as u64,
+                            },
+                        );
+                    }
+                    EventKind::Delete => {
+                        expected.keys.remove(&e.kv.key);
+                    }
+                }
+            }
+            expected.revision = record.revision;
+        }
+    }
+    let source = RestoreSource::PointInTime {
+        store: pitr.store,
+        plan: Box::new(pitr.plan),
+        identities: for_snapshot,
+        log_identities: for_log,
+    };
+    let mut report = run_drill(expected, source, false, options).await?;
+    report.log_replayed_to = Some(target);
+    Ok(report)
+}
+
+fn check_bin(options: &DrillOptions) -> Result<(), RestoreError> {
     if !options.etcd_bin.is_file() {
         return Err(RestoreError::Usage(format!(
             "restore drill: no etcd binary at {}: pass --etcd-bin or put etcd in PATH",
             options.etcd_bin.display()
         )));
     }
+    Ok(())
+}
+
+async fn expected_of(snapshot: &Path) -> Result<Expected, RestoreError> {
     let path = snapshot.to_path_buf();
-    let expected = tokio::task::spawn_blocking(move || expected_state(&path))
+    tokio::task::spawn_blocking(move || expected_state(&path))
         .await
-        .map_err(|e| fail(format!("reading the snapshot failed: {e}")))??;
+        .map_err(|e| {
+            RestoreError::Snapshot(format!("restore drill: reading the snapshot failed: {e}"))
+        })?
+}
+
+/// Restores `source` into a temp dir, boots etcd on it and compares what it serves with
+/// `expected`.
+async fn run_drill(
+    expected: Expected,
+    source: RestoreSource<'_>,
+    skip_hash_check: bool,
+    options: &DrillOptions,
+) -> Result<DrillReport, RestoreError> {
+    let fail = |reason: String| RestoreError::Snapshot(format!("restore drill: {reason}"));
 
     let temp = tempfile::Builder::new()
         .prefix("cpkeep-drill-")
@@ -82,17 +180,13 @@ pub async fn drill(snapshot: &Path, options: &DrillOptions) -> Result<DrillRepor
         initial_cluster_token: "cpkeep-drill".into(),
         initial_advertise_peer_urls: vec![peer_url.clone()],
         data_dir: Some(data_dir.clone()),
-        skip_hash_check: !has_trailer(snapshot)?,
+        skip_hash_check,
         clear_alarms: true,
         disable_auth: true,
         ..RestoreOptions::default()
     };
     let started = Instant::now();
     let p = plan(&restore_options, chrono::Utc::now())?;
-    let source = RestoreSource::File {
-        path: snapshot.to_path_buf(),
-        identities: None,
-    };
     apply(&p, &restore_options, source).await?;
     let restore_seconds = started.elapsed().as_secs_f64();
 
@@ -221,6 +315,7 @@ pub async fn drill(snapshot: &Path, options: &DrillOptions) -> Result<DrillRepor
         boot_seconds,
         compare_seconds,
         problems,
+        log_replayed_to: None,
     })
 }
 

@@ -83,13 +83,15 @@ impl Chain {
     }
 }
 
-/// Chooses the snapshot and segments for `target` among `cluster`'s complete snapshots.
+/// Chooses the snapshot and segments for `target` among `cluster`'s complete snapshots (only
+/// snapshot `only`, when given: the restore drill of one snapshot).
 pub async fn select(
     store: &dyn ObjectStore,
     catalog: &Catalog,
     cluster: Option<&str>,
     target: Target,
     identities: Identities<'_>,
+    only: Option<&str>,
 ) -> Result<PitrPlan, RestoreError> {
     let clusters: BTreeSet<&str> = catalog
         .complete()
@@ -104,7 +106,11 @@ pub async fn select(
             }))
         }
         (Some(c), _) => c.to_string(),
-        (None, 1) => clusters.iter().next().map(|c| c.to_string()).unwrap_or_default(),
+        (None, 1) => clusters
+            .iter()
+            .next()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
         (None, _) => {
             return Err(RestoreError::Usage(format!(
                 "the store holds snapshots of several clusters ({}): pass --cluster-id",
@@ -114,7 +120,7 @@ pub async fn select(
     };
     let mut snapshots: Vec<&Manifest> = catalog
         .complete()
-        .filter(|e| e.cluster_id == cluster)
+        .filter(|e| e.cluster_id == cluster && only.is_none_or(|id| e.id == id))
         .filter_map(|e| e.manifest.as_ref())
         .collect();
     snapshots.sort_by_key(|m| std::cmp::Reverse((m.revision, m.finished_at)));
@@ -275,9 +281,9 @@ async fn at_time(
         }
         return Ok((m.last_revision.max(snap.revision), Some(m.last_event_time)));
     }
-    let segment = fetch_segment(store, m, identities)
-        .await
-        .map_err(|e| RestoreError::PointInTime(format!("revision log segment {}", reason_of(&e))))?;
+    let segment = fetch_segment(store, m, identities).await.map_err(|e| {
+        RestoreError::PointInTime(format!("revision log segment {}", reason_of(&e)))
+    })?;
     let found = segment
         .revisions
         .iter()
@@ -295,7 +301,11 @@ async fn at_time(
 fn walk(snap: &Manifest, listed: &[ListedSegment]) -> Chain {
     let mut segments: Vec<SegmentManifest> = Vec::new();
     let mut broken = None;
-    let with_manifest = || listed.iter().filter_map(|l| l.manifest.as_ref().map(|m| (l, m)));
+    let with_manifest = || {
+        listed
+            .iter()
+            .filter_map(|l| l.manifest.as_ref().map(|m| (l, m)))
+    };
     let mut current = with_manifest()
         .filter(|(_, m)| m.follows_snapshot.as_deref() == Some(snap.id.as_str()))
         .min_by_key(|(_, m)| m.first_revision);

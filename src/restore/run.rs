@@ -682,7 +682,14 @@ async fn rewrite_file(
     let (db_path2, out2) = (db_path.clone(), out.to_path_buf());
     let rewritten = tokio::task::spawn_blocking(move || {
         let input = File::open(&db_path2).map_err(|e| RestoreError::io("open", &db_path2, e))?;
-        rewrite_and_verify(input, &db_path2, &out2, &rewrite_options, check_source, None)
+        rewrite_and_verify(
+            input,
+            &db_path2,
+            &out2,
+            &rewrite_options,
+            check_source,
+            None,
+        )
     })
     .await
     .map_err(|e| RestoreError::Snapshot(format!("rewrite task failed: {e}")))?;
@@ -765,12 +772,7 @@ async fn restore_point_in_time(
             Some(&mut replay),
         )
     });
-    let feeding = feed_segments(
-        store,
-        plan.manifests.clone(),
-        log_identities.as_deref(),
-        tx,
-    );
+    let feeding = feed_segments(store, plan.manifests.clone(), log_identities.as_deref(), tx);
     let ((), rewritten) = tokio::join!(feeding, rewriting);
     rewritten.map_err(|e| RestoreError::Snapshot(format!("rewrite task failed: {e}")))?
 }

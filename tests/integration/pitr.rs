@@ -85,7 +85,10 @@ async fn record(
         if end > 0 && last >= end {
             break;
         }
-        assert!(Instant::now() < deadline, "the recorder's watch stalled at {last}");
+        assert!(
+            Instant::now() < deadline,
+            "the recorder's watch stalled at {last}"
+        );
         // Short waits, so that the end revision, once set, is seen while the stream is quiet.
         let Ok(msg) = tokio::time::timeout(Duration::from_millis(100), stream.message()).await
         else {
@@ -114,7 +117,16 @@ async fn record(
                 Some((r, _, events)) if *r == rev => events.push(event),
                 _ => {
                     if pending.len() == PER_SEGMENT {
-                        close(&mut client, &*store, &cluster, &mut pending, &mut previous, &encoding, &mut out).await;
+                        close(
+                            &mut client,
+                            &*store,
+                            &cluster,
+                            &mut pending,
+                            &mut previous,
+                            &encoding,
+                            &mut out,
+                        )
+                        .await;
                     }
                     pending.push((rev, at, vec![event]));
                     out.revisions.push((rev, at));
@@ -203,11 +215,17 @@ struct Source {
     /// The lease granted after the snapshot whose key expires on the restored cluster.
     short_lease: i64,
     recorded: Recorded,
+    snapshot_id: String,
 }
 
 const SHORT_TTL: i64 = 8;
 
-async fn source(v: Etcd, store_flags: &[String], env: &[(&str, String)], store: Arc<dyn ObjectStore>) -> Source {
+async fn source(
+    v: Etcd,
+    store_flags: &[String],
+    env: &[(&str, String)],
+    store: Arc<dyn ObjectStore>,
+) -> Source {
     let sb = sandbox_with(v, 1, |o| o.tls = false).await;
     let mut c = member_client(&sb, 0).await;
     let old_lease = c.lease_grant(600, None).await.unwrap().id();
@@ -234,7 +252,7 @@ async fn source(v: Etcd, store_flags: &[String], env: &[(&str, String)], store: 
         stream,
         store,
         cluster.clone(),
-        id,
+        id.clone(),
         snapshot_revision + 1,
         until.clone(),
     ));
@@ -257,6 +275,7 @@ async fn source(v: Etcd, store_flags: &[String], env: &[(&str, String)], store: 
         head,
         short_lease,
         recorded,
+        snapshot_id: id,
     }
 }
 
@@ -349,16 +368,30 @@ async fn assert_exact(src: &mut Source, restored: &mut Client, target: i64) {
     }
     let (rev, head) = state(restored, 0).await;
     assert_eq!(rev, target, "the restored head revision");
-    assert_eq!(head, state(&mut src.client, target).await.1, "head = source at {target}");
+    assert_eq!(
+        head,
+        state(&mut src.client, target).await.1,
+        "head = source at {target}"
+    );
     let put = restored.put("/after", "1", None).await.unwrap();
     assert_eq!(put.header().unwrap().revision(), target + 1);
     let first = first_watch_answer(restored, target + 1).await;
     let revs: Vec<(i64, Vec<u8>)> = first
         .events()
         .iter()
-        .map(|e| (e.kv().unwrap().mod_revision(), e.kv().unwrap().key().to_vec()))
+        .map(|e| {
+            (
+                e.kv().unwrap().mod_revision(),
+                e.kv().unwrap().key().to_vec(),
+            )
+        })
         .collect();
-    assert_eq!(revs, vec![(target + 1, b"/after".to_vec())], "a watch from {}", target + 1);
+    assert_eq!(
+        revs,
+        vec![(target + 1, b"/after".to_vec())],
+        "a watch from {}",
+        target + 1
+    );
 }
 
 fn s3_flags(s3: &cpkeep::sandbox::S3Sandbox, url: &str) -> Vec<String> {
@@ -383,7 +416,11 @@ async fn exact_at_every_revision(v: Etcd) {
     let env = s3.env();
     let store: Arc<dyn ObjectStore> = Arc::new(s3.connect("etcd-backups", "pitr").await.unwrap());
     let mut src = source(v, &flags, &env, store).await;
-    assert!(src.recorded.segments.len() >= 4, "{:?}", src.recorded.segments);
+    assert!(
+        src.recorded.segments.len() >= 4,
+        "{:?}",
+        src.recorded.segments
+    );
     let (rs, head) = (src.snapshot_revision, src.head);
     assert!(head - rs >= 10, "{rs}..{head}");
 
@@ -401,7 +438,10 @@ async fn exact_at_every_revision(v: Etcd) {
             // The key with the lease granted after the snapshot: restored with it, and gone
             // once its TTL has run on the restored cluster.
             let (_, kvs) = state(&mut c, 0).await;
-            let z = kvs.iter().find(|k| k.0 == b"/exp/z").expect("/exp/z restored");
+            let z = kvs
+                .iter()
+                .find(|k| k.0 == b"/exp/z")
+                .expect("/exp/z restored");
             assert_eq!(z.5, src.short_lease, "/exp/z's lease");
             assert_eq!(
                 j["replay"]["leases_added"].as_array().map(|a| a.len()),
@@ -524,7 +564,10 @@ async fn damaged_log_refuses_past_the_damage(v: Etcd) {
     std::fs::write(&object, &bad).unwrap();
     let line = refused(
         &attempt(&root, &data, &["--to-revision", &target]).await,
-        &[&victim, &format!("last revision that can be reached is {reachable}")],
+        &[
+            &victim,
+            &format!("last revision that can be reached is {reachable}"),
+        ],
     );
     assert!(line.contains("sha256"), "{line}");
     assert!(!data.exists(), "a refused restore left {}", data.display());
@@ -538,7 +581,11 @@ async fn damaged_log_refuses_past_the_damage(v: Etcd) {
     std::fs::remove_file(&object).unwrap();
     refused(
         &attempt(&root, &data, &["--to-revision", &target, "--dry-run"]).await,
-        &[&victim, "missing", &format!("last revision that can be reached is {reachable}")],
+        &[
+            &victim,
+            "missing",
+            &format!("last revision that can be reached is {reachable}"),
+        ],
     );
     // Missing whole (manifest too): a gap, named by the segment after it.
     let manifest = manifest_of(&root, &victim);
@@ -546,7 +593,11 @@ async fn damaged_log_refuses_past_the_damage(v: Etcd) {
     std::fs::remove_file(&manifest).unwrap();
     refused(
         &attempt(&root, &data, &["--to-revision", &target]).await,
-        &[&segs[2], "missing", &format!("last revision that can be reached is {reachable}")],
+        &[
+            &segs[2],
+            "missing",
+            &format!("last revision that can be reached is {reachable}"),
+        ],
     );
     std::fs::write(&object, &good).unwrap();
     std::fs::write(&manifest, &manifest_text).unwrap();
@@ -556,19 +607,30 @@ async fn damaged_log_refuses_past_the_damage(v: Etcd) {
     let text = std::fs::read_to_string(&third).unwrap();
     let j: serde_json::Value = serde_json::from_str(&text).unwrap();
     let prev = j["previous_sha256"].as_str().unwrap().to_string();
-    let wrong = format!("{}{}", if prev.starts_with('0') { "1" } else { "0" }, &prev[1..]);
+    let wrong = format!(
+        "{}{}",
+        if prev.starts_with('0') { "1" } else { "0" },
+        &prev[1..]
+    );
     std::fs::write(&third, text.replace(&prev, &wrong)).unwrap();
     let second_last = src.recorded.revisions[2 * PER_SEGMENT - 1].0;
     refused(
         &attempt(&root, &data, &["--to-revision", &target]).await,
-        &[&segs[2], "previous sha256", &format!("last revision that can be reached is {second_last}")],
+        &[
+            &segs[2],
+            "previous sha256",
+            &format!("last revision that can be reached is {second_last}"),
+        ],
     );
     std::fs::write(&third, &text).unwrap();
 
     // Beyond the log's end: the last revision and its time.
     let line = refused(
         &attempt(&root, &data, &["--to-revision", &(head + 5).to_string()]).await,
-        &["beyond", &format!("last revision that can be reached (from snapshot")],
+        &[
+            "beyond",
+            &format!("last revision that can be reached (from snapshot"),
+        ],
     );
     assert!(line.contains(&format!("is {head}, received at")), "{line}");
     // Older than every snapshot.
@@ -579,10 +641,19 @@ async fn damaged_log_refuses_past_the_damage(v: Etcd) {
         );
     }
     // The snapshot's own revision needs no log.
-    let run = attempt(&root, &data, &["--to-revision", &rs.to_string(), "--dry-run"]).await;
+    let run = attempt(
+        &root,
+        &data,
+        &["--to-revision", &rs.to_string(), "--dry-run"],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let j = run.json();
-    assert_eq!(j["point_in_time"]["segments"].as_array().map(|a| a.len()), Some(0), "{j}");
+    assert_eq!(
+        j["point_in_time"]["segments"].as_array().map(|a| a.len()),
+        Some(0),
+        "{j}"
+    );
     // The dry run names the snapshot, the segments and the revision reached.
     let mut a = args(&["restore", "--dry-run", "--data-dir"]);
     a.push(data.display().to_string());
@@ -590,11 +661,45 @@ async fn damaged_log_refuses_past_the_damage(v: Etcd) {
     a.extend(["--to-revision".to_string(), target.clone()]);
     let run = cpkeep(&a).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains(&format!("reaches     revision {target}")), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains(&format!("reaches     revision {target}")),
+        "{}",
+        run.stdout
+    );
     for s in segs.iter().take(segs.len() - 1) {
         assert!(run.stdout.contains(s.as_str()), "{s} not in {}", run.stdout);
     }
     assert!(!data.exists());
+
+    // The drill: the snapshot with its log to the target, booted and compared with the
+    // snapshot's keys with the log's events applied.
+    let mut a = args(&[
+        "snapshot",
+        "verify",
+        "-o",
+        "json",
+        &src.snapshot_id,
+        "--restore-test",
+        "--etcd-bin",
+    ]);
+    a.push(v.etcd().display().to_string());
+    a.extend(flags.iter().cloned());
+    a.extend(["--to-revision".to_string(), target.clone()]);
+    let run = cpkeep(&a).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let j = run.json();
+    let d = &j["restore_test"];
+    assert_eq!(d["ok"], true, "{j}");
+    assert_eq!(d["log_replayed_to"].as_i64(), Some(head - 1), "{d}");
+    assert_eq!(d["served_revision"].as_i64(), Some(head - 1), "{d}");
+    assert_eq!(d["served_keys"], d["snapshot_keys"], "{d}");
+    assert!(d["compared_keys"].as_u64().unwrap() > 0, "{d}");
+    // Past the log's end the drill is refused like the restore.
+    a.pop();
+    a.push((head + 5).to_string());
+    let run = cpkeep(&a).await;
+    refused(&run, &["beyond"]);
     drop(src);
 }
 
@@ -611,17 +716,46 @@ async fn bad_point_in_time_flags() {
     std::fs::write(&snap, b"not a db").unwrap();
     let s = snap.display().to_string();
     for (a, words) in [
-        (vec!["restore", "--to-revision", "5"], vec!["--to-revision needs --store"]),
-        (vec!["restore", &s, "--to-revision", "5"], vec!["--to-revision needs --store"]),
-        (vec!["restore", &s, "--store", &store, "--to-revision", "5"], vec!["chooses the snapshot itself"]),
-        (vec!["restore", "--store", &store, "--to-revision", "0"], vec!["--to-revision"]),
-        (vec!["restore", "--store", &store, "--to-revision", "-3"], vec!["-3"]),
-        (vec!["restore", "--store", &store, "--to-revision", "ten"], vec!["ten"]),
         (
-            vec!["restore", "--store", &store, "--to-revision", "5", "--to-time", "2026-12-06T17:00:00Z"],
+            vec!["restore", "--to-revision", "5"],
+            vec!["--to-revision needs --store"],
+        ),
+        (
+            vec!["restore", &s, "--to-revision", "5"],
+            vec!["--to-revision needs --store"],
+        ),
+        (
+            vec!["restore", &s, "--store", &store, "--to-revision", "5"],
+            vec!["chooses the snapshot itself"],
+        ),
+        (
+            vec!["restore", "--store", &store, "--to-revision", "0"],
+            vec!["--to-revision"],
+        ),
+        (
+            vec!["restore", "--store", &store, "--to-revision", "-3"],
+            vec!["-3"],
+        ),
+        (
+            vec!["restore", "--store", &store, "--to-revision", "ten"],
+            vec!["ten"],
+        ),
+        (
+            vec![
+                "restore",
+                "--store",
+                &store,
+                "--to-revision",
+                "5",
+                "--to-time",
+                "2026-12-06T17:00:00Z",
+            ],
             vec!["--to-time"],
         ),
-        (vec!["restore", "--store", &store, "--to-time", "yesterday"], vec!["RFC 3339"]),
+        (
+            vec!["restore", "--store", &store, "--to-time", "yesterday"],
+            vec!["RFC 3339"],
+        ),
     ] {
         let run = cpkeep(&a.iter().map(|x| x.to_string()).collect::<Vec<_>>()).await;
         assert_eq!(run.code, 3, "{a:?}: {}", run.stderr);
