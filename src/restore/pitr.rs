@@ -14,9 +14,7 @@ use serde::Serialize;
 
 use super::error::RestoreError;
 use super::replay::{FedSegment, SegmentFeed};
-use crate::revlog::{
-    check_chain, fetch_segment, list_segments, ListedSegment, SegmentManifest, StoredLogError,
-};
+use crate::revlog::{check_chain, fetch_segment, list_segments, ListedSegment, SegmentManifest};
 use crate::snapshot::{Catalog, Manifest};
 use crate::store::ObjectStore;
 
@@ -254,12 +252,7 @@ async fn at_time(
     t: DateTime<Utc>,
     identities: Identities<'_>,
 ) -> Result<(i64, Option<DateTime<Utc>>), RestoreError> {
-    let Some(m) = chain
-        .segments
-        .iter()
-        .filter(|m| m.first_event_time <= t)
-        .next_back()
-    else {
+    let Some(m) = chain.segments.iter().rfind(|m| m.first_event_time <= t) else {
         return Ok((snap.revision, Some(snap.finished_at)));
     };
     let is_last = chain.segments.last().map(|l| &l.object_key) == Some(&m.object_key);
@@ -281,9 +274,9 @@ async fn at_time(
         }
         return Ok((m.last_revision.max(snap.revision), Some(m.last_event_time)));
     }
-    let segment = fetch_segment(store, m, identities).await.map_err(|e| {
-        RestoreError::PointInTime(format!("revision log segment {}", reason_of(&e)))
-    })?;
+    let segment = fetch_segment(store, m, identities)
+        .await
+        .map_err(|e| RestoreError::PointInTime(format!("revision log segment {e}")))?;
     let found = segment
         .revisions
         .iter()
@@ -398,11 +391,6 @@ fn walk(snap: &Manifest, listed: &[ListedSegment]) -> Chain {
         }
     }
     Chain { segments, broken }
-}
-
-/// A fetch failure without the key it starts with (the caller names the segment).
-fn reason_of(e: &StoredLogError) -> String {
-    e.to_string()
 }
 
 /// Fetches `manifests` one at a time, in order, into `tx` (bounded: at most one segment waits

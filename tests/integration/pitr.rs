@@ -627,10 +627,7 @@ async fn damaged_log_refuses_past_the_damage(v: Etcd) {
     // Beyond the log's end: the last revision and its time.
     let line = refused(
         &attempt(&root, &data, &["--to-revision", &(head + 5).to_string()]).await,
-        &[
-            "beyond",
-            &format!("last revision that can be reached (from snapshot"),
-        ],
+        &["beyond", "last revision that can be reached (from snapshot"],
     );
     assert!(line.contains(&format!("is {head}, received at")), "{line}");
     // Older than every snapshot.
