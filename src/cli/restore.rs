@@ -881,6 +881,72 @@ mod tests {
     }
 
     #[test]
+    fn dry_run_of_a_point_in_time_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RestoreOptions {
+            data_dir: Some(dir.path().join("etcd")),
+            ..RestoreOptions::default()
+        };
+        let plan = restore::plan(&options, now()).unwrap();
+        let id = "20260501T110000Z-r4242";
+        let snapshot = crate::snapshot::Manifest {
+            format_version: 1,
+            id: id.into(),
+            cluster_id: "0123456789abcdef".into(),
+            member_id: "8e9e05c52164694d".into(),
+            member_name: "cp1".into(),
+            node_name: "cp1".into(),
+            etcd_version: "3.5.30".into(),
+            revision: 4242,
+            raft_index: 5000,
+            raft_term: 2,
+            consistent_index: Some(5000),
+            db_size: 1 << 20,
+            db_sha256: "00".repeat(32),
+            trailer_included: true,
+            object_key: format!("0123456789abcdef/{id}.db.zst"),
+            stored_size: 1 << 18,
+            stored_sha256: "11".repeat(32),
+            compression: crate::snapshot::CompressionInfo {
+                algorithm: crate::snapshot::CompressionKind::Zstd,
+                level: Some(3),
+            },
+            encryption: None,
+            tool_version: "0.1.0".into(),
+            started_at: now() - chrono::Duration::hours(1),
+            finished_at: now() - chrono::Duration::hours(1),
+        };
+        let segment = |first: i64, last: i64, leases_only: bool| pitr::PlannedSegment {
+            object_key: format!("0123456789abcdef/log/{first:016}-{last:016}.evlog.zst"),
+            first_revision: first,
+            last_revision: last,
+            event_count: (last - first + 1) as u64 * 2,
+            leases_only,
+        };
+        let point_in_time = PitrPlan {
+            snapshot_id: id.into(),
+            snapshot_revision: 4242,
+            target_revision: 4300,
+            target_time: Some(now() - chrono::Duration::minutes(20)),
+            segments: vec![
+                segment(4240, 4280, false),
+                segment(4281, 4300, false),
+                segment(4301, 4310, true),
+            ],
+            snapshot: Box::new(snapshot),
+            manifests: Vec::new(),
+        };
+        let table = DryRun {
+            dry_run: true,
+            plan,
+            source: format!("{id} (0123456789abcdef/{id}.db.zst) + revision log to 4300"),
+            point_in_time: Some(point_in_time),
+        }
+        .table();
+        insta::assert_snapshot!(shown(table, dir.path()));
+    }
+
+    #[test]
     fn dry_run_of_a_kubeadm_restore() {
         let dir = tempfile::tempdir().unwrap();
         let manifests = dir.path().join("manifests");
