@@ -267,3 +267,229 @@ impl Replayer {
         (puts, self.report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The replay's own checks, on segments made by the segment writer and a real bolt writer:
+    //! what the chain check cannot see (a feed that skips revisions, contradictory events) and
+    //! what only the replay knows (which leases live keys reference).
+
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::bolt::etcd::OwnedKeyValue;
+    use crate::bolt::writer::WriterOptions;
+    use crate::bolt::Db;
+    use crate::revlog::{read_segment, Event, LeaseEntry, LeaseTable, SegmentWriter};
+
+    fn put(key: &str, rev: i64, created: i64, version: i64, lease: i64) -> Event {
+        Event {
+            kind: EventKind::Put,
+            kv: OwnedKeyValue {
+                key: key.as_bytes().to_vec(),
+                create_revision: created,
+                mod_revision: rev,
+                version,
+                value: b"v".to_vec(),
+                lease,
+            },
+        }
+    }
+
+    fn delete(key: &str, rev: i64) -> Event {
+        Event {
+            kind: EventKind::Delete,
+            kv: OwnedKeyValue {
+                key: key.as_bytes().to_vec(),
+                mod_revision: rev,
+                ..OwnedKeyValue::default()
+            },
+        }
+    }
+
+    /// A segment of `records`, closed with a table of `leases` (id, granted TTL).
+    fn segment(records: Vec<(i64, Vec<Event>)>, leases: &[(i64, i64)]) -> Segment {
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap();
+        let mut w = SegmentWriter::new(Vec::new()).unwrap();
+        for (rev, events) in &records {
+            w.append(*rev, at, events).unwrap();
+        }
+        let table = LeaseTable {
+            taken_at: at,
+            header_revision: records.last().map_or(0, |r| r.0),
+            leases: leases
+                .iter()
+                .map(|&(id, granted_ttl)| LeaseEntry {
+                    id,
+                    granted_ttl,
+                    remaining_ttl: granted_ttl,
+                    keys: Vec::new(),
+                })
+                .collect(),
+        };
+        let (bytes, _) = w.finish(Some(&table)).unwrap();
+        read_segment(bytes.as_slice()).unwrap()
+    }
+
+    fn feed(segments: Vec<FedSegment>) -> SegmentFeed {
+        Box::new(segments.into_iter())
+    }
+
+    /// Replays `segments` from revision `from` to `target` into a fresh `key` bucket; the
+    /// outcome, and the keys written.
+    fn replay(
+        from: i64,
+        target: i64,
+        segments: Vec<FedSegment>,
+    ) -> (
+        Result<(BTreeMap<Vec<u8>, Vec<u8>>, ReplayReport), RestoreError>,
+        Vec<Vec<u8>>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut w = BoltWriter::create(
+            std::fs::File::create(&path).unwrap(),
+            WriterOptions::default(),
+        )
+        .unwrap();
+        w.begin_bucket(b"key", 0).unwrap();
+        let mut r = Replayer::new(from, target).unwrap();
+        let mut f = feed(segments);
+        let outcome = r.run(&mut w, &mut f);
+        w.end_bucket().unwrap();
+        w.finish().unwrap();
+        let db = Db::open(std::fs::File::open(&path).unwrap()).unwrap();
+        let bucket = db.bucket(b"key").unwrap().unwrap();
+        let mut keys = Vec::new();
+        let mut c = bucket.cursor();
+        while let Some(e) = c.next_entry() {
+            keys.push(e.unwrap().key.to_vec());
+        }
+        (outcome.map(|()| r.finish(&BTreeSet::new())), keys)
+    }
+
+    fn rev_key(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {
+        let mut k = main.to_be_bytes().to_vec();
+        k.push(b'_');
+        k.extend_from_slice(&sub.to_be_bytes());
+        if tombstone {
+            k.push(b't');
+        }
+        k
+    }
+
+    #[test]
+    fn events_land_at_their_revisions_from_the_snapshots_on() {
+        let s1 = segment(
+            vec![
+                (9, vec![put("/a", 9, 9, 1, 0)]),
+                (10, vec![put("/b", 10, 10, 1, 7), put("/c", 10, 10, 1, 0)]),
+                (11, vec![delete("/a", 11)]),
+            ],
+            &[(7, 30)],
+        );
+        let s2 = segment(vec![(12, vec![put("/d", 12, 12, 1, 0)])], &[]);
+        let (outcome, keys) = replay(9, 11, vec![("s1".into(), Ok(s1)), ("s2".into(), Ok(s2))]);
+        let (leases, report) = outcome.unwrap();
+        assert_eq!(
+            keys,
+            vec![
+                rev_key(10, 0, false),
+                rev_key(10, 1, false),
+                rev_key(11, 0, true)
+            ],
+            "revision 9 is the snapshot's; 12 is past the target"
+        );
+        assert_eq!((report.revisions, report.events), (2, 3));
+        assert_eq!(report.leases_added, vec!["7".to_string()]);
+        let lease = Lease::decode(&leases[&7i64.to_be_bytes().to_vec()]).unwrap();
+        assert_eq!((lease.id, lease.ttl, lease.remaining_ttl), (7, 30, 0));
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    }
+
+    #[test]
+    fn a_revision_the_feed_skips_is_refused_naming_the_segment() {
+        let s1 = segment(vec![(5, vec![put("/a", 5, 5, 1, 0)])], &[]);
+        let s2 = segment(vec![(7, vec![put("/a", 7, 5, 2, 0)])], &[]);
+        let (outcome, _) = replay(4, 7, vec![("s1".into(), Ok(s1)), ("s2".into(), Ok(s2))]);
+        let e = outcome.unwrap_err().to_string();
+        assert!(
+            e.contains("segment s2") && e.contains("revisions 6…6 are missing"),
+            "{e}"
+        );
+        assert!(e.contains("last revision that can be reached is 5"), "{e}");
+        // A first segment that starts above the snapshot's next revision.
+        let s = segment(vec![(7, vec![put("/a", 7, 7, 1, 0)])], &[]);
+        let (outcome, _) = replay(4, 7, vec![("s".into(), Ok(s))]);
+        let e = outcome.unwrap_err().to_string();
+        assert!(e.contains("last revision that can be reached is 4"), "{e}");
+    }
+
+    #[test]
+    fn contradictory_events_are_refused() {
+        let twice = segment(
+            vec![(5, vec![put("/a", 5, 5, 1, 0), put("/b", 5, 5, 1, 0)])],
+            &[],
+        );
+        // The reader accepts a key twice in one revision only if it was written so: replace
+        // the second key after reading.
+        let mut twice = twice;
+        twice.revisions[0].events[1].kv.key = b"/a".to_vec();
+        let (outcome, _) = replay(4, 5, vec![("s".into(), Ok(twice))]);
+        let e = outcome.unwrap_err().to_string();
+        assert!(e.contains("changes twice in one revision"), "{e}");
+        let created_late = segment(vec![(5, vec![put("/a", 5, 5, 1, 0)])], &[]);
+        let mut created_late = created_late;
+        created_late.revisions[0].events[0].kv.version = 2;
+        let (outcome, _) = replay(4, 5, vec![("s".into(), Ok(created_late))]);
+        let e = outcome.unwrap_err().to_string();
+        assert!(e.contains("out of order"), "{e}");
+    }
+
+    #[test]
+    fn the_log_ending_before_the_target_is_refused() {
+        let s = segment(vec![(5, vec![put("/a", 5, 5, 1, 0)])], &[]);
+        let (outcome, _) = replay(4, 6, vec![("s".into(), Ok(s))]);
+        let e = outcome.unwrap_err().to_string();
+        assert!(
+            e.contains("ends at revision 5 (segment s) before the target 6"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn leases_come_from_the_next_segment_or_are_reported_missing() {
+        // The lease of /a is in the next segment's table only; /b's lease in none; /c's key
+        // lost its lease to a later put without one.
+        let s1 = segment(
+            vec![
+                (5, vec![put("/a", 5, 5, 1, 8), put("/b", 5, 5, 1, 9)]),
+                (6, vec![put("/c", 6, 6, 1, 10)]),
+                (7, vec![put("/c", 7, 6, 2, 0)]),
+            ],
+            &[],
+        );
+        let s2 = segment(vec![(8, vec![delete("/a", 8)])], &[(8, 60), (10, 60)]);
+        let (outcome, _) = replay(4, 7, vec![("s1".into(), Ok(s1)), ("s2".into(), Ok(s2))]);
+        let (leases, report) = outcome.unwrap();
+        assert_eq!(report.leases_added, vec!["8".to_string()]);
+        assert_eq!(leases.len(), 1);
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        assert!(
+            report.warnings[0].starts_with("lease 9 (1 keys"),
+            "{:?}",
+            report.warnings
+        );
+        // A damaged segment read for its leases only costs a warning.
+        let s1 = segment(vec![(5, vec![put("/a", 5, 5, 1, 8)])], &[]);
+        let damaged = Err(RestoreError::PointInTime("sha256 mismatch".into()));
+        let (outcome, _) = replay(4, 5, vec![("s1".into(), Ok(s1)), ("s2".into(), damaged)]);
+        let (_, report) = outcome.unwrap();
+        assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
+        assert!(
+            report.warnings[0].contains("segment s2 not read"),
+            "{:?}",
+            report.warnings
+        );
+    }
+}
