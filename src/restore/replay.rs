@@ -331,6 +331,9 @@ mod tests {
         read_segment(bytes.as_slice()).unwrap()
     }
 
+    /// The lease entries to add and the report.
+    type Replayed = (BTreeMap<Vec<u8>, Vec<u8>>, ReplayReport);
+
     fn feed(segments: Vec<FedSegment>) -> SegmentFeed {
         Box::new(segments.into_iter())
     }
@@ -341,10 +344,7 @@ mod tests {
         from: i64,
         target: i64,
         segments: Vec<FedSegment>,
-    ) -> (
-        Result<(BTreeMap<Vec<u8>, Vec<u8>>, ReplayReport), RestoreError>,
-        Vec<Vec<u8>>,
-    ) {
+    ) -> (Result<Replayed, RestoreError>, Vec<Vec<u8>>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let mut w = BoltWriter::create(
