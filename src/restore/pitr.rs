@@ -127,7 +127,6 @@ pub async fn select(
         .map_err(|e| RestoreError::Snapshot(format!("cannot list the revision log: {e}")))?;
 
     let mut first_refusal = None;
-    let mut candidates = 0;
     for snap in &snapshots {
         let fits = match target {
             Target::Revision(n) => snap.revision <= n,
@@ -138,7 +137,6 @@ pub async fn select(
         if !fits {
             continue;
         }
-        candidates += 1;
         let chain = walk(snap, &listed);
         let resolved = match target {
             Target::Revision(n) => Ok((n, None)),
@@ -162,13 +160,13 @@ pub async fn select(
         return Err(e);
     }
     let oldest = snapshots.last();
-    Err(RestoreError::PointInTime(match (oldest, target, candidates) {
-        (None, _, _) => format!("the store holds no complete snapshot of cluster {cluster}"),
-        (Some(o), Target::Revision(n), _) => format!(
+    Err(RestoreError::PointInTime(match (oldest, target) {
+        (None, _) => format!("the store holds no complete snapshot of cluster {cluster}"),
+        (Some(o), Target::Revision(n)) => format!(
             "revision {n} is older than every snapshot of cluster {cluster}: the oldest, {}, is at revision {}",
             o.id, o.revision
         ),
-        (Some(o), Target::Time(t), _) => format!(
+        (Some(o), Target::Time(t)) => format!(
             "{} is older than every snapshot of cluster {cluster}: the oldest, {}, finished at {}",
             t.to_rfc3339(),
             o.id,
