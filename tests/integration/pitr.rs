@@ -576,6 +576,27 @@ async fn damaged_log_refuses_past_the_damage(v: Etcd) {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["revision"].as_i64(), Some(reachable));
     std::fs::remove_dir_all(&data).unwrap();
+    // The text report says what was replayed.
+    let mut a = args(&["restore", "--data-dir"]);
+    a.push(data.display().to_string());
+    a.extend(flags.iter().cloned());
+    a.extend(["--to-revision".to_string(), reachable.to_string()]);
+    let run = cpkeep(&a).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for line in [
+        format!(
+            "events of {PER_SEGMENT} revisions ({}…{reachable}) from 1 segment",
+            rs + 1
+        ),
+        format!("revision    {reachable} (snapshot {rs}, revision log to {reachable})"),
+    ] {
+        assert!(
+            run.stdout.contains(&line),
+            "{line:?} not in\n{}",
+            run.stdout
+        );
+    }
+    std::fs::remove_dir_all(&data).unwrap();
 
     // Missing: its manifest is there, its object is not.
     std::fs::remove_file(&object).unwrap();
