@@ -8,6 +8,7 @@
 //! [`RevlogError`] naming the offset or the segment, never a panic.
 
 pub mod error;
+pub mod follow;
 #[doc(hidden)]
 /// Fuzz target bodies: in tests and cargo-fuzz builds only, never in the binary.
 #[cfg(any(test, fuzzing))]

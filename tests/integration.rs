@@ -85,3 +85,6 @@ mod config;
 mod deploy;
 #[path = "integration/image.rs"]
 mod image;
+
+#[path = "integration/follow.rs"]
+mod follow;
