@@ -3,9 +3,10 @@
 //! and the segment manifest with the check of a chain of them. The byte layout is in
 //! docs/FORMAT.md, "The revision log segment".
 //!
-//! This module owns bytes and their rules only: it never prints, never talks to etcd or a store,
-//! and never compresses or encrypts (callers wrap its `Read`/`Write` streams). Corrupt input is a
-//! [`RevlogError`] naming the offset or the segment, never a panic.
+//! The format files own bytes and their rules only: they never talk to etcd or a store and never
+//! compress or encrypt. `stored` alone puts segments into a store and fetches them back (encoded
+//! with the snapshots' zstd and age). Nothing here prints. Corrupt input is a [`RevlogError`]
+//! naming the offset or the segment, never a panic.
 
 pub mod error;
 pub mod follow;
@@ -16,6 +17,7 @@ pub mod fuzz_targets;
 pub mod manifest;
 pub mod record;
 pub mod segment;
+pub mod stored;
 
 #[cfg(test)]
 mod tests;
@@ -24,3 +26,4 @@ pub use error::{ChainBreak, RevlogError};
 pub use manifest::{check_chain, ChainReport, Previous, SegmentManifest, StoredObject};
 pub use record::{Event, EventKind, LeaseEntry, LeaseTable, RevisionRecord};
 pub use segment::{read_segment, Segment, SegmentReader, SegmentSummary, SegmentWriter};
+pub use stored::{fetch_segment, list_segments, put_segment, ListedSegment, StoredLogError};

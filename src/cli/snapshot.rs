@@ -322,6 +322,12 @@ impl Render for PruneReport {
         }
         let mut s = format!("cluster {}\n", self.plan.cluster_id);
         s.push_str(&t.render());
+        if self.plan.kept_segments > 0 {
+            s.push_str(&format!(
+                "keep {} revision log segments (after the oldest kept snapshot)\n",
+                self.plan.kept_segments
+            ));
+        }
         if !self.dry_run {
             s.push_str(&format!(
                 "deleted {} objects, aborted {} uploads\n",
@@ -497,7 +503,13 @@ pub async fn prune_cluster(
     dry_run: bool,
 ) -> Result<PruneReport, SnapshotError> {
     let cat = catalog(store).await?;
-    let plan = plan_prune(&cat, cluster_id, policy, crate::testhooks::now())?;
+    let segments = crate::revlog::list_segments(store, cluster_id)
+        .await
+        .map_err(|e| match e {
+            crate::revlog::StoredLogError::Store { source, .. } => SnapshotError::from(*source),
+            other => SnapshotError::Usage(format!("cannot list the revision log: {other}")),
+        })?;
+    let plan = plan_prune(&cat, &segments, cluster_id, policy, crate::testhooks::now())?;
     if dry_run {
         return Ok(PruneReport {
             plan,

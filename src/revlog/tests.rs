@@ -703,3 +703,137 @@ fn the_fuzz_seed_corpus_is_what_the_writer_writes() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Segments in a store (a real file store in a temporary directory)
+
+mod stored {
+    use super::*;
+    use crate::revlog::stored::{fetch_segment, list_segments, put_segment, StoredLogError};
+    use crate::snapshot::{CompressionKind, Encoding};
+    use crate::store::{FileStore, ObjectStore};
+
+    fn summary_of(bytes: &[u8]) -> crate::revlog::SegmentSummary {
+        crate::revlog::read_segment(bytes).unwrap().summary
+    }
+
+    fn zstd() -> Encoding {
+        Encoding {
+            compression: CompressionKind::Zstd,
+            level: 3,
+            threads: 0,
+            recipients: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_encoding_round_trips_and_the_manifest_is_written_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        let plain = write_sample();
+        let summary = summary_of(&plain);
+        let identity = age::x25519::Identity::generate();
+        let encodings = [
+            Encoding::raw(),
+            zstd(),
+            Encoding {
+                recipients: vec![identity.to_public()],
+                ..zstd()
+            },
+        ];
+        let ids: Vec<Box<dyn age::Identity + Send + Sync>> = vec![Box::new(identity.clone())];
+        for (i, enc) in encodings.iter().enumerate() {
+            let cluster = format!("c{i}");
+            let m = put_segment(
+                &store,
+                &cluster,
+                plain.clone().into(),
+                &summary,
+                Previous::Snapshot("snap".into()),
+                enc,
+            )
+            .await
+            .unwrap();
+            assert_eq!(m.encryption.is_some(), !enc.recipients.is_empty());
+            let listed = list_segments(&store, &cluster).await.unwrap();
+            assert_eq!(listed.len(), 1, "{listed:?}");
+            assert_eq!(listed[0].problem, None);
+            assert_eq!(listed[0].manifest.as_ref(), Some(&m));
+            let back = fetch_segment(&store, &m, Some(&ids)).await.unwrap();
+            assert_eq!(back, crate::revlog::read_segment(plain.as_slice()).unwrap());
+            if enc.recipients.is_empty() {
+                assert_eq!(
+                    store.get(&m.object_key).await.unwrap().len() as u64,
+                    m.stored_size
+                );
+            } else {
+                let e = fetch_segment(&store, &m, None).await.unwrap_err();
+                assert!(matches!(e, StoredLogError::NeedsIdentity { .. }), "{e}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn damage_is_named_and_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        let plain = write_sample();
+        let summary = summary_of(&plain);
+        let m = put_segment(
+            &store,
+            "c",
+            plain.clone().into(),
+            &summary,
+            Previous::Snapshot("snap".into()),
+            &zstd(),
+        )
+        .await
+        .unwrap();
+        // A flipped byte in the stored object: refused before decoding, naming the object.
+        let mut stored = store.get(&m.object_key).await.unwrap().to_vec();
+        let mid = stored.len() / 2;
+        stored[mid] ^= 0x40;
+        store.put(&m.object_key, stored.into()).await.unwrap();
+        let e = fetch_segment(&store, &m, None).await.unwrap_err();
+        assert!(e.to_string().contains(&m.object_key), "{e}");
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        // Missing object: listed with its problem.
+        store.delete(&m.object_key).await.unwrap();
+        let listed = list_segments(&store, "c").await.unwrap();
+        assert!(
+            listed[0].problem.as_deref().unwrap().contains("missing"),
+            "{listed:?}"
+        );
+        // An object whose manifest was never written: listed as unfinished, by its revisions.
+        store
+            .put(
+                "c/log/0000000000000020-0000000000000021.evlog.zst",
+                vec![1u8].into(),
+            )
+            .await
+            .unwrap();
+        let listed = list_segments(&store, "c").await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[1].revisions(), Some((20, 21)));
+        assert!(listed[1]
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("no manifest"));
+        // A buffer that is not the summarised segment is refused, storing nothing.
+        let mut other = plain.clone();
+        other.push(0);
+        let e = put_segment(
+            &store,
+            "d",
+            other.into(),
+            &summary,
+            Previous::Snapshot("s".into()),
+            &zstd(),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("not the segment"), "{e}");
+        assert!(list_segments(&store, "d").await.unwrap().is_empty());
+    }
+}

@@ -1,7 +1,9 @@
 //! Retention, plan-then-apply: [`plan`] decides from a catalog what to keep and what to delete (pure,
 //! unit-tested, printable with `--dry-run`); [`apply`] carries the plan out. Scoped to one cluster;
 //! the newest complete snapshot is never deleted; incomplete leftovers and abandoned uploads go once
-//! they are older than `stale_after` (younger ones may still be in progress).
+//! they are older than `stale_after` (younger ones may still be in progress). Revision log segments
+//! go when no kept snapshot can use them: a restore to any revision starts from the newest kept
+//! snapshot at or below it, so only events after the oldest kept snapshot's revision are needed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -11,6 +13,7 @@ use serde::Serialize;
 
 use super::catalog::Catalog;
 use super::SnapshotError;
+use crate::revlog::ListedSegment;
 use crate::store::{ObjectStore, PendingUpload};
 
 /// Which snapshots to keep.
@@ -56,11 +59,14 @@ pub struct PrunePlan {
     pub keep: Vec<Kept>,
     pub delete: Vec<Removal>,
     pub abort: Vec<PendingUpload>,
+    /// Revision log segments that stay (a kept snapshot's point-in-time window uses them).
+    pub kept_segments: usize,
 }
 
 /// Decides what to keep for `cluster_id`.
 pub fn plan(
     catalog: &Catalog,
+    segments: &[ListedSegment],
     cluster_id: &str,
     policy: &RetentionPolicy,
     now: DateTime<Utc>,
@@ -152,6 +158,12 @@ pub fn plan(
             });
         }
     }
+    let floor = complete
+        .iter()
+        .filter(|e| reasons.contains_key(e.id.as_str()))
+        .filter_map(|e| e.revision)
+        .min();
+    let kept_segments = plan_segments(segments, floor, &mut delete);
     let prefix = format!("{cluster_id}/");
     let abort = catalog
         .pending
@@ -164,7 +176,37 @@ pub fn plan(
         keep,
         delete,
         abort,
+        kept_segments,
     })
+}
+
+/// Queues for deletion every segment that ends at or below `floor`, the oldest kept snapshot's
+/// revision (none kept: every segment stays); returns how many stay. A restore to a revision T
+/// starts from the newest kept snapshot at or below T, whose revision is at least `floor`, and
+/// replays only later events. A segment that merely starts below `floor` is still needed.
+fn plan_segments(
+    segments: &[ListedSegment],
+    floor: Option<i64>,
+    delete: &mut Vec<Removal>,
+) -> usize {
+    let mut kept = 0;
+    for s in segments {
+        let last = s.revisions().map(|(_, last)| last);
+        match (floor, last) {
+            (Some(floor), Some(last)) if last <= floor => delete.push(Removal {
+                id: format!("log {}", s.manifest_key),
+                // The manifest first: a segment is listed as whole only while its manifest is.
+                keys: std::iter::once(s.manifest_key.clone())
+                    .chain(s.manifest.as_ref().map(|m| m.object_key.clone()))
+                    .collect(),
+                why: format!(
+                    "log segment ending at {last}, at or before the oldest kept snapshot (revision {floor})"
+                ),
+            }),
+            _ => kept += 1,
+        }
+    }
+    kept
 }
 
 /// What a prune did.
@@ -219,7 +261,7 @@ mod tests {
         SnapshotEntry {
             id: id.into(),
             cluster_id: "c1".into(),
-            revision: Some(1),
+            revision: Some(revision_at(t)),
             created: Some(t),
             db_size: Some(1),
             stored_size: Some(1),
@@ -262,7 +304,7 @@ mod tests {
     #[test]
     fn no_rule_is_refused() {
         let (c, now) = catalog();
-        assert!(plan(&c, "c1", &RetentionPolicy::default(), now).is_err());
+        assert!(plan(&c, &[], "c1", &RetentionPolicy::default(), now).is_err());
     }
 
     #[test]
@@ -270,6 +312,7 @@ mod tests {
         let (c, now) = catalog();
         let p = plan(
             &c,
+            &[],
             "c1",
             &RetentionPolicy {
                 keep_last: 3,
@@ -288,6 +331,7 @@ mod tests {
         let (c, now) = catalog();
         let p = plan(
             &c,
+            &[],
             "c1",
             &RetentionPolicy {
                 keep_daily: 3,
@@ -305,6 +349,7 @@ mod tests {
         let (c, now) = catalog();
         let p = plan(
             &c,
+            &[],
             "c1",
             &RetentionPolicy {
                 keep_weekly: 2,
@@ -344,12 +389,85 @@ mod tests {
             stale_after: Duration::from_secs(24 * 3600),
             ..Default::default()
         };
-        let p = plan(&c, "c1", &policy, now).unwrap();
+        let p = plan(&c, &[], "c1", &policy, now).unwrap();
         let gone: Vec<&str> = p.delete.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(gone, vec!["old-left"]);
         assert_eq!(p.abort.len(), 1);
         assert_eq!(p.abort[0].id, "u1");
         assert!(p.keep.iter().any(|k| k.id == "new-left"));
         assert!(!p.keep.iter().any(|k| k.id == "x"));
+    }
+
+    /// A revision that grows with time, one per second, as a cluster's would.
+    fn revision_at(t: DateTime<Utc>) -> i64 {
+        t.timestamp() - 1_700_000_000
+    }
+
+    fn segment(first: i64, last: i64, with_manifest: bool) -> ListedSegment {
+        let object = format!("c1/log/{first:016}-{last:016}.evlog.zst");
+        ListedSegment {
+            manifest_key: if with_manifest {
+                format!("c1/log/{first:016}-{last:016}.json")
+            } else {
+                object.clone()
+            },
+            manifest: with_manifest.then(|| {
+                let mut m: crate::revlog::SegmentManifest = serde_json::from_value(serde_json::json!({
+                    "format_version": 1, "cluster_id": "c1", "object_key": object,
+                    "first_revision": first, "last_revision": last, "event_count": 1,
+                    "first_event_time": "2026-11-25T00:00:00Z", "last_event_time": "2026-11-25T00:00:00Z",
+                    "stored_size": 1, "stored_sha256": "00", "plaintext_size": 1, "plaintext_sha256": "00",
+                    "has_leases": false, "compression": {"algorithm": "zstd"}, "encryption": null,
+                    "tool_version": "t"
+                }))
+                .unwrap();
+                m.previous_sha256 = Some("00".into());
+                m
+            }),
+            problem: (!with_manifest).then(|| "no manifest".to_string()),
+        }
+    }
+
+    #[test]
+    fn segments_go_only_when_every_kept_snapshot_is_past_them() {
+        let (c, now) = catalog();
+        let policy = RetentionPolicy {
+            keep_last: 3,
+            ..RetentionPolicy::default()
+        };
+        // Kept: the three newest (6-hourly); the oldest kept is 12 hours old.
+        let floor = revision_at(now - chrono::Duration::hours(12));
+        let segments = [
+            segment(floor - 100, floor - 1, true),
+            segment(floor - 10, floor, false),
+            segment(floor, floor + 5, true),
+            segment(floor + 6, floor + 9, true),
+        ];
+        let p = plan(&c, &segments, "c1", &policy, now).unwrap();
+        let gone: Vec<(&str, &[String])> = p
+            .delete
+            .iter()
+            .filter(|d| d.id.starts_with("log "))
+            .map(|d| (d.id.as_str(), d.keys.as_slice()))
+            .collect();
+        assert_eq!(gone.len(), 2, "{gone:?}");
+        // The manifest goes before its object.
+        assert_eq!(
+            gone[0].1,
+            [
+                segments[0].manifest_key.clone(),
+                segments[0].manifest.as_ref().unwrap().object_key.clone()
+            ]
+        );
+        assert_eq!(gone[1].1, [segments[1].manifest_key.clone()]);
+        // The segment that starts at the floor holds the events after it: it stays.
+        assert_eq!(p.kept_segments, 2);
+        // With no complete snapshot nothing bounds the log: every segment stays.
+        let empty = Catalog {
+            entries: vec![],
+            pending: vec![],
+        };
+        let p = plan(&empty, &segments, "c1", &policy, now).unwrap();
+        assert_eq!((p.delete.len(), p.kept_segments), (0, 4));
     }
 }
