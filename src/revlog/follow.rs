@@ -45,7 +45,11 @@ pub struct FollowOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotTaken {
     pub id: String,
+    /// The db's revision, as its manifest records it.
     pub revision: i64,
+    /// The first revision of the chain that follows it: the revision after the db's (after 1
+    /// for an empty db, as etcd's store starts at 1 with no change in it).
+    pub log_from: i64,
     pub object_key: String,
 }
 
@@ -97,7 +101,9 @@ pub async fn follow(
     let mut watcher = Watcher::new(conn, opts.limits, &queue, cancel.clone());
     let (mut snap, mut head) = (first, head);
     let failure = loop {
-        let rs = snap.manifest.revision;
+        // etcd's store starts at revision 1 with no change in it: a db with an empty `key`
+        // bucket (manifest revision 0) is at 1, and the first event the log can hold is 2.
+        let rs = snap.manifest.revision.max(1);
         let end = watcher
             .run_chain(&snap.manifest.id, rs, head.min(rs) + 1)
             .await;
@@ -152,6 +158,7 @@ fn taken(r: &BackupReport) -> SnapshotTaken {
     SnapshotTaken {
         id: r.manifest.id.clone(),
         revision: r.manifest.revision,
+        log_from: r.manifest.revision.max(1) + 1,
         object_key: r.manifest.object_key.clone(),
     }
 }
