@@ -211,8 +211,8 @@ pub(super) fn node_name(flag: Option<&str>) -> String {
 
 /// `backup --only-on-leader` on a node whose member does not lead; JSON `{"standby": {...}}`.
 #[derive(Serialize)]
-struct StandbyReport {
-    standby: crate::snapshot::Standby,
+pub(super) struct StandbyReport {
+    pub(super) standby: crate::snapshot::Standby,
 }
 
 impl Render for StandbyReport {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::backup::{node_name, BackupArgs};
+use super::backup::{node_name, BackupArgs, StandbyReport};
 use super::exit::{classified, snapshot_failure, ExitError};
 use super::output::{Render, Renderer};
 use super::snapshot::prune_cluster;
@@ -16,8 +16,15 @@ impl Render for FollowReport {
     fn table(&self) -> String {
         let mut t = String::new();
         for (i, s) in self.snapshots.iter().enumerate() {
-            let what = if i == 0 { "snapshot" } else { "healing snapshot" };
-            t += &format!("{what} {} at revision {} ({})\n", s.id, s.revision, s.object_key);
+            let what = if i == 0 {
+                "snapshot"
+            } else {
+                "healing snapshot"
+            };
+            t += &format!(
+                "{what} {} at revision {} ({})\n",
+                s.id, s.revision, s.object_key
+            );
         }
         let range = match (self.first_revision, self.last_revision) {
             (Some(f), Some(l)) => format!("revisions {f}…{l}"),
@@ -70,10 +77,7 @@ pub async fn run(args: BackupArgs, out: &Renderer, quiet: bool) -> anyhow::Resul
             .await
             .map_err(snapshot_failure)?
         {
-            tracing::info!(
-                endpoint = %standby.endpoint,
-                "not the leader: no backup on this node"
-            );
+            out.print(&StandbyReport { standby })?;
             return Ok(Exit::Ok);
         }
     }
@@ -107,7 +111,10 @@ pub async fn run(args: BackupArgs, out: &Renderer, quiet: bool) -> anyhow::Resul
         match prune_cluster(store.as_ref(), &report.cluster_id, &policy, false).await {
             Ok(r) if r.errors.is_empty() => {}
             Ok(r) => {
-                eprintln!("cpkeep: log stored, but pruning failed: {}", r.errors.join("; "));
+                eprintln!(
+                    "cpkeep: log stored, but pruning failed: {}",
+                    r.errors.join("; ")
+                );
                 return Ok(Exit::Warning);
             }
             Err(e) => {

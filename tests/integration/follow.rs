@@ -22,9 +22,7 @@ struct Follower {
     stderr: Arc<Mutex<String>>,
 }
 
-fn gather(
-    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-) -> Arc<Mutex<String>> {
+fn gather(pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
     use tokio::io::AsyncBufReadExt;
     let text = Arc::new(Mutex::new(String::new()));
     let t = text.clone();
@@ -172,9 +170,13 @@ async fn client(sb: &Sandbox, member: usize) -> Client {
 /// Puts, overwrites, deletes, multi-key transactions and keys with a lease; the revision after.
 async fn write_mix(c: &mut Client, round: usize, lease: i64) -> i64 {
     for i in 0..5 {
-        c.put(format!("/registry/pods/r{round}/p{i}"), format!("v{i}"), None)
-            .await
-            .unwrap();
+        c.put(
+            format!("/registry/pods/r{round}/p{i}"),
+            format!("v{i}"),
+            None,
+        )
+        .await
+        .unwrap();
     }
     c.put(format!("/registry/pods/r{round}/p0"), "updated", None)
         .await
@@ -192,7 +194,11 @@ async fn write_mix(c: &mut Client, round: usize, lease: i64) -> i64 {
             TxnOp::put(format!("/registry/pods/r{round}/t1"), "a", None),
             TxnOp::put(format!("/registry/pods/r{round}/p2"), "b", None),
             TxnOp::delete(format!("/registry/pods/r{round}/p3"), None),
-            TxnOp::put(format!("/registry/leases/r{round}"), "held", Some(PutOptions::new().with_lease(lease))),
+            TxnOp::put(
+                format!("/registry/leases/r{round}"),
+                "held",
+                Some(PutOptions::new().with_lease(lease)),
+            ),
         ]);
     c.txn(txn).await.unwrap();
     let r = c
@@ -207,12 +213,20 @@ async fn write_mix(c: &mut Client, round: usize, lease: i64) -> i64 {
 }
 
 /// What etcd's own watch returns from `from` through `to`: (revision, [(kind, kv)]).
-async fn etcd_history(c: &Client, from: i64, to: i64) -> Vec<(i64, Vec<(EventKind, Vec<u8>, i64, i64, i64, Vec<u8>, i64)>)> {
+async fn etcd_history(
+    c: &Client,
+    from: i64,
+    to: i64,
+) -> Vec<(i64, Vec<(EventKind, Vec<u8>, i64, i64, i64, Vec<u8>, i64)>)> {
     let mut wc = c.watch_client().max_decoding_message_size(512 << 20);
     let mut stream = wc
         .watch(
             "",
-            Some(WatchOptions::new().with_all_keys().with_start_revision(from)),
+            Some(
+                WatchOptions::new()
+                    .with_all_keys()
+                    .with_start_revision(from),
+            ),
         )
         .await
         .unwrap();
@@ -260,7 +274,10 @@ async fn check_log(
     let manifests = segments(store).await;
     let chain = check_chain(&manifests, Some(snapshot)).unwrap();
     assert_eq!(chain.first_revision, snapshot_revision + 1, "{chain:?}");
-    assert!(chain.last_revision >= through, "{chain:?} through {through}");
+    assert!(
+        chain.last_revision >= through,
+        "{chain:?} through {through}"
+    );
     let expected = etcd_history(c, snapshot_revision + 1, chain.last_revision).await;
     let mut logged = Vec::new();
     let mut leases = Vec::new();
@@ -272,7 +289,15 @@ async fn check_log(
                 .into_iter()
                 .map(|e| {
                     let kv = e.kv;
-                    (e.kind, kv.key, kv.create_revision, kv.mod_revision, kv.version, kv.value, kv.lease)
+                    (
+                        e.kind,
+                        kv.key,
+                        kv.create_revision,
+                        kv.mod_revision,
+                        kv.version,
+                        kv.value,
+                        kv.lease,
+                    )
                 })
                 .collect();
             logged.push((r.revision, events));
@@ -287,7 +312,11 @@ async fn check_log(
 }
 
 fn report(run: &Run) -> serde_json::Value {
-    assert_eq!(run.code, 0, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
     run.json()
 }
 
@@ -310,10 +339,21 @@ async fn log_is_written(v: Etcd) {
     }
     // A lease granted and revoked within one segment: its keys' deletes are logged.
     let short = c.lease_grant(120, None).await.unwrap().id();
-    c.put("/registry/short", "x", Some(PutOptions::new().with_lease(short)))
-        .await
-        .unwrap();
-    last = last.max(c.lease_revoke(short).await.unwrap().header().unwrap().revision());
+    c.put(
+        "/registry/short",
+        "x",
+        Some(PutOptions::new().with_lease(short)),
+    )
+    .await
+    .unwrap();
+    last = last.max(
+        c.lease_revoke(short)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision(),
+    );
     wait_until(60, "the log never reached the last write", &f, || async {
         logged_through(&store).await >= last
     })
@@ -321,15 +361,24 @@ async fn log_is_written(v: Etcd) {
     let run = f.stop().await;
     let r = report(&run);
     let snap = &r["snapshots"][0];
-    let (id, rs) = (snap["id"].as_str().unwrap(), snap["log_from"].as_i64().unwrap() - 1);
+    let (id, rs) = (
+        snap["id"].as_str().unwrap(),
+        snap["log_from"].as_i64().unwrap() - 1,
+    );
     assert_eq!(r["gaps"].as_array().unwrap().len(), 0, "{r}");
     assert!(r["segments_written"].as_u64().unwrap() >= 1, "{r}");
     assert_eq!(r["first_revision"].as_i64(), Some(rs + 1), "{r}");
     assert!(r["last_revision"].as_i64().unwrap() >= last, "{r}");
     let leases = check_log(&store, &c, id, rs, last).await;
-    let held = leases.iter().find(|l| l.id == lease).expect("the writer's lease is in a lease table");
+    let held = leases
+        .iter()
+        .find(|l| l.id == lease)
+        .expect("the writer's lease is in a lease table");
     assert_eq!(held.granted_ttl, 300, "{held:?}");
-    assert!(held.remaining_ttl > 0 && held.remaining_ttl <= 300, "{held:?}");
+    assert!(
+        held.remaining_ttl > 0 && held.remaining_ttl <= 300,
+        "{held:?}"
+    );
 }
 
 async fn member_killed_mid_log(v: Etcd) {
@@ -356,7 +405,9 @@ async fn member_killed_mid_log(v: Etcd) {
         // Writes go on while the follower moves over (and while an election may run).
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match tokio::time::timeout(Duration::from_secs(5), write_mix(&mut c, round, lease)).await {
+            match tokio::time::timeout(Duration::from_secs(5), write_mix(&mut c, round, lease))
+                .await
+            {
                 Ok(rev) => {
                     last = rev;
                     break;
@@ -365,9 +416,12 @@ async fn member_killed_mid_log(v: Etcd) {
             }
         }
     }
-    wait_until(60, "the log never resumed on another member", &f, || async {
-        logged_through(&store).await >= last
-    })
+    wait_until(
+        60,
+        "the log never resumed on another member",
+        &f,
+        || async { logged_through(&store).await >= last },
+    )
     .await;
     let run = f.stop().await;
     let r = report(&run);
@@ -414,16 +468,22 @@ async fn store_down_then_back() {
     .await;
     s3.kill();
     write_mix(&mut c, 1, lease).await;
-    wait_until(60, "no upload failed while the store was down", &f, || async {
-        f.stderr().contains("storing a log segment failed")
-    })
+    wait_until(
+        60,
+        "no upload failed while the store was down",
+        &f,
+        || async { f.stderr().contains("storing a log segment failed") },
+    )
     .await;
     let during = write_mix(&mut c, 2, lease).await;
     s3.restart().await.unwrap();
     let last = write_mix(&mut c, 3, lease).await.max(during);
-    wait_until(90, "the log never caught up after the store came back", &f, || async {
-        logged_through(&store).await >= last
-    })
+    wait_until(
+        90,
+        "the log never caught up after the store came back",
+        &f,
+        || async { logged_through(&store).await >= last },
+    )
     .await;
     let run = f.stop().await;
     let r = report(&run);
@@ -451,7 +511,13 @@ async fn compaction_past_the_log_is_a_gap() {
         &sb,
         Etcd::V35,
         "s3://etcd-backups/p",
-        &["--s3-path-style", "--log-buffer", "1", "--segment-size", "64KiB"],
+        &[
+            "--s3-path-style",
+            "--log-buffer",
+            "1",
+            "--segment-size",
+            "64KiB",
+        ],
     );
     args.extend(["--s3-endpoint".to_string(), s3.endpoint().to_string()]);
     let f = Follower::start(&args, &s3.env());
@@ -494,7 +560,10 @@ async fn compaction_past_the_log_is_a_gap() {
     let r = report(&run);
     let gaps = r["gaps"].as_array().unwrap();
     assert_eq!(gaps.len(), 1, "{r}");
-    assert!(gaps[0]["reason"].as_str().unwrap().contains("compacted"), "{r}");
+    assert!(
+        gaps[0]["reason"].as_str().unwrap().contains("compacted"),
+        "{r}"
+    );
     let second = &r["snapshots"][1];
     assert_eq!(gaps[0]["new_snapshot"], second["id"], "{r}");
     assert!(second["revision"].as_i64().unwrap() >= head, "{r}");
@@ -505,7 +574,10 @@ async fn compaction_past_the_log_is_a_gap() {
         .position(|m| m.follows_snapshot.as_deref() == second["id"].as_str())
         .expect("a segment follows the new snapshot");
     let before = check_chain(&all[..split], r["snapshots"][0]["id"].as_str()).unwrap();
-    assert_eq!(before.last_revision, gaps[0]["after_revision"].as_i64().unwrap());
+    assert_eq!(
+        before.last_revision,
+        gaps[0]["after_revision"].as_i64().unwrap()
+    );
     let after = check_chain(&all[split..], second["id"].as_str()).unwrap();
     assert_eq!(after.first_revision, second["log_from"].as_i64().unwrap());
     assert!(after.last_revision >= last);
@@ -517,7 +589,11 @@ async fn bad_inputs_are_refused() {
     let sb = sandbox(Etcd::V34, 1).await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
-    for (flag, value) in [("--segment-interval", "0s"), ("--segment-size", "0"), ("--log-buffer", "0")] {
+    for (flag, value) in [
+        ("--segment-interval", "0s"),
+        ("--segment-size", "0"),
+        ("--log-buffer", "0"),
+    ] {
         let mut a = follow_args(&sb, Etcd::V35, &url, &[]);
         match a.iter().position(|s| s == flag) {
             Some(i) => a[i + 1] = value.to_string(),
@@ -525,12 +601,19 @@ async fn bad_inputs_are_refused() {
         }
         let run = cpkeep(&a).await;
         assert_ne!(run.code, 0, "{flag} {value}: {}", run.stderr);
-        assert!(run.stderr.contains(flag) && run.stderr.contains("more than zero"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(flag) && run.stderr.contains("more than zero"),
+            "{}",
+            run.stderr
+        );
     }
     // The sandbox's 3.4 (3.4.23) is older than 3.4.31: refused, nothing stored.
     let run = cpkeep(&follow_args(&sb, Etcd::V35, &url, &[])).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
     let line = run.assert_one_clear_line();
-    assert!(line.contains("3.4.") && line.contains("--allow-old-etcd"), "{line}");
+    assert!(
+        line.contains("3.4.") && line.contains("--allow-old-etcd"),
+        "{line}"
+    );
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
 }

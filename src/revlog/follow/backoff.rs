@@ -41,7 +41,12 @@ mod tests {
         let ms = Duration::from_millis;
         let mut b = Backoff::new(ms(100), ms(350));
         assert_eq!(
-            [b.next_delay(), b.next_delay(), b.next_delay(), b.next_delay()],
+            [
+                b.next_delay(),
+                b.next_delay(),
+                b.next_delay(),
+                b.next_delay()
+            ],
             [ms(100), ms(200), ms(350), ms(350)]
         );
         b.reset();

@@ -36,9 +36,7 @@ impl FollowError {
         match self {
             FollowError::Snapshot(e) => e.class(),
             FollowError::Etcd(e) => e.class(),
-            FollowError::OldEtcd { .. } | FollowError::WatchRefused { .. } => {
-                FailureClass::Refused
-            }
+            FollowError::OldEtcd { .. } | FollowError::WatchRefused { .. } => FailureClass::Refused,
             FollowError::Usage(_) => FailureClass::Unusable,
         }
     }

@@ -29,10 +29,14 @@ mod tests {
 
     #[test]
     fn releases_with_the_compaction_fix_are_trusted() {
-        for ok in ["3.5.13", "3.5.30", "3.4.31", "3.4.37", "3.6.0", "v3.6.5", "4.0.0"] {
+        for ok in [
+            "3.5.13", "3.5.30", "3.4.31", "3.4.37", "3.6.0", "v3.6.5", "4.0.0",
+        ] {
             assert!(watch_is_trustworthy(ok), "{ok}");
         }
-        for bad in ["3.5.12", "3.4.23", "3.4.30", "3.3.27", "2.3.8", "", "3.5", "x.y.z"] {
+        for bad in [
+            "3.5.12", "3.4.23", "3.4.30", "3.3.27", "2.3.8", "", "3.5", "x.y.z",
+        ] {
             assert!(!watch_is_trustworthy(bad), "{bad}");
         }
     }

@@ -138,7 +138,9 @@ impl<'a> Watcher<'a> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             let endpoint = self.conn.endpoints[self.endpoint % self.conn.endpoints.len()].clone();
-            let outcome = self.watch_once(&endpoint, from, &mut chain, &mut backoff).await;
+            let outcome = self
+                .watch_once(&endpoint, from, &mut chain, &mut backoff)
+                .await;
             match outcome {
                 Ok(end) => return Ok(end),
                 Err(Interrupt::Fatal(e)) => {
@@ -188,12 +190,12 @@ impl<'a> Watcher<'a> {
             .with_all_keys()
             .with_start_revision(from)
             .with_progress_notify();
-        let mut stream = match tokio::time::timeout(self.conn.timeout, wc.watch("", Some(opts))).await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(retry(&e)),
-            Err(_) => return Err(Interrupt::Retry("no answer to the watch request".into())),
-        };
+        let mut stream =
+            match tokio::time::timeout(self.conn.timeout, wc.watch("", Some(opts))).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(retry(&e)),
+                Err(_) => return Err(Interrupt::Retry("no answer to the watch request".into())),
+            };
         tracing::info!(%endpoint, from, next = chain.next, "watching the whole keyspace");
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -266,7 +268,11 @@ impl<'a> Watcher<'a> {
             }
             return Err(Interrupt::Retry(format!(
                 "watch cancelled: {}",
-                if reason.is_empty() { "no reason given" } else { reason }
+                if reason.is_empty() {
+                    "no reason given"
+                } else {
+                    reason
+                }
             )));
         }
         if resp.created() {
@@ -291,8 +297,7 @@ impl<'a> Watcher<'a> {
         while i < events.len() {
             let revision = events[i].kv().map_or(0, |kv| kv.mod_revision());
             let mut j = i + 1;
-            while j < events.len() && events[j].kv().map_or(0, |kv| kv.mod_revision()) == revision
-            {
+            while j < events.len() && events[j].kv().map_or(0, |kv| kv.mod_revision()) == revision {
                 j += 1;
             }
             let group = &events[i..j];
