@@ -100,6 +100,7 @@ pub async fn follow(
     let mut gaps: Vec<Gap> = Vec::new();
     let mut watcher = Watcher::new(conn, opts.limits, &queue, cancel.clone());
     let (mut snap, mut head) = (first, head);
+    let mut start_gaps = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let failure = loop {
         // etcd's store starts at revision 1 with no change in it: a db with an empty `key`
         // bucket (manifest revision 0) is at 1, and the first event the log can hold is 2.
@@ -118,6 +119,22 @@ pub async fn follow(
             "gap in the revision log: {}; taking a new full snapshot",
             gap.reason
         );
+        // A gap before the chain held anything, again and again, would take snapshot after
+        // snapshot: that is a db whose last key is below etcd's compaction (its trailing deletes
+        // compacted away, so the manifest's revision understates it) until a new write lands.
+        // Wait, longer each time, rather than fill the store.
+        if gap.after_revision == rs {
+            let wait = start_gaps.next_delay();
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    gaps.push(gap);
+                    break None;
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        } else {
+            start_gaps.reset();
+        }
         match heal(conn, store.as_ref(), opts, progress).await {
             Some((h, s)) => {
                 gap.new_snapshot = Some(s.manifest.id.clone());

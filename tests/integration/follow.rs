@@ -488,6 +488,8 @@ async fn store_down_then_back() {
     let run = f.stop().await;
     let r = report(&run);
     assert!(r["upload_retries"].as_u64().unwrap() >= 1, "{r}");
+    // No member failed: the watch stream lasted the whole run (no request timeout cut it).
+    assert_eq!(r["watch"]["reconnects"], 0, "{r}");
     assert_eq!(r["gaps"].as_array().unwrap().len(), 0, "{r}");
     let snap = &r["snapshots"][0];
     check_log(
