@@ -293,15 +293,8 @@ impl<'a> Watcher<'a> {
             return Ok(None);
         }
         let received_at = Utc::now();
-        let mut i = 0;
-        while i < events.len() {
-            let revision = events[i].kv().map_or(0, |kv| kv.mod_revision());
-            let mut j = i + 1;
-            while j < events.len() && events[j].kv().map_or(0, |kv| kv.mod_revision()) == revision {
-                j += 1;
-            }
-            let group = &events[i..j];
-            i = j;
+        let revision_of = |e: &etcd_client::Event| e.kv().map_or(0, |kv| kv.mod_revision());
+        for (revision, group) in by_revision(events, revision_of) {
             if revision < chain.next {
                 self.stats.duplicates_dropped += group.len() as u64;
                 continue;
@@ -425,9 +418,49 @@ async fn any_client(conn: &ConnectionOptions) -> Option<Client> {
     None
 }
 
+/// Consecutive runs of items with the same revision, in order: a response's events split into
+/// its revisions (a transaction's events share one).
+fn by_revision<T>(items: &[T], revision: impl Fn(&T) -> i64) -> Vec<(i64, &[T])> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < items.len() {
+        let r = revision(&items[start]);
+        let len = items[start..]
+            .iter()
+            .take_while(|item| revision(item) == r)
+            .count();
+        out.push((r, &items[start..start + len]));
+        start += len;
+    }
+    out
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::by_revision;
+
+    #[test]
+    fn events_split_into_their_revisions_in_order() {
+        let events = [(5, 'a'), (5, 'b'), (6, 'c'), (8, 'd'), (8, 'e'), (8, 'f')];
+        let groups: Vec<(i64, Vec<char>)> = by_revision(&events, |e| e.0)
+            .into_iter()
+            .map(|(r, g)| (r, g.iter().map(|e| e.1).collect()))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                (5, vec!['a', 'b']),
+                (6, vec!['c']),
+                (8, vec!['d', 'e', 'f'])
+            ]
+        );
+        assert!(by_revision(&[] as &[(i64, char)], |e| e.0).is_empty());
     }
 }
