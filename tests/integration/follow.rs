@@ -266,6 +266,7 @@ async fn etcd_history(
 /// `through`, every revision equal to etcd's own watch, no duplicate; returns the lease tables' leases.
 async fn check_log(
     store: &dyn ObjectStore,
+    identities: Option<&[Box<dyn age::Identity + Send + Sync>]>,
     c: &Client,
     snapshot: &str,
     snapshot_revision: i64,
@@ -282,7 +283,7 @@ async fn check_log(
     let mut logged = Vec::new();
     let mut leases = Vec::new();
     for m in &manifests {
-        let seg = fetch_segment(store, m, None).await.unwrap();
+        let seg = fetch_segment(store, m, identities).await.unwrap();
         for r in seg.revisions {
             let events: Vec<_> = r
                 .events
@@ -327,7 +328,13 @@ async fn log_is_written(v: Etcd) {
     let url = format!("file://{}", dir.path().display());
     let mut c = client(&sb, 0).await;
     c.put("/registry/before", "snapshot", None).await.unwrap();
-    let f = Follower::start(&follow_args(&sb, v, &url, &[]), &[]);
+    // Encrypted, as a log holds every Secret written: segments are read back with the identity.
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let f = Follower::start(
+        &follow_args(&sb, v, &url, &["--encrypt-to", &recipient]),
+        &[],
+    );
     wait_until(60, "no snapshot stored", &f, || async {
         !snapshot_manifests(&store).await.is_empty()
     })
@@ -369,7 +376,12 @@ async fn log_is_written(v: Etcd) {
     assert!(r["segments_written"].as_u64().unwrap() >= 1, "{r}");
     assert_eq!(r["first_revision"].as_i64(), Some(rs + 1), "{r}");
     assert!(r["last_revision"].as_i64().unwrap() >= last, "{r}");
-    let leases = check_log(&store, &c, id, rs, last).await;
+    let manifests = segments(&store).await;
+    assert!(manifests
+        .iter()
+        .all(|m| m.encryption.is_some() && m.object_key.ends_with(".evlog.zst.age")));
+    let identities: Vec<Box<dyn age::Identity + Send + Sync>> = vec![Box::new(identity)];
+    let leases = check_log(&store, Some(&identities), &c, id, rs, last).await;
     let held = leases
         .iter()
         .find(|l| l.id == lease)
@@ -430,6 +442,7 @@ async fn member_killed_mid_log(v: Etcd) {
     let snap = &r["snapshots"][0];
     check_log(
         &store,
+        None,
         &c,
         snap["id"].as_str().unwrap(),
         snap["log_from"].as_i64().unwrap() - 1,
@@ -494,6 +507,7 @@ async fn store_down_then_back() {
     let snap = &r["snapshots"][0];
     check_log(
         &store,
+        None,
         &c,
         snap["id"].as_str().unwrap(),
         snap["log_from"].as_i64().unwrap() - 1,
