@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod record;
 pub mod segment;
 pub mod stored;
+pub mod window;
 
 #[cfg(test)]
 mod tests;
@@ -28,3 +29,4 @@ pub use manifest::{check_chain, ChainReport, Previous, SegmentManifest, StoredOb
 pub use record::{Event, EventKind, LeaseEntry, LeaseTable, RevisionRecord};
 pub use segment::{read_segment, Segment, SegmentReader, SegmentSummary, SegmentWriter};
 pub use stored::{fetch_segment, list_segments, put_segment, ListedSegment, StoredLogError};
+pub use window::{coverage, reach, Coverage, Gap, Reach, SnapshotPoint, Window};
