@@ -88,3 +88,6 @@ mod config;
 mod deploy;
 #[path = "integration/image.rs"]
 mod image;
+
+#[path = "integration/follow.rs"]
+mod follow;

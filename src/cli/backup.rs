@@ -159,10 +159,46 @@ pub struct BackupArgs {
 
     #[command(flatten)]
     pub retention: RetentionArgs,
+
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+/// `--follow`: the revision log after the snapshot.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Revision log")]
+pub struct FollowArgs {
+    /// After the snapshot, keep watching and store every revision as log segments until SIGTERM/SIGINT.
+    #[arg(long, env = "CPKEEP_FOLLOW")]
+    pub follow: bool,
+
+    /// Close a log segment after this long (an interval without writes stores nothing).
+    #[arg(long, default_value = "60s", value_parser = super::duration::positive, env = "CPKEEP_SEGMENT_INTERVAL")]
+    pub segment_interval: Duration,
+
+    /// Close a log segment when its plaintext reaches this size.
+    #[arg(long, default_value = "64MiB", value_parser = positive_bytes, env = "CPKEEP_SEGMENT_SIZE")]
+    pub segment_size: u64,
+
+    /// Closed segments waiting for the store, at most; when full, the watch pauses (etcd keeps the history).
+    #[arg(long, default_value = "64MiB", value_parser = positive_bytes, env = "CPKEEP_LOG_BUFFER")]
+    pub log_buffer: u64,
+
+    /// Follow etcd older than 3.5.13 / 3.4.31 anyway (their watch can lose events after a compaction).
+    #[arg(long)]
+    pub allow_old_etcd: bool,
+}
+
+/// A size that must be more than zero.
+fn positive_bytes(s: &str) -> Result<u64, String> {
+    match crate::units::parse_bytes(s)? {
+        0 => Err("must be more than zero (examples: 1MiB, 64MiB)".to_string()),
+        n => Ok(n),
+    }
 }
 
 /// The node name: flag, then the downward-API variable Kubernetes sets, then the host name.
-fn node_name(flag: Option<&str>) -> String {
+pub(super) fn node_name(flag: Option<&str>) -> String {
     flag.map(String::from)
         .or_else(|| std::env::var("NODE_NAME").ok().filter(|s| !s.is_empty()))
         .or_else(|| {
@@ -175,8 +211,8 @@ fn node_name(flag: Option<&str>) -> String {
 
 /// `backup --only-on-leader` on a node whose member does not lead; JSON `{"standby": {...}}`.
 #[derive(Serialize)]
-struct StandbyReport {
-    standby: crate::snapshot::Standby,
+pub(super) struct StandbyReport {
+    pub(super) standby: crate::snapshot::Standby,
 }
 
 impl Render for StandbyReport {
@@ -345,6 +381,9 @@ pub async fn backup_once(
 }
 
 pub async fn run(args: BackupArgs, out: &Renderer, quiet: bool) -> anyhow::Result<Exit> {
+    if args.follow.follow {
+        return super::backup_follow::run(args, out, quiet).await;
+    }
     let progress = super::progress::for_stderr(quiet);
     let control = crate::snapshot::StreamControl {
         cancel: super::signals::cancel_on_signals(),

@@ -3,6 +3,7 @@
 //! documented exit codes. The only module that prints.
 
 mod backup;
+mod backup_follow;
 mod bootstrap;
 mod bootstrap_apply;
 mod certs;

@@ -1,6 +1,7 @@
 //! SIGINT and SIGTERM as a cancellation, for commands that must undo what they started (a snapshot
 //! upload in progress) rather than die with it: a CronJob's pod gets SIGTERM at its
-//! `activeDeadlineSeconds`, and a killed upload would leave an open multipart upload behind. A
+//! `activeDeadlineSeconds`, and a killed upload would leave an open multipart upload behind;
+//! `backup --follow` stores the segment it holds before it exits. A
 //! second signal ends the process at once, for a user who will not wait for the cleanup.
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -19,8 +20,8 @@ pub fn cancel_on_signals() -> CancellationToken {
     let t = token.clone();
     tokio::spawn(async move {
         tokio::select! {
-            _ = term.recv() => tracing::warn!("SIGTERM: stopping; the upload in progress is aborted"),
-            _ = int.recv() => tracing::warn!("SIGINT: stopping; the upload in progress is aborted"),
+            _ = term.recv() => tracing::warn!("SIGTERM: stopping (a snapshot upload in progress is aborted; backup --follow stores what it holds); a second signal ends at once"),
+            _ = int.recv() => tracing::warn!("SIGINT: stopping (a snapshot upload in progress is aborted; backup --follow stores what it holds); a second signal ends at once"),
         }
         t.cancel();
         tokio::select! {

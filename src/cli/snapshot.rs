@@ -220,12 +220,108 @@ pub struct PruneArgs {
 }
 
 /// The listing as `snapshot list` prints it.
-#[derive(Debug, Serialize)]
-#[serde(transparent)]
 struct Listing {
     entries: Vec<SnapshotEntry>,
-    #[serde(skip)]
+    /// Per cluster with a revision log: what a point-in-time restore reaches.
+    restorable: Vec<ClusterCoverage>,
     all: bool,
+}
+
+/// One snapshot as `-o json` shows it: its catalog entry and, when its cluster has a revision
+/// log, how far a point-in-time restore from it reaches.
+#[derive(Serialize)]
+struct ListedRow<'a> {
+    #[serde(flatten)]
+    entry: &'a SnapshotEntry,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    point_in_time: Option<crate::revlog::Reach>,
+}
+
+/// `-o json` stays an array of snapshots (what scripts already read).
+impl Serialize for Listing {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.entries.len()))?;
+        for entry in &self.entries {
+            let point_in_time = self
+                .restorable
+                .iter()
+                .find(|c| c.cluster_id == entry.cluster_id)
+                .zip(entry.revision.filter(|_| entry.complete))
+                .map(|(c, revision)| {
+                    crate::revlog::reach(
+                        &crate::revlog::SnapshotPoint {
+                            id: entry.id.clone(),
+                            revision,
+                            time: entry.created,
+                        },
+                        &c.listed,
+                    )
+                });
+            seq.serialize_element(&ListedRow {
+                entry,
+                point_in_time,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+struct ClusterCoverage {
+    cluster_id: String,
+    listed: Vec<crate::revlog::ListedSegment>,
+    coverage: crate::revlog::Coverage,
+}
+
+/// The restorable windows of every cluster in `entries` that has a revision log.
+async fn coverages(
+    store: &dyn ObjectStore,
+    entries: &[SnapshotEntry],
+) -> Result<Vec<ClusterCoverage>, SnapshotError> {
+    let clusters: std::collections::BTreeSet<&str> =
+        entries.iter().map(|e| e.cluster_id.as_str()).collect();
+    let mut out = Vec::new();
+    for cluster in clusters {
+        let listed = list_log(store, cluster).await?;
+        if listed.is_empty() {
+            continue;
+        }
+        let points: Vec<crate::revlog::SnapshotPoint> = entries
+            .iter()
+            .filter(|e| e.complete && e.cluster_id == cluster)
+            .filter_map(|e| {
+                Some(crate::revlog::SnapshotPoint {
+                    id: e.id.clone(),
+                    revision: e.revision?,
+                    time: e.created,
+                })
+            })
+            .collect();
+        out.push(ClusterCoverage {
+            cluster_id: cluster.to_string(),
+            coverage: crate::revlog::coverage(&points, &listed),
+            listed,
+        });
+    }
+    Ok(out)
+}
+
+/// A cluster's revision log segments, a store failure classed as the store's.
+async fn list_log(
+    store: &dyn ObjectStore,
+    cluster_id: &str,
+) -> Result<Vec<crate::revlog::ListedSegment>, SnapshotError> {
+    crate::revlog::list_segments(store, cluster_id)
+        .await
+        .map_err(|e| match e {
+            crate::revlog::StoredLogError::Store { source, .. } => SnapshotError::from(*source),
+            other => SnapshotError::Usage(format!("cannot list the revision log: {other}")),
+        })
+}
+
+fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|c| c.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 impl Render for Listing {
@@ -251,9 +347,7 @@ impl Render for Listing {
                 e.revision
                     .map(|r| r.to_string())
                     .unwrap_or_else(|| "-".into()),
-                e.created
-                    .map(|c| c.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                    .unwrap_or_else(|| "-".into()),
+                when(e.created),
                 e.db_size.map(human_bytes).unwrap_or_else(|| "-".into()),
                 e.stored_size.map(human_bytes).unwrap_or_else(|| "-".into()),
                 e.compression
@@ -270,7 +364,32 @@ impl Render for Listing {
             }
             t.row(row);
         }
-        t.render()
+        let mut s = t.render();
+        for c in &self.restorable {
+            s.push_str(&format!(
+                "\ncluster {}: point-in-time restore ({} log segments)\n",
+                c.cluster_id,
+                c.listed.len()
+            ));
+            let mut w = Table::new(["FROM REVISION", "FROM", "TO REVISION", "TO", "LOGGED"]);
+            for win in &c.coverage.windows {
+                w.row([
+                    win.from_revision.to_string(),
+                    when(win.from_time),
+                    win.to_revision.to_string(),
+                    when(win.to_time),
+                    win.logged_revisions.to_string(),
+                ]);
+            }
+            s.push_str(&w.render());
+            for g in &c.coverage.gaps {
+                s.push_str(&format!(
+                    "GAP: revisions {}…{} cannot be restored: {}\n",
+                    g.from_revision, g.to_revision, g.reason
+                ));
+            }
+        }
+        s
     }
 }
 
@@ -513,12 +632,7 @@ pub async fn prune_cluster(
     dry_run: bool,
 ) -> Result<PruneReport, SnapshotError> {
     let cat = catalog(store).await?;
-    let segments = crate::revlog::list_segments(store, cluster_id)
-        .await
-        .map_err(|e| match e {
-            crate::revlog::StoredLogError::Store { source, .. } => SnapshotError::from(*source),
-            other => SnapshotError::Usage(format!("cannot list the revision log: {other}")),
-        })?;
+    let segments = list_log(store, cluster_id).await?;
     let plan = plan_prune(&cat, &segments, cluster_id, policy, crate::testhooks::now())?;
     if dry_run {
         return Ok(PruneReport {
@@ -547,8 +661,12 @@ pub async fn run(cmd: SnapshotCommand, out: &Renderer, quiet: bool) -> anyhow::R
             if a.all {
                 entries.extend(cat.pending_entries());
             }
+            let restorable = coverages(store.as_ref(), &entries)
+                .await
+                .map_err(snapshot_failure)?;
             out.print(&Listing {
                 entries,
+                restorable,
                 all: a.all,
             })?;
             Ok(Exit::Ok)

@@ -39,7 +39,26 @@ pub struct ConnectionOptions {
 /// Connects to one endpoint. With credentials, etcd authenticates during connect, so a wrong password
 /// fails here, naming the endpoint.
 pub async fn connect(endpoint: &Endpoint, opts: &ConnectionOptions) -> Result<Client, EtcdError> {
+    connect_with(endpoint, opts, false).await
+}
+
+/// Connects to one endpoint for a long-lived watch: with `hasleader` metadata, so that a member
+/// cut off from its leader ends the stream ("etcdserver: no leader") instead of going quiet, and
+/// the watcher moves to another member.
+pub async fn connect_require_leader(
+    endpoint: &Endpoint,
+    opts: &ConnectionOptions,
+) -> Result<Client, EtcdError> {
+    connect_with(endpoint, opts, true).await
+}
+
+async fn connect_with(
+    endpoint: &Endpoint,
+    opts: &ConnectionOptions,
+    require_leader: bool,
+) -> Result<Client, EtcdError> {
     let mut co = ConnectOptions::new()
+        .with_require_leader(require_leader)
         .with_connect_timeout(opts.timeout)
         .with_timeout(opts.timeout)
         // Keep-alives make a member that stops answering mid-stream (SIGSTOP, a dead peer) visible.

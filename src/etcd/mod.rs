@@ -27,7 +27,7 @@ mod served_certs;
 pub(crate) mod test_probes;
 mod tls;
 
-pub use connect::{connect, ConnectionOptions, Credentials};
+pub use connect::{connect, connect_require_leader, ConnectionOptions, Credentials};
 pub use consistency::check_consistency;
 pub use defrag::{rolling_defrag, DefragError, DefragMember, DefragOptions, DefragReport};
 pub use doctor::{examine, DoctorOptions};

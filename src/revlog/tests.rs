@@ -837,3 +837,107 @@ mod stored {
         assert!(list_segments(&store, "d").await.unwrap().is_empty());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Restorable windows
+
+mod windows {
+    use super::*;
+    use crate::revlog::{coverage, ListedSegment, SnapshotPoint};
+
+    /// Segments (first, last) chained by their names as sha256s, as `list_segments` lists them.
+    fn log(ranges: &[(i64, i64)]) -> Vec<ListedSegment> {
+        let mut previous: Option<String> = None;
+        ranges
+            .iter()
+            .map(|&(first, last)| {
+                let mut m = manifest(
+                    first,
+                    last,
+                    match previous.take() {
+                        None => Previous::Snapshot("s".into()),
+                        Some(sha) => Previous::Segment(sha),
+                    },
+                );
+                m.stored_sha256 = format!("{first:x}{last:x}");
+                previous = Some(m.stored_sha256.clone());
+                ListedSegment {
+                    manifest_key: m.key(),
+                    manifest: Some(m),
+                    problem: None,
+                }
+            })
+            .collect()
+    }
+
+    fn snap(revision: i64) -> SnapshotPoint {
+        SnapshotPoint {
+            id: format!("s{revision}"),
+            revision,
+            time: Some(t(revision)),
+        }
+    }
+
+    fn spans(c: &crate::revlog::Coverage) -> Vec<(i64, i64)> {
+        c.windows
+            .iter()
+            .map(|w| (w.from_revision, w.to_revision))
+            .collect()
+    }
+
+    #[test]
+    fn an_unbroken_log_makes_one_window_from_the_oldest_snapshot() {
+        let listed = log(&[(101, 110), (111, 150), (151, 152)]);
+        let c = coverage(&[snap(100), snap(140)], &listed);
+        assert_eq!(spans(&c), [(100, 152)]);
+        assert_eq!(c.windows[0].snapshots, 2);
+        assert_eq!(
+            c.windows[0].to_time,
+            Some(listed[2].manifest.as_ref().unwrap().last_event_time)
+        );
+        assert!(c.gaps.is_empty());
+        // A snapshot the log does not reach past is a window of its own revision.
+        let c = coverage(&[snap(100), snap(200)], &listed);
+        assert_eq!(spans(&c), [(100, 152), (200, 200)]);
+        assert_eq!((c.gaps[0].from_revision, c.gaps[0].to_revision), (153, 199));
+        assert!(
+            c.gaps[0].reason.contains("no revision log"),
+            "{}",
+            c.gaps[0].reason
+        );
+    }
+
+    #[test]
+    fn a_damaged_or_unlinked_segment_cuts_the_window_and_is_named() {
+        let mut listed = log(&[(101, 110), (111, 150), (151, 160)]);
+        listed[1].problem = Some("segment object x is missing".into());
+        let c = coverage(&[snap(100), snap(155)], &listed);
+        assert_eq!(spans(&c), [(100, 110), (155, 160)]);
+        assert_eq!((c.gaps[0].from_revision, c.gaps[0].to_revision), (111, 154));
+        assert!(
+            c.gaps[0].reason.contains(&listed[1].manifest_key),
+            "{}",
+            c.gaps[0].reason
+        );
+
+        let mut listed = log(&[(101, 110), (111, 150)]);
+        listed[1].manifest.as_mut().unwrap().previous_sha256 = Some("ff".into());
+        let c = coverage(&[snap(100)], &listed);
+        assert_eq!(spans(&c), [(100, 110)]);
+        // Revisions missing between two segments: the window stops before them.
+        let listed = log(&[(101, 110), (120, 130)]);
+        let c = coverage(&[snap(100), snap(119)], &listed);
+        assert_eq!(spans(&c), [(100, 110), (119, 130)]);
+        assert!(
+            c.gaps[0].reason.contains("111…118") || c.gaps[0].reason.contains("not in the log"),
+            "{}",
+            c.gaps[0].reason
+        );
+    }
+
+    #[test]
+    fn no_snapshot_means_nothing_is_restorable() {
+        let c = coverage(&[], &log(&[(1, 5)]));
+        assert!(c.windows.is_empty() && c.gaps.is_empty());
+    }
+}
