@@ -360,9 +360,9 @@ async fn restore_to(
 
 /// The restored cluster at `target` equals the source at every revision from the snapshot's on;
 /// at head it is the source at the target; a watch from target + 1 sees nothing older.
-async fn assert_exact(src: &mut Source, restored: &mut Client, target: i64) {
-    for r in src.snapshot_revision..=target {
-        let (_, want) = state(&mut src.client, r).await;
+async fn assert_exact(source: &mut Client, from: i64, restored: &mut Client, target: i64) {
+    for r in from..=target {
+        let (_, want) = state(source, r).await;
         let (_, got) = state(restored, r).await;
         assert_eq!(got, want, "the keyspace at revision {r} (target {target})");
     }
@@ -370,7 +370,7 @@ async fn assert_exact(src: &mut Source, restored: &mut Client, target: i64) {
     assert_eq!(rev, target, "the restored head revision");
     assert_eq!(
         head,
-        state(&mut src.client, target).await.1,
+        state(source, target).await.1,
         "head = source at {target}"
     );
     let put = restored.put("/after", "1", None).await.unwrap();
@@ -433,7 +433,7 @@ async fn exact_at_every_revision(v: Etcd) {
         assert_eq!(j["replay"]["to_revision"].as_i64(), Some(t), "{j}");
         assert_eq!(j["replay"]["from_revision"].as_i64(), Some(rs), "{j}");
         let mut c = solo.boot(v).await;
-        assert_exact(&mut src, &mut c, t).await;
+        assert_exact(&mut src.client, rs, &mut c, t).await;
         if t == head {
             // The key with the lease granted after the snapshot: restored with it, and gone
             // once its TTL has run on the restored cluster.
@@ -478,7 +478,7 @@ async fn exact_at_every_revision(v: Etcd) {
     let j = restore_to(&solo, &flags, &env, &["--to-time", &at.to_rfc3339()]).await;
     assert_eq!(j["revision"].as_i64(), Some(t), "{j}");
     let mut c = solo.boot(v).await;
-    assert_exact(&mut src, &mut c, t).await;
+    assert_exact(&mut src.client, rs, &mut c, t).await;
     solo.stop();
 
     // --bump-revision and --mark-compacted count from the target.
@@ -721,7 +721,105 @@ async fn damaged_log_refuses_past_the_damage(v: Etcd) {
     drop(src);
 }
 
-per_version!(exact_at_every_revision, damaged_log_refuses_past_the_damage);
+// ---------------------------------------------------------------------------------------------
+// With the real log writer: `backup --follow` records, the restore replays.
+
+/// Polls `what` every 100 ms until it holds, failing with `why` after `secs`.
+async fn wait_for<F, Fut>(secs: u64, why: &str, log: &Path, mut what: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !what().await {
+        assert!(
+            Instant::now() < deadline,
+            "{why}; backup --follow said:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn replays_what_backup_follow_logged(v: Etcd) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    std::fs::create_dir(&root).unwrap();
+    let store = cpkeep::store::FileStore::open(&root).unwrap();
+    let sb = sandbox_with(v, 1, |o| o.tls = false).await;
+    let mut c = member_client(&sb, 0).await;
+    c.put("/k/before", "b", None).await.unwrap();
+    let mut a = args(&[
+        "backup",
+        "--follow",
+        "--segment-interval",
+        "1s",
+        "--store",
+        &root.display().to_string(),
+    ]);
+    a.extend(conn_args(&sb, &sb.endpoints(), "5s"));
+    if v == Etcd::V34 {
+        a.push("--allow-old-etcd".into());
+    }
+    let log = dir.path().join("follow.log");
+    let mut follower = crate::harness::cpkeep_command(&a, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let snapshots = || async {
+        store
+            .list("")
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.key.ends_with(".json") && !o.key.contains("/log/"))
+    };
+    wait_for(60, "no snapshot stored", &log, snapshots).await;
+    let head = write_history(&mut c).await;
+    let logged = || async {
+        let Some(cluster) = store
+            .list("")
+            .await
+            .unwrap_or_default()
+            .iter()
+            .find(|o| o.key.ends_with(".json") && !o.key.contains("/log/"))
+            .and_then(|o| o.key.split('/').next().map(String::from))
+        else {
+            return false;
+        };
+        cpkeep::revlog::list_segments(&store, &cluster)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|l| l.manifest.as_ref())
+            .any(|m| m.last_revision >= head)
+    };
+    wait_for(60, "the log never reached the last write", &log, logged).await;
+    let pid = nix::unistd::Pid::from_raw(follower.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), follower.wait())
+        .await
+        .expect("backup --follow did not stop after SIGTERM")
+        .unwrap();
+
+    let flags = flags_for(&root);
+    for (i, t) in [head - 4, head].into_iter().enumerate() {
+        let mut solo = Solo::new(dir.path(), &format!("followed{i}"), 40 + i as u8);
+        let j = restore_to(&solo, &flags, &[], &["--to-revision", &t.to_string()]).await;
+        assert_eq!(j["revision"].as_i64(), Some(t), "{j}");
+        let rs = j["replay"]["from_revision"].as_i64().unwrap();
+        let mut restored = solo.boot(v).await;
+        assert_exact(&mut c, rs, &mut restored, t).await;
+        solo.stop();
+    }
+}
+
+per_version!(
+    exact_at_every_revision,
+    damaged_log_refuses_past_the_damage,
+    replays_what_backup_follow_logged
+);
 
 // ---------------------------------------------------------------------------------------------
 // Bad input: refused before anything is read, one clear line, exit 3.
