@@ -7,7 +7,7 @@
 //! Reads manifests and, for `--to-time` inside a segment, that one segment; never writes to the
 //! store and never prints.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -292,6 +292,13 @@ async fn at_time(
 fn walk(snap: &Manifest, listed: &[ListedSegment]) -> Chain {
     let mut segments: Vec<SegmentManifest> = Vec::new();
     let mut broken = None;
+    // Everything listed by the revision it starts at (from its manifest, or else its name).
+    let mut by_first: BTreeMap<i64, Vec<&ListedSegment>> = BTreeMap::new();
+    for l in listed {
+        if let Some((first, _)) = l.revisions() {
+            by_first.entry(first).or_default().push(l);
+        }
+    }
     let with_manifest = || {
         listed
             .iter()
@@ -322,21 +329,24 @@ fn walk(snap: &Manifest, listed: &[ListedSegment]) -> Chain {
             });
             break;
         }
-        let mut with = segments.clone();
-        with.push(m.clone());
-        if let Err(e) = check_chain(&with, Some(&snap.id)) {
+        let invalid = match m.validate() {
+            Err(reason) => Some(reason),
+            Ok(()) if m.cluster_id != snap.cluster_id => Some(format!(
+                "it belongs to cluster {}, the snapshot to {}",
+                m.cluster_id, snap.cluster_id
+            )),
+            Ok(()) => None,
+        };
+        if let Some(reason) = invalid {
             broken = Some(Break {
                 segment: m.object_key.clone(),
-                reason: e.to_string(),
+                reason,
             });
             break;
         }
-        segments = with;
+        segments.push(m.clone());
         let next = m.last_revision + 1;
-        let starting: Vec<&ListedSegment> = listed
-            .iter()
-            .filter(|l| l.revisions().map(|(f, _)| f) == Some(next))
-            .collect();
+        let starting: &[&ListedSegment] = by_first.get(&next).map_or(&[], Vec::as_slice);
         let chained = starting.iter().find_map(|l| {
             l.manifest
                 .as_ref()
@@ -368,10 +378,10 @@ fn walk(snap: &Manifest, listed: &[ListedSegment]) -> Chain {
             }
             (None, None) => {
                 // A later segment means a gap; none means the log ends here.
-                if let Some(l) = listed
-                    .iter()
-                    .filter(|l| l.revisions().is_some_and(|(f, _)| f > next))
-                    .min_by_key(|l| l.revisions())
+                if let Some(l) = by_first
+                    .range(next + 1..)
+                    .next()
+                    .and_then(|(_, ls)| ls.first())
                 {
                     let first = l.revisions().map_or(next, |(f, _)| f);
                     broken = Some(Break {
@@ -386,6 +396,23 @@ fn walk(snap: &Manifest, listed: &[ListedSegment]) -> Chain {
                     });
                 }
             }
+        }
+    }
+    // The walk follows the rules `check_chain` states; it has the last word on the result.
+    if !segments.is_empty() {
+        if let Err(e) = check_chain(&segments, Some(&snap.id)) {
+            let at = match &e {
+                crate::revlog::RevlogError::ChainBroken { segment, .. } => {
+                    segments.iter().position(|m| m.object_key == *segment)
+                }
+                _ => Some(0),
+            };
+            let at = at.unwrap_or(0);
+            broken = Some(Break {
+                segment: segments[at].object_key.clone(),
+                reason: e.to_string(),
+            });
+            segments.truncate(at);
         }
     }
     Chain { segments, broken }
