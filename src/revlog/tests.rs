@@ -936,6 +936,13 @@ mod windows {
     }
 
     #[test]
+    fn an_empty_db_snapshot_is_followed_by_a_log_from_revision_2() {
+        let listed = log(&[(2, 9)]);
+        let c = coverage(&[snap(0)], &listed);
+        assert_eq!(spans(&c), [(0, 9)]);
+    }
+
+    #[test]
     fn no_snapshot_means_nothing_is_restorable() {
         let c = coverage(&[], &log(&[(1, 5)]));
         assert!(c.windows.is_empty() && c.gaps.is_empty());
