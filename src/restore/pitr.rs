@@ -307,13 +307,15 @@ fn walk(snap: &Manifest, listed: &[ListedSegment]) -> Chain {
     let mut current = with_manifest()
         .filter(|(_, m)| m.follows_snapshot.as_deref() == Some(snap.id.as_str()))
         .min_by_key(|(_, m)| m.first_revision);
+    // An empty db says revision 0, but etcd's store starts at revision 1 with no change in it:
+    // its first event, and so its log, is at 2.
+    let log_from = snap.revision.max(1) + 1;
     if let Some((_, m)) = current {
-        if m.first_revision > snap.revision + 1 {
+        if m.first_revision > log_from {
             broken = Some(Break {
                 segment: m.object_key.clone(),
                 reason: format!(
-                    "revisions {}…{} are missing (it starts at {})",
-                    snap.revision + 1,
+                    "revisions {log_from}…{} are missing (it starts at {})",
                     m.first_revision - 1,
                     m.first_revision
                 ),

@@ -80,7 +80,9 @@ impl Replayer {
         Ok(Replayer {
             target,
             from,
-            next: from + 1,
+            // etcd's store starts at revision 1 with no change in it: an empty db's log starts
+            // at 2.
+            next: from.max(1) + 1,
             key_leases: HashMap::new(),
             granted: BTreeMap::new(),
             report: ReplayReport {
@@ -405,6 +407,20 @@ mod tests {
         let lease = Lease::decode(&leases[&7i64.to_be_bytes().to_vec()]).unwrap();
         assert_eq!((lease.id, lease.ttl, lease.remaining_ttl), (7, 30, 0));
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    }
+
+    #[test]
+    fn an_empty_dbs_log_starts_at_revision_2() {
+        let s = segment(
+            vec![
+                (2, vec![put("/a", 2, 2, 1, 0)]),
+                (3, vec![put("/a", 3, 2, 2, 0)]),
+            ],
+            &[],
+        );
+        let (outcome, keys) = replay(0, 3, vec![("s".into(), Ok(s))]);
+        assert_eq!(outcome.unwrap().1.revisions, 2);
+        assert_eq!(keys, vec![rev_key(2, 0, false), rev_key(3, 0, false)]);
     }
 
     #[test]
