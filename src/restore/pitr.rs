@@ -304,12 +304,24 @@ fn walk(snap: &Manifest, listed: &[ListedSegment]) -> Chain {
             .iter()
             .filter_map(|l| l.manifest.as_ref().map(|m| (l, m)))
     };
-    let mut current = with_manifest()
-        .filter(|(_, m)| m.follows_snapshot.as_deref() == Some(snap.id.as_str()))
-        .min_by_key(|(_, m)| m.first_revision);
     // An empty db says revision 0, but etcd's store starts at revision 1 with no change in it:
     // its first event, and so its log, is at 2.
     let log_from = snap.revision.max(1) + 1;
+    // The log that follows this snapshot; else the segment of another chain (one that follows
+    // an older snapshot) holding the revision after it, as `snapshot list`'s windows count it:
+    // events are events, whichever follower recorded them.
+    let mut current = with_manifest()
+        .filter(|(_, m)| m.follows_snapshot.as_deref() == Some(snap.id.as_str()))
+        .min_by_key(|(_, m)| m.first_revision)
+        .or_else(|| {
+            with_manifest()
+                .filter(|(_, m)| m.first_revision <= log_from && log_from <= m.last_revision)
+                .min_by_key(|(l, m)| (l.problem.is_some(), m.first_revision))
+        });
+    if current.is_none() {
+        // Nothing holds the revision after the snapshot: a later segment means a gap.
+        broken = gap_from(&by_first, log_from);
+    }
     if let Some((_, m)) = current {
         if m.first_revision > log_from {
             broken = Some(Break {
@@ -349,12 +361,15 @@ fn walk(snap: &Manifest, listed: &[ListedSegment]) -> Chain {
         segments.push(m.clone());
         let next = m.last_revision + 1;
         let starting: &[&ListedSegment] = by_first.get(&next).map_or(&[], Vec::as_slice);
-        let chained = starting.iter().find_map(|l| {
-            l.manifest
-                .as_ref()
-                .filter(|n| n.previous_sha256.as_deref() == Some(m.stored_sha256.as_str()))
-                .map(|n| (*l, n))
-        });
+        // The next link of this chain; else a new chain, after a full snapshot taken right at
+        // this revision, which carries on the count.
+        let link = |pick: &dyn Fn(&SegmentManifest) -> bool| {
+            starting
+                .iter()
+                .find_map(|l| l.manifest.as_ref().filter(|n| pick(n)).map(|n| (*l, n)))
+        };
+        let chained = link(&|n| n.previous_sha256.as_deref() == Some(m.stored_sha256.as_str()))
+            .or_else(|| link(&|n| n.previous_sha256.is_none() && n.follows_snapshot.is_some()));
         match (chained, starting.first()) {
             (Some(c), _) => current = Some(c),
             (None, Some(l)) => {
@@ -378,46 +393,57 @@ fn walk(snap: &Manifest, listed: &[ListedSegment]) -> Chain {
                     reason,
                 });
             }
-            (None, None) => {
-                // A later segment means a gap; none means the log ends here.
-                if let Some(l) = by_first
-                    .range(next + 1..)
-                    .next()
-                    .and_then(|(_, ls)| ls.first())
-                {
-                    let first = l.revisions().map_or(next, |(f, _)| f);
-                    broken = Some(Break {
-                        segment: l
-                            .manifest
-                            .as_ref()
-                            .map_or(l.manifest_key.clone(), |n| n.object_key.clone()),
-                        reason: format!(
-                            "revisions {next}…{} are missing (it starts at {first})",
-                            first - 1
-                        ),
-                    });
-                }
-            }
+            // A later segment means a gap; none means the log ends here.
+            (None, None) => broken = gap_from(&by_first, next),
         }
     }
-    // The walk follows the rules `check_chain` states; it has the last word on the result.
-    if !segments.is_empty() {
-        if let Err(e) = check_chain(&segments, Some(&snap.id)) {
+    // The walk follows the rules `check_chain` states; it has the last word on each chain the
+    // result is made of (a first piece that starts inside another snapshot's chain was checked
+    // link by link above).
+    let starts: Vec<usize> = segments
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.follows_snapshot.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    for (k, &from) in starts.iter().enumerate() {
+        let to = starts.get(k + 1).copied().unwrap_or(segments.len());
+        let piece = &segments[from..to];
+        let follows = piece[0].follows_snapshot.clone();
+        if let Err(e) = check_chain(piece, follows.as_deref()) {
             let at = match &e {
-                crate::revlog::RevlogError::ChainBroken { segment, .. } => {
-                    segments.iter().position(|m| m.object_key == *segment)
-                }
-                _ => Some(0),
+                crate::revlog::RevlogError::ChainBroken { segment, .. } => piece
+                    .iter()
+                    .position(|m| m.object_key == *segment)
+                    .map_or(from, |i| from + i),
+                _ => from,
             };
-            let at = at.unwrap_or(0);
             broken = Some(Break {
                 segment: segments[at].object_key.clone(),
                 reason: e.to_string(),
             });
             segments.truncate(at);
+            break;
         }
     }
     Chain { segments, broken }
+}
+
+/// The gap when revision `next` is in no segment: named by the first segment after it, if any
+/// (none: the log simply ends before `next`).
+fn gap_from(by_first: &BTreeMap<i64, Vec<&ListedSegment>>, next: i64) -> Option<Break> {
+    let (&first, ls) = by_first.range(next + 1..).next()?;
+    let l = ls.first()?;
+    Some(Break {
+        segment: l
+            .manifest
+            .as_ref()
+            .map_or(l.manifest_key.clone(), |n| n.object_key.clone()),
+        reason: format!(
+            "revisions {next}…{} are missing (it starts at {first})",
+            first - 1
+        ),
+    })
 }
 
 /// Fetches `manifests` one at a time, in order, into `tx` (bounded: at most one segment waits
@@ -443,4 +469,164 @@ pub async fn feed_segments(
 /// The replay's end of a [`feed_segments`] channel.
 pub fn segment_feed(mut rx: tokio::sync::mpsc::Receiver<FedSegment>) -> SegmentFeed {
     Box::new(std::iter::from_fn(move || rx.blocking_recv()))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The walk along a snapshot's log, on listings made up here (the store and the replay are
+    //! tested against real ones in tests/integration/pitr.rs).
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::revlog::{Previous, SegmentSummary, StoredObject};
+    use crate::snapshot::{CompressionInfo, CompressionKind};
+
+    const CLUSTER: &str = "0123456789abcdef";
+
+    fn at(rev: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap() + chrono::Duration::seconds(rev)
+    }
+
+    fn snap(id: &str, revision: i64) -> Manifest {
+        Manifest {
+            format_version: 1,
+            id: id.into(),
+            cluster_id: CLUSTER.into(),
+            member_id: "1".into(),
+            member_name: "m".into(),
+            node_name: "n".into(),
+            etcd_version: "3.5.30".into(),
+            revision,
+            raft_index: 1,
+            raft_term: 1,
+            consistent_index: None,
+            db_size: 4096,
+            db_sha256: "00".repeat(32),
+            trailer_included: true,
+            object_key: format!("{CLUSTER}/{id}.db.zst"),
+            stored_size: 1,
+            stored_sha256: "00".repeat(32),
+            compression: CompressionInfo {
+                algorithm: CompressionKind::Zstd,
+                level: None,
+            },
+            encryption: None,
+            tool_version: "0".into(),
+            started_at: at(revision),
+            finished_at: at(revision),
+        }
+    }
+
+    /// A listed segment `first..=last`, its stored sha256 made from its range.
+    fn seg(first: i64, last: i64, previous: Previous) -> ListedSegment {
+        let summary = SegmentSummary {
+            first_revision: first,
+            last_revision: last,
+            event_count: (last - first + 1) as u64,
+            first_event_time: at(first),
+            last_event_time: at(last),
+            has_leases: true,
+            plaintext_size: 100,
+            plaintext_sha256: "22".repeat(32),
+        };
+        let stored = StoredObject {
+            compression: CompressionInfo {
+                algorithm: CompressionKind::Zstd,
+                level: None,
+            },
+            encryption: None,
+            stored_size: 50,
+            stored_sha256: sha(first, last),
+        };
+        let m = SegmentManifest::new(CLUSTER, &summary, stored, previous);
+        ListedSegment {
+            manifest_key: m.key(),
+            manifest: Some(m),
+            problem: None,
+        }
+    }
+
+    fn sha(first: i64, last: i64) -> String {
+        format!("{first:032x}{last:032x}")
+    }
+
+    fn after(first: i64, last: i64) -> Previous {
+        Previous::Segment(sha(first, last))
+    }
+
+    fn ranges(c: &Chain) -> Vec<(i64, i64)> {
+        c.segments
+            .iter()
+            .map(|m| (m.first_revision, m.last_revision))
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshots_own_log_then_a_new_chain_that_carries_on_the_count() {
+        let listed = vec![
+            seg(11, 20, Previous::Snapshot("a".into())),
+            seg(21, 30, after(11, 20)),
+            seg(31, 40, Previous::Snapshot("c".into())),
+            seg(41, 50, after(31, 40)),
+        ];
+        let c = walk(&snap("a", 10), &listed);
+        assert_eq!(ranges(&c), [(11, 20), (21, 30), (31, 40), (41, 50)]);
+        assert!(c.broken.is_none());
+    }
+
+    #[test]
+    fn a_snapshot_without_a_log_of_its_own_uses_the_one_running_through_it() {
+        let listed = vec![
+            seg(11, 20, Previous::Snapshot("a".into())),
+            seg(21, 30, after(11, 20)),
+            seg(31, 40, after(21, 30)),
+        ];
+        let c = walk(&snap("b", 25), &listed);
+        assert_eq!(ranges(&c), [(21, 30), (31, 40)]);
+        assert!(c.broken.is_none());
+        let p = plan_for(&snap("b", 25), &c, 33, None).unwrap();
+        assert_eq!(p.segments.len(), 2);
+        assert_eq!(p.target_time, None);
+    }
+
+    #[test]
+    fn a_lost_first_segment_is_a_gap_named_by_the_next() {
+        let listed = vec![seg(21, 30, after(11, 20))];
+        let c = walk(&snap("a", 10), &listed);
+        assert!(c.segments.is_empty());
+        let b = c.broken.clone().expect("a gap");
+        assert!(
+            b.segment.contains("0000000000000021-0000000000000030"),
+            "{b:?}"
+        );
+        assert!(b.reason.contains("revisions 11…20 are missing"), "{b:?}");
+        let e = plan_for(&snap("a", 10), &c, 25, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("the last revision that can be reached is 10"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_previous_hash_or_another_cluster_stops_the_walk() {
+        let listed = vec![
+            seg(11, 20, Previous::Snapshot("a".into())),
+            seg(21, 30, after(1, 2)),
+        ];
+        let c = walk(&snap("a", 10), &listed);
+        assert_eq!(ranges(&c), [(11, 20)]);
+        assert!(c.broken.unwrap().reason.contains("previous sha256"));
+        let mut other = seg(21, 30, after(11, 20));
+        if let Some(m) = other.manifest.as_mut() {
+            m.cluster_id = "fedcba9876543210".into();
+        }
+        let listed = vec![seg(11, 20, Previous::Snapshot("a".into())), other];
+        let c = walk(&snap("a", 10), &listed);
+        assert_eq!(ranges(&c), [(11, 20)]);
+        let b = c.broken.unwrap();
+        assert!(b.reason.contains("fedcba9876543210"), "{b:?}");
+    }
 }
