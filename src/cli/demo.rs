@@ -76,6 +76,7 @@ struct DemoReport {
     members: super::demo_members::DemoMembers,
     daemon: super::demo_daemon::DemoDaemon,
     doctor: super::demo_doctor::DemoDoctor,
+    point_in_time: super::demo_pitr::DemoPitr,
 }
 
 /// The restore step: every member rebuilt from the stored snapshot and booted.
@@ -255,6 +256,10 @@ impl Render for DemoReport {
             "a member altered while stopped: `cpkeep cluster health --check-consistency`",
         ));
         s.push_str(&self.doctor.table());
+        s.push_str(&heading(
+            "an accidental range delete undone: `backup --follow`, then `restore --to-revision`",
+        ));
+        s.push_str(&self.point_in_time.table());
         s
     }
 }
@@ -522,6 +527,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
     let certs = certs_step(sandbox.root()).await?;
     let bootstrap = super::demo_bootstrap::bootstrap_step(sandbox.root()).await?;
     let doctor = super::demo_doctor::doctor_step(&mut sandbox, &conn).await?;
+    let point_in_time = super::demo_pitr::pitr_step(sandbox.root(), &etcd).await?;
 
     let report = DemoReport {
         etcd: etcd.display().to_string(),
@@ -538,6 +544,7 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         members,
         daemon,
         doctor,
+        point_in_time,
     };
     out.print(&report)?;
     sandbox.stop();
@@ -626,5 +633,6 @@ pub async fn run(args: DemoArgs, out: &Renderer) -> anyhow::Result<Exit> {
         .into());
     }
     report.doctor.check()?;
+    report.point_in_time.check()?;
     Ok(Exit::Ok)
 }

@@ -22,6 +22,7 @@ mod demo_bootstrap;
 mod demo_daemon;
 mod demo_doctor;
 mod demo_members;
+mod demo_pitr;
 mod duration;
 mod exit;
 mod global;
