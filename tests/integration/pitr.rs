@@ -741,67 +741,96 @@ where
     }
 }
 
-async fn replays_what_backup_follow_logged(v: Etcd) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
-    std::fs::create_dir(&root).unwrap();
-    let store = cpkeep::store::FileStore::open(&root).unwrap();
-    let sb = sandbox_with(v, 1, |o| o.tls = false).await;
-    let mut c = member_client(&sb, 0).await;
-    c.put("/k/before", "b", None).await.unwrap();
-    let mut a = args(&[
-        "backup",
-        "--follow",
-        "--segment-interval",
-        "1s",
-        "--store",
-        &root.display().to_string(),
-    ]);
-    a.extend(conn_args(&sb, &sb.endpoints(), "5s"));
-    if v == Etcd::V34 {
-        a.push("--allow-old-etcd".into());
+/// A `backup --follow` child writing to the file store at `root`, with its stderr in `log`.
+struct Follower {
+    child: tokio::process::Child,
+    log: std::path::PathBuf,
+    store: cpkeep::store::FileStore,
+}
+
+impl Follower {
+    /// Starts following `sb` and waits for its full snapshot.
+    async fn start(v: Etcd, sb: &Sandbox, root: &Path, log: &Path) -> Follower {
+        std::fs::create_dir_all(root).unwrap();
+        let mut a = args(&[
+            "backup",
+            "--follow",
+            "--segment-interval",
+            "1s",
+            "--store",
+            &root.display().to_string(),
+        ]);
+        a.extend(conn_args(sb, &sb.endpoints(), "5s"));
+        if v == Etcd::V34 {
+            a.push("--allow-old-etcd".into());
+        }
+        let child = crate::harness::cpkeep_command(&a, &[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let f = Follower {
+            child,
+            log: log.to_path_buf(),
+            store: cpkeep::store::FileStore::open(root).unwrap(),
+        };
+        wait_for(60, "no snapshot stored", log, || async {
+            f.cluster().await.is_some()
+        })
+        .await;
+        f
     }
-    let log = dir.path().join("follow.log");
-    let mut follower = crate::harness::cpkeep_command(&a, &[])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let snapshots = || async {
-        store
-            .list("")
-            .await
-            .unwrap_or_default()
-            .iter()
-            .any(|o| o.key.ends_with(".json") && !o.key.contains("/log/"))
-    };
-    wait_for(60, "no snapshot stored", &log, snapshots).await;
-    let head = write_history(&mut c).await;
-    let logged = || async {
-        let Some(cluster) = store
+
+    /// The cluster whose snapshot the follower stored.
+    async fn cluster(&self) -> Option<String> {
+        self.store
             .list("")
             .await
             .unwrap_or_default()
             .iter()
             .find(|o| o.key.ends_with(".json") && !o.key.contains("/log/"))
             .and_then(|o| o.key.split('/').next().map(String::from))
-        else {
-            return false;
+    }
+
+    /// Waits until a stored segment holds `head`, then stops the follower with SIGTERM.
+    async fn stop_after(mut self, head: i64) {
+        let logged = || async {
+            let Some(cluster) = self.cluster().await else {
+                return false;
+            };
+            cpkeep::revlog::list_segments(&self.store, &cluster)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|l| l.manifest.as_ref())
+                .any(|m| m.last_revision >= head)
         };
-        cpkeep::revlog::list_segments(&store, &cluster)
+        wait_for(
+            60,
+            "the log never reached the last write",
+            &self.log,
+            logged,
+        )
+        .await;
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|l| l.manifest.as_ref())
-            .any(|m| m.last_revision >= head)
-    };
-    wait_for(60, "the log never reached the last write", &log, logged).await;
-    let pid = nix::unistd::Pid::from_raw(follower.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    tokio::time::timeout(Duration::from_secs(60), follower.wait())
-        .await
-        .expect("backup --follow did not stop after SIGTERM")
-        .unwrap();
+            .expect("backup --follow did not stop after SIGTERM")
+            .unwrap();
+        assert!(status.success(), "backup --follow exited {status}");
+    }
+}
+
+async fn replays_what_backup_follow_logged(v: Etcd) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let sb = sandbox_with(v, 1, |o| o.tls = false).await;
+    let mut c = member_client(&sb, 0).await;
+    c.put("/k/before", "b", None).await.unwrap();
+    let follower = Follower::start(v, &sb, &root, &dir.path().join("follow.log")).await;
+    let head = write_history(&mut c).await;
+    follower.stop_after(head).await;
 
     let flags = flags_for(&root);
     for (i, t) in [head - 4, head].into_iter().enumerate() {
@@ -815,10 +844,74 @@ async fn replays_what_backup_follow_logged(v: Etcd) {
     }
 }
 
+/// Every member of a 3-member cluster restored from the followed log to one revision (through
+/// the CLI, as an operator restores each node): the cluster boots with quorum, and every member
+/// serves exactly the source's keyspace at every revision up to the target.
+async fn three_members_restore_to_one_revision(v: Etcd) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let mut sb = sandbox_with(v, 3, |o| o.tls = false).await;
+    let mut c = member_client(&sb, 0).await;
+    c.put("/k/before", "b", None).await.unwrap();
+    let follower = Follower::start(v, &sb, &root, &dir.path().join("follow.log")).await;
+    let first = c
+        .get("/k/before", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision()
+        + 1;
+    let head = write_history(&mut c).await;
+    follower.stop_after(head).await;
+    let target = head - 3;
+    let mut want = Vec::new();
+    for r in first..=target {
+        want.push(state(&mut c, r).await.1);
+    }
+    drop(c);
+
+    sb.stop();
+    for i in 0..3 {
+        let o = sb.restore_options(i).unwrap();
+        let mut a = restore_args("", &o, &["--to-revision", &target.to_string()]);
+        a.retain(|x| !x.is_empty());
+        a.extend(flags_for(&root));
+        let run = cpkeep(&a).await;
+        assert_eq!(run.code, 0, "{a:?}\n{}\n{}", run.stdout, run.stderr);
+        let j = run.json();
+        assert_eq!(j["revision"].as_i64(), Some(target), "{j}");
+        assert_eq!(j["members"].as_array().map(Vec::len), Some(3), "{j}");
+    }
+    sb.start_stopped().await.unwrap();
+    for i in 0..3 {
+        let mut m = member_client(&sb, i).await;
+        for (r, expected) in (first..=target).zip(&want) {
+            assert_eq!(
+                &state(&mut m, r).await.1,
+                expected,
+                "member {i} at revision {r}"
+            );
+        }
+        let (rev, _) = state(&mut m, 0).await;
+        assert_eq!(rev, target, "member {i}'s head revision");
+    }
+    let mut m = member_client(&sb, 1).await;
+    let voters = m.member_list().await.unwrap().members().len();
+    assert_eq!(voters, 3);
+    let put = m.put("/after", "1", None).await.unwrap();
+    assert_eq!(
+        put.header().unwrap().revision(),
+        target + 1,
+        "the restored cluster takes writes"
+    );
+}
+
 per_version!(
     exact_at_every_revision,
     damaged_log_refuses_past_the_damage,
-    replays_what_backup_follow_logged
+    replays_what_backup_follow_logged,
+    three_members_restore_to_one_revision
 );
 
 // ---------------------------------------------------------------------------------------------
