@@ -907,11 +907,159 @@ async fn three_members_restore_to_one_revision(v: Etcd) {
     );
 }
 
+/// `snapshot list` shows how far each snapshot's log reaches and what stops it; `snapshot prune`
+/// removes the segments no kept snapshot needs and keeps those it does.
+async fn list_and_prune_see_the_log(v: Etcd) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let sb = sandbox_with(v, 1, |o| o.tls = false).await;
+    let mut c = member_client(&sb, 0).await;
+    let follower = Follower::start(v, &sb, &root, &dir.path().join("follow.log")).await;
+    let cluster = follower.cluster().await.unwrap();
+    let put = |k: String| {
+        let mut c = c.clone();
+        async move {
+            c.put(k, "v", None)
+                .await
+                .unwrap()
+                .header()
+                .unwrap()
+                .revision()
+        }
+    };
+    let mut head_a = 0;
+    for i in 0..5 {
+        head_a = put(format!("/a/{i}")).await;
+    }
+    let reached = |head: i64| {
+        let (store, cluster) = (&follower.store, cluster.clone());
+        async move {
+            cpkeep::revlog::list_segments(store, &cluster)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|l| l.manifest.as_ref())
+                .any(|m| m.last_revision >= head)
+        }
+    };
+    wait_for(
+        60,
+        "the first writes were not logged",
+        &follower.log,
+        || reached(head_a),
+    )
+    .await;
+    // A second, ordinary backup at head_a: a later snapshot inside the log's window.
+    let mut b = args(&["backup", "-o", "json"]);
+    b.extend(flags_for(&root));
+    b.extend(conn_args(&sb, &sb.endpoints(), "5s"));
+    let second = cpkeep(&b).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let second_id = second.json()["manifest"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(second.json()["manifest"]["revision"].as_i64(), Some(head_a));
+    let mut head_b = 0;
+    for i in 0..5 {
+        head_b = put(format!("/b/{i}")).await;
+    }
+    follower.stop_after(head_b).await;
+
+    let list = |extra: &'static [&'static str]| {
+        let mut a = args(&["snapshot", "list"]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.extend(flags_for(&root));
+        async move { cpkeep(&a).await }
+    };
+    let listed = list(&["-o", "json"]).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let rows = listed.json();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in rows {
+        assert_eq!(
+            r["point_in_time"]["to_revision"].as_i64(),
+            Some(head_b),
+            "{r}"
+        );
+        assert!(r["point_in_time"].get("stopped_by").is_none(), "{r}");
+    }
+    let text = list(&[]).await.stdout;
+    assert!(text.contains("point-in-time restore"), "{text}");
+    assert!(!text.contains("GAP"), "{text}");
+
+    // Keep only the newest snapshot: the segments ending at or before its revision go.
+    let mut p = args(&["snapshot", "prune", "--keep-last", "1", "-o", "json"]);
+    p.extend(flags_for(&root));
+    let pruned = cpkeep(&p).await;
+    assert_eq!(pruned.code, 0, "{}", pruned.stderr);
+    let store = cpkeep::store::FileStore::open(&root).unwrap();
+    let left = cpkeep::revlog::list_segments(&store, &cluster)
+        .await
+        .unwrap();
+    assert!(!left.is_empty(), "the log after the kept snapshot stays");
+    for l in &left {
+        let m = l.manifest.as_ref().unwrap();
+        assert!(
+            m.last_revision > head_a,
+            "{} should have been pruned",
+            m.object_key
+        );
+        assert_eq!(l.problem, None);
+    }
+    let deleted = pruned.json()["plan"]["delete"].as_array().unwrap().clone();
+    assert!(
+        deleted
+            .iter()
+            .any(|d| d["id"].as_str().unwrap().starts_with("log ")),
+        "{deleted:?}"
+    );
+    // The restore from the kept snapshot still reaches the head through what was kept.
+    let mut solo = Solo::new(dir.path(), "pruned", 44);
+    let j = restore_to(
+        &solo,
+        &flags_for(&root),
+        &[],
+        &["--to-revision", &head_b.to_string()],
+    )
+    .await;
+    assert_eq!(j["revision"].as_i64(), Some(head_b), "{j}");
+    assert!(
+        j.to_string().contains(&second_id),
+        "restored from the kept snapshot: {j}"
+    );
+    let mut restored = solo.boot(v).await;
+    assert_eq!(
+        state(&mut restored, 0).await.1,
+        state(&mut c, head_b).await.1
+    );
+    solo.stop();
+
+    // A segment's object lost: the list names it as what stops the log.
+    let last = left.last().unwrap().manifest.clone().unwrap();
+    std::fs::remove_file(root.join(&last.object_key)).unwrap();
+    let rows = list(&["-o", "json"]).await.json();
+    let stopped = rows[0]["point_in_time"]["stopped_by"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        stopped.contains(&last.object_key) || stopped.contains(&last.key()),
+        "{rows}"
+    );
+    assert!(
+        rows[0]["point_in_time"]["to_revision"].as_i64().unwrap() < head_b,
+        "{rows}"
+    );
+}
+
 per_version!(
     exact_at_every_revision,
     damaged_log_refuses_past_the_damage,
     replays_what_backup_follow_logged,
-    three_members_restore_to_one_revision
+    three_members_restore_to_one_revision,
+    list_and_prune_see_the_log
 );
 
 // ---------------------------------------------------------------------------------------------
