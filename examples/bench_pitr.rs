@@ -130,6 +130,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .stderr(follow_log)
         .spawn()?;
     let pid = follower.id();
+    // This process reads the store too (the manifests, the segments): the same credentials.
+    for (k, v) in s3.env() {
+        std::env::set_var(k, v);
+    }
     let store = open_store(&StoreUrl::parse("s3://bench/pitr")?, &s3.s3_options()).await?;
     let conn = sb.connection(Duration::from_secs(30))?;
     let client = cpkeep::etcd::connect(&conn.endpoints[0], &conn).await?;
