@@ -35,7 +35,7 @@ pub struct FollowOptions {
     /// The full snapshots' settings; its `control.cancel` stops the whole run.
     pub backup: BackupOptions,
     pub limits: SegmentLimits,
-    /// Closed segments' plaintext waiting for the store, at most (`--log-buffer`).
+    /// Closed segments' stored (encoded) bytes waiting for the store, at most (`--log-buffer`).
     pub log_buffer: u64,
     /// Follow an etcd whose watch is known to lose events after a compaction (a warning only).
     pub allow_old_etcd: bool,
@@ -98,7 +98,13 @@ pub async fn follow(
     );
     let mut snapshots = vec![taken(&first)];
     let mut gaps: Vec<Gap> = Vec::new();
-    let mut watcher = Watcher::new(conn, opts.limits, &queue, cancel.clone());
+    let mut watcher = Watcher::new(
+        conn,
+        opts.limits,
+        &queue,
+        cancel.clone(),
+        opts.backup.encoding.clone(),
+    );
     let (mut snap, mut head) = (first, head);
     let mut start_gaps = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let failure = loop {

@@ -4,7 +4,8 @@
 //! etcd and never prints.
 //!
 //! A segment is small (at most `--segment-size` of plaintext), so it is encoded and decoded in
-//! memory, on a blocking thread: no temporary file, and memory bounded by one segment.
+//! memory: no temporary file. The follower encodes as it writes ([`SegmentEncoder`]), so it holds
+//! compressed bytes only.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -86,6 +87,83 @@ pub fn log_prefix(cluster_id: &str) -> String {
     format!("{cluster_id}/log/")
 }
 
+/// A segment's stored bytes, encoded while it was written (see [`SegmentEncoder`]).
+#[derive(Debug, Clone)]
+pub struct EncodedSegment {
+    pub stored: Bytes,
+    pub sha256: [u8; 32],
+}
+
+/// The encoding a segment is written through, as it is written: zstd, then age, into memory. A
+/// follower holds its open segment this way, so it keeps the compressed bytes, not the plaintext.
+pub struct SegmentEncoder(Chain);
+
+enum Chain {
+    Plain(Vec<u8>),
+    Zstd(zstd::Encoder<'static, Vec<u8>>),
+    Age(age::stream::StreamWriter<Vec<u8>>),
+    ZstdAge(zstd::Encoder<'static, age::stream::StreamWriter<Vec<u8>>>),
+}
+
+impl SegmentEncoder {
+    pub fn new(enc: &Encoding) -> io::Result<Self> {
+        let age_wrap = || -> io::Result<age::stream::StreamWriter<Vec<u8>>> {
+            let recipients = enc.recipients.iter().map(|r| r as &dyn age::Recipient);
+            let encryptor = age::Encryptor::with_recipients(recipients)
+                .map_err(|e| io::Error::other(format!("age: {e}")))?;
+            encryptor.wrap_output(Vec::new())
+        };
+        let level = enc.level;
+        Ok(SegmentEncoder(
+            match (enc.compression, enc.recipients.is_empty()) {
+                (CompressionKind::None, true) => Chain::Plain(Vec::new()),
+                (CompressionKind::Zstd, true) => Chain::Zstd(zstd_over(Vec::new(), level)?),
+                (CompressionKind::None, false) => Chain::Age(age_wrap()?),
+                (CompressionKind::Zstd, false) => Chain::ZstdAge(zstd_over(age_wrap()?, level)?),
+            },
+        ))
+    }
+
+    /// Ends the encoding: the stored bytes and their sha256.
+    pub fn finish(self) -> io::Result<EncodedSegment> {
+        let out = match self.0 {
+            Chain::Plain(v) => v,
+            Chain::Zstd(z) => z.finish()?,
+            Chain::Age(a) => a.finish()?,
+            Chain::ZstdAge(z) => z.finish()?.finish()?,
+        };
+        let sha256: [u8; 32] = Sha256::digest(&out).into();
+        Ok(EncodedSegment {
+            stored: Bytes::from(out),
+            sha256,
+        })
+    }
+}
+
+/// A zstd stream over `w`, with its checksum: a segment's frame checks itself on decode.
+fn zstd_over<W: Write>(w: W, level: i32) -> io::Result<zstd::Encoder<'static, W>> {
+    let mut z = zstd::Encoder::new(w, level)?;
+    z.include_checksum(true)?;
+    Ok(z)
+}
+
+impl Write for SegmentEncoder {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Chain::Plain(w) => w.write(data),
+            Chain::Zstd(w) => w.write(data),
+            Chain::Age(w) => w.write(data),
+            Chain::ZstdAge(w) => w.write(data),
+        }
+    }
+
+    /// Nothing to flush: everything is in memory until [`finish`](Self::finish) (a zstd flush
+    /// would end a block early and cost ratio).
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Encodes `plaintext` (a finished segment described by `summary`) as `encoding` says, stores it,
 /// then stores its manifest — last, so that a segment whose manifest exists is complete.
 pub async fn put_segment(
@@ -98,10 +176,27 @@ pub async fn put_segment(
 ) -> Result<SegmentManifest, StoredLogError> {
     check_plaintext(&plaintext, summary)?;
     let enc = encoding.clone();
-    let (stored, sha) = tokio::task::spawn_blocking(move || encode(&plaintext, &enc))
-        .await
-        .map_err(|e| StoredLogError::Encode(format!("encoder task failed: {e}")))?
-        .map_err(|e| StoredLogError::Encode(e.to_string()))?;
+    let encoded = tokio::task::spawn_blocking(move || {
+        let mut e = SegmentEncoder::new(&enc)?;
+        e.write_all(&plaintext)?;
+        e.finish()
+    })
+    .await
+    .map_err(|e| StoredLogError::Encode(format!("encoder task failed: {e}")))?
+    .map_err(|e| StoredLogError::Encode(e.to_string()))?;
+    put_encoded_segment(store, cluster_id, encoded, summary, previous, encoding).await
+}
+
+/// Stores a segment already encoded as `encoding` says (its plaintext is what `summary`
+/// describes), then its manifest — last.
+pub async fn put_encoded_segment(
+    store: &dyn ObjectStore,
+    cluster_id: &str,
+    encoded: EncodedSegment,
+    summary: &SegmentSummary,
+    previous: Previous,
+    encoding: &Encoding,
+) -> Result<SegmentManifest, StoredLogError> {
     let object = StoredObject {
         compression: CompressionInfo {
             algorithm: encoding.compression,
@@ -111,8 +206,8 @@ pub async fn put_segment(
             scheme: "age".to_string(),
             recipients: encoding.recipients.iter().map(|r| r.to_string()).collect(),
         }),
-        stored_size: stored.len() as u64,
-        stored_sha256: hex::encode(sha),
+        stored_size: encoded.stored.len() as u64,
+        stored_sha256: hex::encode(encoded.sha256),
     };
     let manifest = SegmentManifest::new(cluster_id, summary, object, previous);
     let store_err = |key: &str| {
@@ -123,7 +218,7 @@ pub async fn put_segment(
         }
     };
     store
-        .put(&manifest.object_key, stored)
+        .put(&manifest.object_key, encoded.stored)
         .await
         .map_err(store_err(&manifest.object_key))?;
     let json = serde_json::to_vec_pretty(&manifest)
@@ -147,57 +242,6 @@ fn check_plaintext(plaintext: &[u8], summary: &SegmentSummary) -> Result<(), Sto
         )));
     }
     Ok(())
-}
-
-/// zstd, then age, into memory; returns the stored bytes and their sha256.
-fn encode(plain: &[u8], enc: &Encoding) -> io::Result<(Bytes, [u8; 32])> {
-    let mut out = Vec::with_capacity(plain.len() / 2 + 1024);
-    {
-        let sink: Box<dyn Write + '_> = if enc.recipients.is_empty() {
-            Box::new(&mut out)
-        } else {
-            let recipients = enc.recipients.iter().map(|r| r as &dyn age::Recipient);
-            let encryptor = age::Encryptor::with_recipients(recipients)
-                .map_err(|e| io::Error::other(format!("age: {e}")))?;
-            Box::new(AgeSink(Some(encryptor.wrap_output(&mut out)?)))
-        };
-        let mut sink = match enc.compression {
-            CompressionKind::Zstd => {
-                let mut z = zstd::Encoder::new(sink, enc.level)?;
-                z.include_checksum(true)?;
-                z.write_all(plain)?;
-                z.finish()?
-            }
-            CompressionKind::None => {
-                let mut s = sink;
-                s.write_all(plain)?;
-                s
-            }
-        };
-        sink.flush()?;
-    }
-    let sha: [u8; 32] = Sha256::digest(&out).into();
-    Ok((Bytes::from(out), sha))
-}
-
-/// An age stream writer that finishes (writes its last chunk) on `flush`, so the encoder chain
-/// above can be a plain `dyn Write`.
-struct AgeSink<W: Write>(Option<age::stream::StreamWriter<W>>);
-
-impl<W: Write> Write for AgeSink<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        match &mut self.0 {
-            Some(w) => w.write(data),
-            None => Err(io::Error::other("age stream already finished")),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self.0.take() {
-            Some(w) => w.finish().map(drop),
-            None => Ok(()),
-        }
-    }
 }
 
 /// Every segment of `cluster_id` in `store`, by first revision: each manifest read and checked

@@ -7,12 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::backoff::Backoff;
-use crate::revlog::stored::put_segment;
+use crate::revlog::stored::{put_encoded_segment, EncodedSegment};
 use crate::revlog::{Previous, SegmentSummary};
 use crate::snapshot::Encoding;
 use crate::store::ObjectStore;
@@ -28,7 +27,7 @@ pub enum Link {
 
 /// A closed segment waiting to be stored.
 pub struct Closed {
-    pub plaintext: Bytes,
+    pub encoded: EncodedSegment,
     pub summary: SegmentSummary,
     pub link: Link,
 }
@@ -44,7 +43,7 @@ pub struct Uploaded {
     pub retries: u64,
 }
 
-/// The sending side: [`push`](Self::push) waits while the queued plaintext would exceed the bound.
+/// The sending side: [`push`](Self::push) waits while the queued stored bytes would exceed the bound.
 pub struct UploadQueue {
     tx: mpsc::UnboundedSender<(Closed, OwnedSemaphorePermit)>,
     room: Arc<Semaphore>,
@@ -55,7 +54,7 @@ impl UploadQueue {
     /// Queues one segment, waiting for room first. A segment larger than the whole bound waits
     /// for an empty queue and then goes alone.
     pub async fn push(&self, closed: Closed) {
-        let want = u32::try_from(closed.plaintext.len())
+        let want = u32::try_from(closed.encoded.stored.len())
             .unwrap_or(u32::MAX)
             .clamp(1, self.capacity);
         let Ok(permit) = self.room.clone().acquire_many_owned(want).await else {
@@ -98,10 +97,10 @@ pub fn spawn(
             };
             let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
             let manifest = loop {
-                match put_segment(
+                match put_encoded_segment(
                     store.as_ref(),
                     &cluster_id,
-                    closed.plaintext.clone(),
+                    closed.encoded.clone(),
                     &closed.summary,
                     link.clone(),
                     &encoding,

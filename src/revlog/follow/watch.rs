@@ -22,7 +22,9 @@ use super::leases::LeaseBook;
 use super::uploader::{Closed, Link, UploadQueue};
 use crate::bolt::etcd::OwnedKeyValue;
 use crate::etcd::{connect_require_leader, ConnectionOptions, Endpoint};
-use crate::revlog::{Event, EventKind, SegmentWriter};
+use crate::revlog::stored::SegmentEncoder;
+use crate::revlog::{Event, EventKind, RevlogError, SegmentWriter};
+use crate::snapshot::Encoding;
 
 /// A catch-up response holds up to 1000 revisions: far above etcd-client's 4 MiB default.
 const MAX_WATCH_MESSAGE: usize = 512 << 20;
@@ -79,7 +81,8 @@ enum Interrupt {
 }
 
 struct OpenSegment {
-    writer: SegmentWriter<Vec<u8>>,
+    /// Encoded (compressed, encrypted) as it is written: the open segment costs its stored size.
+    writer: SegmentWriter<SegmentEncoder>,
     deadline: Instant,
 }
 
@@ -99,6 +102,8 @@ pub struct Watcher<'a> {
     pub cancel: CancellationToken,
     pub stats: WatchStats,
     pub leases: LeaseBook,
+    /// How segments are stored (the backup's zstd level and age recipients).
+    pub encoding: Encoding,
     endpoint: usize,
 }
 
@@ -108,6 +113,7 @@ impl<'a> Watcher<'a> {
         limits: SegmentLimits,
         queue: &'a UploadQueue,
         cancel: CancellationToken,
+        encoding: Encoding,
     ) -> Self {
         Watcher {
             conn,
@@ -116,6 +122,7 @@ impl<'a> Watcher<'a> {
             cancel,
             stats: WatchStats::default(),
             leases: LeaseBook::default(),
+            encoding,
             endpoint: 0,
         }
     }
@@ -344,7 +351,12 @@ impl<'a> Watcher<'a> {
             let open = match &mut chain.open {
                 Some(o) => o,
                 None => chain.open.insert(OpenSegment {
-                    writer: SegmentWriter::new(Vec::new())
+                    writer: SegmentEncoder::new(&self.encoding)
+                        .map_err(|e| RevlogError::Io {
+                            offset: 0,
+                            source: e,
+                        })
+                        .and_then(SegmentWriter::new)
                         .map_err(|e| Interrupt::Fatal(FollowError::Usage(e.to_string())))?,
                     deadline: Instant::now() + self.limits.interval,
                 }),
@@ -381,7 +393,17 @@ impl<'a> Watcher<'a> {
             Some(c) => self.leases.table(c, self.conn).await,
             None => None,
         };
-        let (plaintext, summary) = match open.writer.finish(table.as_ref()) {
+        let finished = open
+            .writer
+            .finish(table.as_ref())
+            .and_then(|(encoder, summary)| {
+                let encoded = encoder.finish().map_err(|source| RevlogError::Io {
+                    offset: summary.plaintext_size,
+                    source,
+                })?;
+                Ok((encoded, summary))
+            });
+        let (encoded, summary) = match finished {
             Ok(done) => done,
             Err(e) => {
                 // Cannot happen for a segment that took its revisions (finish checks the table,
@@ -395,11 +417,12 @@ impl<'a> Watcher<'a> {
             first = summary.first_revision,
             last = summary.last_revision,
             bytes = summary.plaintext_size,
+            stored = encoded.stored.len(),
             "segment closed"
         );
         self.queue
             .push(Closed {
-                plaintext: plaintext.into(),
+                encoded,
                 summary,
                 link,
             })
