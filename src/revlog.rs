@@ -25,7 +25,9 @@ pub mod window;
 mod tests;
 
 pub use error::{ChainBreak, RevlogError};
-pub use manifest::{check_chain, ChainReport, Previous, SegmentManifest, StoredObject};
+pub use manifest::{
+    boot_revision, check_chain, ChainReport, Previous, SegmentManifest, StoredObject,
+};
 pub use record::{Event, EventKind, LeaseEntry, LeaseTable, RevisionRecord};
 pub use segment::{read_segment, Segment, SegmentReader, SegmentSummary, SegmentWriter};
 pub use stored::{fetch_segment, list_segments, put_segment, ListedSegment, StoredLogError};

@@ -304,9 +304,7 @@ fn walk(snap: &Manifest, listed: &[ListedSegment]) -> Chain {
             .iter()
             .filter_map(|l| l.manifest.as_ref().map(|m| (l, m)))
     };
-    // An empty db says revision 0, but etcd's store starts at revision 1 with no change in it:
-    // its first event, and so its log, is at 2.
-    let log_from = snap.revision.max(1) + 1;
+    let log_from = crate::revlog::boot_revision(snap.revision) + 1;
     // The log that follows this snapshot; else the segment of another chain (one that follows
     // an older snapshot) holding the revision after it, as `snapshot list`'s windows count it:
     // events are events, whichever follower recorded them.

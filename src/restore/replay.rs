@@ -80,9 +80,7 @@ impl Replayer {
         Ok(Replayer {
             target,
             from,
-            // etcd's store starts at revision 1 with no change in it: an empty db's log starts
-            // at 2.
-            next: from.max(1) + 1,
+            next: crate::revlog::boot_revision(from) + 1,
             key_leases: HashMap::new(),
             granted: BTreeMap::new(),
             report: ReplayReport {

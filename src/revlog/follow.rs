@@ -108,9 +108,7 @@ pub async fn follow(
     let (mut snap, mut head) = (first, head);
     let mut start_gaps = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let failure = loop {
-        // etcd's store starts at revision 1 with no change in it: a db with an empty `key`
-        // bucket (manifest revision 0) is at 1, and the first event the log can hold is 2.
-        let rs = snap.manifest.revision.max(1);
+        let rs = crate::revlog::boot_revision(snap.manifest.revision);
         let end = watcher
             .run_chain(&snap.manifest.id, rs, head.min(rs) + 1)
             .await;
@@ -181,7 +179,7 @@ fn taken(r: &BackupReport) -> SnapshotTaken {
     SnapshotTaken {
         id: r.manifest.id.clone(),
         revision: r.manifest.revision,
-        log_from: r.manifest.revision.max(1) + 1,
+        log_from: crate::revlog::boot_revision(r.manifest.revision) + 1,
         object_key: r.manifest.object_key.clone(),
     }
 }

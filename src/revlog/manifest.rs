@@ -211,6 +211,13 @@ pub fn object_key_for(
     )
 }
 
+/// The revision etcd is at after booting from a db whose revision (last key, or a compaction
+/// above it) is `db_revision`: etcd's store starts at revision 1 with no change in it, so an empty
+/// db (revision 0) is at 1. A log after such a db starts at the next revision.
+pub fn boot_revision(db_revision: i64) -> i64 {
+    db_revision.max(1)
+}
+
 /// A segment manifest's key: `<cluster-id>/log/<first>-<last>.json`.
 pub fn manifest_key_for(cluster_id: &str, first: i64, last: i64) -> String {
     format!("{}.json", stem(cluster_id, first, last))

@@ -119,9 +119,7 @@ pub struct Reach {
 /// The furthest revision a restore from snapshot `point` reaches with log `listed`.
 pub fn reach(point: &SnapshotPoint, listed: &[ListedSegment]) -> Reach {
     let runs = runs(listed);
-    // An empty db says revision 0, but etcd's store starts at revision 1 with no change in it: its
-    // first event, and so its log, is at 2.
-    let (to_revision, to_time) = match run_after(&runs, point.revision.max(1)) {
+    let (to_revision, to_time) = match run_after(&runs, super::boot_revision(point.revision)) {
         Some(r) => (r.last_revision(), r.last_time()),
         None => (point.revision, point.time),
     };
